@@ -1,0 +1,273 @@
+import { EGRESS_POLICY_API_VERSION, EGRESS_POLICY_KIND } from '../constants.js';
+import {
+  PROVIDER_IDS,
+  type Budget,
+  type Credential,
+  type EgressPolicy,
+  type EgressPolicySpec,
+  type Filter,
+  type ProviderId,
+} from './types.js';
+
+/** One problem in a policy document, with the path of the field it is about (e.g. `spec.regions.unknown`). */
+export interface PolicyIssue {
+  path: string;
+  message: string;
+}
+
+export type PolicyResult = { ok: true; policy: EgressPolicy } | { ok: false; issues: PolicyIssue[] };
+
+/** The policy that applies when none is given: intercept every known provider, allow everything, pass the rest. */
+export function defaultPolicySpec(): EgressPolicySpec {
+  return {
+    providers: [...PROVIDER_IDS],
+    regions: { allow: [], unknown: 'allow' },
+    models: { allow: [], deny: [] },
+    budgets: [],
+    filters: [],
+    credentials: [],
+    unmatchedEgress: 'passthrough',
+  };
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const DURATION = /^(\d+)(ms|s|m|h|d)$/;
+
+/** Parses `200ms`, `30s`, `1m`, `1h`, `1d` into milliseconds; undefined when malformed. */
+export function parseDuration(s: string): number | undefined {
+  const m = DURATION.exec(s);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return n * unit;
+}
+
+class Checker {
+  readonly issues: PolicyIssue[] = [];
+  fail(path: string, message: string): void {
+    this.issues.push({ path, message });
+  }
+  unknownKeys(o: Obj, path: string, allowed: readonly string[]): void {
+    for (const k of Object.keys(o)) {
+      if (!allowed.includes(k)) this.fail(`${path}.${k}`, `unknown field (allowed: ${allowed.join(', ')})`);
+    }
+  }
+  stringList(v: unknown, path: string): string[] {
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) {
+      this.fail(path, 'must be a list of strings');
+      return [];
+    }
+    const out: string[] = [];
+    v.forEach((x, i) => {
+      if (typeof x !== 'string' || x === '') this.fail(`${path}[${i}]`, 'must be a non-empty string');
+      else out.push(x);
+    });
+    return out;
+  }
+  oneOf<T extends string>(v: unknown, path: string, allowed: readonly T[], dflt: T): T {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'string' || !allowed.includes(v as T)) {
+      this.fail(path, `must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
+      return dflt;
+    }
+    return v as T;
+  }
+}
+
+const PHASES = ['request', 'response', 'both'] as const;
+const ACTIONS = ['redact', 'block', 'log'] as const;
+
+function checkFilter(c: Checker, f: unknown, path: string): Filter | undefined {
+  if (!isObj(f)) {
+    c.fail(path, 'must be an object');
+    return undefined;
+  }
+  const type = f.type;
+  if (type === 'pii') {
+    c.unknownKeys(f, path, ['type', 'detect', 'action', 'phase']);
+    return {
+      type,
+      detect: c.stringList(f.detect, `${path}.detect`),
+      action: c.oneOf(f.action, `${path}.action`, ACTIONS, 'redact'),
+      phase: c.oneOf(f.phase, `${path}.phase`, PHASES, 'request'),
+    };
+  }
+  if (type === 'regex') {
+    c.unknownKeys(f, path, ['type', 'pattern', 'action', 'phase']);
+    if (typeof f.pattern !== 'string' || f.pattern === '') {
+      c.fail(`${path}.pattern`, 'must be a non-empty string');
+      return undefined;
+    }
+    // `(?i)` is the common inline flag in other engines; accept it as a leading case-insensitive marker.
+    const source = f.pattern.startsWith('(?i)') ? f.pattern.slice(4) : f.pattern;
+    try {
+      new RegExp(source, 'u');
+    } catch (err) {
+      c.fail(`${path}.pattern`, `invalid regular expression: ${(err as Error).message}`);
+    }
+    return {
+      type,
+      pattern: f.pattern,
+      action: c.oneOf(f.action, `${path}.action`, ACTIONS, 'block'),
+      phase: c.oneOf(f.phase, `${path}.phase`, PHASES, 'request'),
+    };
+  }
+  if (type === 'external') {
+    c.unknownKeys(f, path, ['type', 'url', 'timeout', 'onError', 'phase']);
+    let url = '';
+    if (typeof f.url !== 'string') c.fail(`${path}.url`, 'must be a URL string');
+    else {
+      try {
+        const u = new URL(f.url);
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') c.fail(`${path}.url`, 'must be http or https');
+        url = f.url;
+      } catch {
+        c.fail(`${path}.url`, `not a valid URL: ${JSON.stringify(f.url)}`);
+      }
+    }
+    const timeout = f.timeout === undefined ? '200ms' : f.timeout;
+    if (typeof timeout !== 'string' || parseDuration(timeout) === undefined) {
+      c.fail(`${path}.timeout`, 'must be a duration like 200ms, 2s');
+    }
+    return {
+      type,
+      url,
+      timeout: String(timeout),
+      onError: c.oneOf(f.onError, `${path}.onError`, ['deny', 'allow'] as const, 'deny'),
+      phase: c.oneOf(f.phase, `${path}.phase`, PHASES, 'request'),
+    };
+  }
+  c.fail(`${path}.type`, `must be one of pii, regex, external (got ${JSON.stringify(type)})`);
+  return undefined;
+}
+
+function checkBudget(c: Checker, b: unknown, path: string): Budget | undefined {
+  if (!isObj(b)) {
+    c.fail(path, 'must be an object');
+    return undefined;
+  }
+  c.unknownKeys(b, path, ['tokens', 'per', 'scope']);
+  if (typeof b.tokens !== 'number' || !Number.isInteger(b.tokens) || b.tokens <= 0) {
+    c.fail(`${path}.tokens`, 'must be a positive integer');
+  }
+  if (typeof b.per !== 'string' || parseDuration(b.per) === undefined) {
+    c.fail(`${path}.per`, 'must be a duration like 1m, 1h, 24h');
+  }
+  return {
+    tokens: Number(b.tokens),
+    per: String(b.per),
+    scope: c.oneOf(b.scope, `${path}.scope`, ['pod', 'namespace', 'workload'] as const, 'pod'),
+  };
+}
+
+function checkCredential(c: Checker, v: unknown, path: string): Credential | undefined {
+  if (!isObj(v)) {
+    c.fail(path, 'must be an object');
+    return undefined;
+  }
+  c.unknownKeys(v, path, ['provider', 'secretRef']);
+  const provider = c.oneOf(v.provider, `${path}.provider`, PROVIDER_IDS, 'openai');
+  const ref = v.secretRef;
+  if (!isObj(ref) || typeof ref.name !== 'string' || typeof ref.key !== 'string') {
+    c.fail(`${path}.secretRef`, 'must be { name, key }');
+    return undefined;
+  }
+  return { provider, secretRef: { name: ref.name, key: ref.key } };
+}
+
+/** Checks a parsed EgressPolicy document and fills defaults. Every problem is reported with its field path. */
+export function validatePolicy(doc: unknown): PolicyResult {
+  const c = new Checker();
+  if (!isObj(doc)) return { ok: false, issues: [{ path: '', message: 'policy must be a YAML/JSON object' }] };
+  if (doc.apiVersion !== EGRESS_POLICY_API_VERSION) {
+    c.fail('apiVersion', `must be ${EGRESS_POLICY_API_VERSION} (got ${JSON.stringify(doc.apiVersion)})`);
+  }
+  if (doc.kind !== EGRESS_POLICY_KIND) c.fail('kind', `must be ${EGRESS_POLICY_KIND} (got ${JSON.stringify(doc.kind)})`);
+  const meta = isObj(doc.metadata) ? doc.metadata : {};
+  const name = typeof meta.name === 'string' && meta.name !== '' ? meta.name : 'default';
+  const spec = doc.spec === undefined ? {} : doc.spec;
+  const d = defaultPolicySpec();
+  if (!isObj(spec)) {
+    c.fail('spec', 'must be an object');
+    return { ok: false, issues: c.issues };
+  }
+  c.unknownKeys(spec, 'spec', [
+    'providers',
+    'regions',
+    'models',
+    'budgets',
+    'filters',
+    'credentials',
+    'unmatchedEgress',
+  ]);
+
+  let providers: ProviderId[] = d.providers;
+  if (spec.providers !== undefined) {
+    providers = [];
+    c.stringList(spec.providers, 'spec.providers').forEach((p, i) => {
+      if ((PROVIDER_IDS as readonly string[]).includes(p)) providers.push(p as ProviderId);
+      else c.fail(`spec.providers[${i}]`, `unknown provider ${JSON.stringify(p)} (known: ${PROVIDER_IDS.join(', ')})`);
+    });
+  }
+
+  const regions = { ...d.regions };
+  if (spec.regions !== undefined) {
+    if (!isObj(spec.regions)) c.fail('spec.regions', 'must be an object');
+    else {
+      c.unknownKeys(spec.regions, 'spec.regions', ['allow', 'unknown', 'azureResources']);
+      regions.allow = c.stringList(spec.regions.allow, 'spec.regions.allow');
+      // With an allow list, a call whose region cannot be told is denied unless said otherwise: fail closed.
+      regions.unknown = c.oneOf(spec.regions.unknown, 'spec.regions.unknown', ['deny', 'allow'] as const,
+        regions.allow.length > 0 ? 'deny' : 'allow');
+      const az = spec.regions.azureResources;
+      if (az !== undefined) {
+        if (!isObj(az) || Object.values(az).some((v) => typeof v !== 'string')) {
+          c.fail('spec.regions.azureResources', 'must map resource names to region strings');
+        } else regions.azureResources = az as Record<string, string>;
+      }
+    }
+  }
+
+  const models = { ...d.models };
+  if (spec.models !== undefined) {
+    if (!isObj(spec.models)) c.fail('spec.models', 'must be an object');
+    else {
+      c.unknownKeys(spec.models, 'spec.models', ['allow', 'deny']);
+      models.allow = c.stringList(spec.models.allow, 'spec.models.allow');
+      models.deny = c.stringList(spec.models.deny, 'spec.models.deny');
+    }
+  }
+
+  const listOf = <T>(v: unknown, path: string, check: (c: Checker, x: unknown, p: string) => T | undefined): T[] => {
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) {
+      c.fail(path, 'must be a list');
+      return [];
+    }
+    return v.map((x, i) => check(c, x, `${path}[${i}]`)).filter((x): x is T => x !== undefined);
+  };
+
+  const result: EgressPolicySpec = {
+    providers,
+    regions,
+    models,
+    budgets: listOf(spec.budgets, 'spec.budgets', checkBudget),
+    filters: listOf(spec.filters, 'spec.filters', checkFilter),
+    credentials: listOf(spec.credentials, 'spec.credentials', checkCredential),
+    unmatchedEgress: c.oneOf(spec.unmatchedEgress, 'spec.unmatchedEgress', ['passthrough', 'deny'] as const, 'passthrough'),
+  };
+  if (c.issues.length > 0) return { ok: false, issues: c.issues };
+  const metadata: EgressPolicy['metadata'] = { name };
+  if (typeof meta.namespace === 'string') metadata.namespace = meta.namespace;
+  return {
+    ok: true,
+    policy: { apiVersion: EGRESS_POLICY_API_VERSION, kind: EGRESS_POLICY_KIND, metadata, spec: result },
+  };
+}
+
+export function formatIssues(issues: PolicyIssue[]): string {
+  return issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ');
+}
