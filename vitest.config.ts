@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 // e2e files run one at a time: they share iptables state and fixed namespace names.
 export default defineConfig({
   test: {
+    reporters: ['default', './test/support/summary-reporter.ts'],
     projects: [
       {
         test: {
