@@ -1,0 +1,151 @@
+import { ANNOTATION_STATUS, INIT_CONTAINER_NAME, PROXY_CONTAINER_NAME, VERSION } from '../../shared/constants.js';
+import { useNativeSidecar, type InjectionConfig } from '../config.js';
+import { readOverrides } from './annotations.js';
+import { planEnv } from './env.js';
+import { PatchBuilder, type Segment } from './patch.js';
+import { identityConflict, isAigressContainer, isInjected, skipReason, type SkipCode } from './rules.js';
+import { checkPodShape, formatShapeIssues } from './shape.js';
+import { CA_VOLUME, appCaMount, caVolume, initContainer, initRunVolume, proxyContainer, tokenVolume } from './template.js';
+import type { Container, PatchOperation, Pod } from './types.js';
+
+// inject(pod, context, config) → patch: the one decision both the webhook and `aigress inject` make. Pure: no I/O,
+// no clock, no randomness, so the same pod always gives the same patch (golden tests rely on it).
+
+export interface InjectionContext {
+  /** The pod's namespace (the AdmissionRequest's, since a pod from a template may not carry one). */
+  namespace: string;
+}
+
+/** A bounded set, used as a metrics label: what happened and why. */
+export type InjectionReason =
+  | 'injected'
+  | 'updated'
+  | 'already-injected'
+  | SkipCode
+  | 'invalid-object'
+  | 'invalid-annotation'
+  | 'identity-conflict';
+
+export interface InjectionResult {
+  /** Empty when skipped or denied. */
+  patch: PatchOperation[];
+  /** For the admission response's `warnings` (kubectl prints them) and the CLI's stderr. */
+  warnings: string[];
+  /** Set when no patch is due: why the pod was left as it is. */
+  skippedReason?: string;
+  /** Set when the pod must not be admitted; `code` is the HTTP-like status for the admission response. */
+  denied?: { code: number; message: string };
+  reason: InjectionReason;
+  /** The pod after the patch (the input itself when nothing changed); absent when the object is not a pod. */
+  pod?: Pod;
+}
+
+/** The `aigress.io/status` annotation: which version injected what, so a second pass knows to change nothing. */
+export interface InjectionStatus {
+  version: string;
+  initContainers: string[];
+  containers: string[];
+  volumes: string[];
+}
+
+export function inject(input: unknown, context: InjectionContext, config: InjectionConfig): InjectionResult {
+  const shape = checkPodShape(input);
+  if (!shape.ok) {
+    return { patch: [], warnings: [], reason: 'invalid-object', denied: { code: 400, message: `invalid pod: ${formatShapeIssues(shape.issues)}` } };
+  }
+  const pod = shape.pod;
+  const skip = skipReason(pod, context.namespace, config);
+  if (skip) return { patch: [], warnings: [], skippedReason: skip.message, reason: skip.code, pod };
+
+  const conflict = identityConflict(pod, config.proxy);
+  if (conflict) return { patch: [], warnings: [], reason: 'identity-conflict', denied: { code: 403, message: conflict } };
+
+  if (isInjected(pod)) return reinject(pod);
+
+  const read = readOverrides(pod.metadata?.annotations);
+  if (!read.ok) return { patch: [], warnings: [], reason: 'invalid-annotation', denied: { code: 400, message: read.message } };
+
+  const native = useNativeSidecar(config);
+  const b = new PatchBuilder(pod);
+  const volumes = [caVolume(), tokenVolume(), initRunVolume()];
+  const status: InjectionStatus = {
+    version: VERSION,
+    initContainers: native ? [INIT_CONTAINER_NAME, PROXY_CONTAINER_NAME] : [INIT_CONTAINER_NAME],
+    containers: native ? [] : [PROXY_CONTAINER_NAME],
+    volumes: volumes.map((v) => v.name),
+  };
+  b.set(['metadata', 'annotations', ANNOTATION_STATUS], JSON.stringify(status));
+  const existing = new Set((pod.spec.volumes ?? []).map((v) => v.name));
+  b.append(
+    ['spec', 'volumes'],
+    volumes.filter((v) => !existing.has(v.name)),
+  );
+  // Init first so capture is in place before anything else runs; the native proxy right after it, so the pod's
+  // own init containers already go through it.
+  b.insert(['spec', 'initContainers'], 0, initContainer(config, read.overrides));
+  if (native) b.insert(['spec', 'initContainers'], 1, proxyContainer(config, read.overrides, true));
+  else b.insert(['spec', 'containers'], 0, proxyContainer(config, read.overrides, false));
+
+  const warnings = [...read.warnings, ...(native ? [] : nonNativeWarnings(pod, config)), ...wireContainers(b, native)];
+  return { patch: b.ops, warnings, reason: 'injected', pod: b.doc as Pod };
+}
+
+/** What a regular-container proxy (`nativeSidecar: never`) cannot do, said where it matters for this pod. */
+function nonNativeWarnings(pod: Pod, config: InjectionConfig): string[] {
+  const warnings: string[] = [];
+  const inits = (pod.spec.initContainers ?? []).map((c) => c.name);
+  if (inits.length > 0) {
+    warnings.push(
+      `proxy is not a native sidecar: init containers ${inits.join(', ')} run before it, so their connections on captured ports fail; ` +
+        'exclude those destinations with aigress.io/exclude-outbound-ports or -cidrs',
+    );
+  }
+  const restart = pod.spec.restartPolicy;
+  if (restart === 'Never' || restart === 'OnFailure') {
+    warnings.push(
+      `proxy is not a native sidecar: with restartPolicy ${restart} the pod completes only after the app calls ` +
+        `POST http://127.0.0.1:${config.proxy.adminPort}/shutdown (see docs/injection.md)`,
+    );
+  }
+  return warnings;
+}
+
+/**
+ * A pod aigress already injected, seen again: on reinvocation (`reinvocationPolicy: IfNeeded`) after another
+ * webhook added containers, or `aigress inject` run on its own output. Only containers without the CA mount get
+ * the env vars and the mount; everything else stays as the first pass left it.
+ */
+function reinject(pod: Pod): InjectionResult {
+  const native = (pod.spec.initContainers ?? []).some((c) => c.name === PROXY_CONTAINER_NAME);
+  const b = new PatchBuilder(pod);
+  const warnings = wireContainers(b, native);
+  if (b.ops.length === 0) return { patch: [], warnings: [], skippedReason: 'already injected', reason: 'already-injected', pod };
+  return { patch: b.ops, warnings, reason: 'updated', pod: b.doc as Pod };
+}
+
+/**
+ * Gives every app container and every init container after aigress's own the CA env vars and the read-only CA
+ * mount. With a non-native proxy the pod's own init containers run before the proxy has written the bundle, so
+ * pointing them at it would break their TLS; they are left as they are (see docs/injection.md).
+ */
+function wireContainers(b: PatchBuilder, native: boolean): string[] {
+  const warnings: string[] = [];
+  const lists: Array<'initContainers' | 'containers'> = native ? ['initContainers', 'containers'] : ['containers'];
+  for (const list of lists) {
+    const containers = (b.get(['spec', list]) as Container[] | undefined) ?? [];
+    containers.forEach((c, i) => {
+      if (isAigressContainer(c) || (c.volumeMounts ?? []).some((m) => m.name === CA_VOLUME)) return;
+      const at: Segment[] = ['spec', list, i];
+      const plan = planEnv(c);
+      warnings.push(...plan.warnings);
+      if (plan.javaUpdate) {
+        const valuePath = [...at, 'env', plan.javaUpdate.index, 'value'];
+        if (b.get(valuePath) === undefined) b.set(valuePath, plan.javaUpdate.value);
+        else b.replace(valuePath, plan.javaUpdate.value);
+      }
+      b.append([...at, 'env'], plan.add);
+      b.append([...at, 'volumeMounts'], [appCaMount()]);
+    });
+  }
+  return warnings;
+}
