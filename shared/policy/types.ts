@@ -58,6 +58,30 @@ export interface ExternalFilter {
 }
 export type Filter = PiiFilter | RegexFilter | ExternalFilter;
 
+/** USD per million tokens for models matching `model` (a glob), optionally only on one provider. */
+export interface PriceEntry {
+  model: string;
+  provider?: ProviderId;
+  input: number;
+  output: number;
+  /** Input tokens read from a cache; priced as `input` when absent. */
+  cachedInput?: number;
+  /** Input tokens written to a cache (Anthropic, Bedrock); priced as `input` when absent. */
+  cacheWriteInput?: number;
+}
+
+/** Pod identity fields that may be put on metrics as labels (they always go into the log line). */
+export const IDENTITY_LABELS = ['namespace', 'pod', 'serviceAccount', 'workload'] as const;
+export type IdentityLabel = (typeof IDENTITY_LABELS)[number];
+
+export interface MeteringSpec {
+  /** Searched before the shipped price table; first match wins. */
+  prices: PriceEntry[];
+  /** Distinct model names outside the price catalogue that get their own label before the rest fold into `other`. */
+  modelLabelLimit: number;
+  identityLabels: IdentityLabel[];
+}
+
 export interface Credential {
   provider: ProviderId;
   secretRef: { name: string; key: string };
@@ -72,6 +96,8 @@ export interface EgressPolicySpec {
   filters: Filter[];
   credentials: Credential[];
   unmatchedEgress: UnmatchedEgress;
+  /** Price table and metric label options; defaults apply when absent. */
+  metering?: MeteringSpec;
 }
 
 export interface EgressPolicy {

@@ -1,11 +1,15 @@
 import { EGRESS_POLICY_API_VERSION, EGRESS_POLICY_KIND } from '../constants.js';
+import { GLOBAL, isKnownPlace, regionGroup, REGION_GROUPS } from '../regions.js';
 import {
+  IDENTITY_LABELS,
   PROVIDER_IDS,
   type Budget,
   type Credential,
   type EgressPolicy,
   type EgressPolicySpec,
   type Filter,
+  type MeteringSpec,
+  type PriceEntry,
   type ProviderId,
 } from './types.js';
 
@@ -178,6 +182,58 @@ function checkCredential(c: Checker, v: unknown, path: string): Credential | und
   return { provider, secretRef: { name: ref.name, key: ref.key } };
 }
 
+/** Default for `spec.metering.modelLabelLimit`. */
+export const DEFAULT_MODEL_LABEL_LIMIT = 50;
+
+const PRICE_FIELDS = ['input', 'output', 'cachedInput', 'cacheWriteInput'] as const;
+
+function checkPrice(c: Checker, v: unknown, path: string): PriceEntry | undefined {
+  if (!isObj(v)) {
+    c.fail(path, 'must be an object');
+    return undefined;
+  }
+  c.unknownKeys(v, path, ['model', 'provider', ...PRICE_FIELDS]);
+  if (typeof v.model !== 'string' || v.model === '') c.fail(`${path}.model`, 'must be a non-empty model name or glob');
+  const entry: PriceEntry = { model: String(v.model), input: 0, output: 0 };
+  if (v.provider !== undefined) entry.provider = c.oneOf(v.provider, `${path}.provider`, PROVIDER_IDS, 'openai');
+  for (const f of PRICE_FIELDS) {
+    const x = v[f];
+    if (x === undefined && (f === 'cachedInput' || f === 'cacheWriteInput')) continue;
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) {
+      c.fail(`${path}.${f}`, `must be a non-negative number (USD per million tokens), got ${JSON.stringify(x)}`);
+      continue;
+    }
+    entry[f] = x;
+  }
+  return entry;
+}
+
+function checkMetering(c: Checker, m: unknown): MeteringSpec | undefined {
+  if (!isObj(m)) {
+    c.fail('spec.metering', 'must be an object');
+    return undefined;
+  }
+  c.unknownKeys(m, 'spec.metering', ['prices', 'modelLabelLimit', 'identityLabels']);
+  let prices: PriceEntry[] = [];
+  if (m.prices !== undefined) {
+    if (!Array.isArray(m.prices)) c.fail('spec.metering.prices', 'must be a list');
+    else prices = m.prices.map((p, i) => checkPrice(c, p, `spec.metering.prices[${i}]`)).filter((p): p is PriceEntry => p !== undefined);
+  }
+  let modelLabelLimit = DEFAULT_MODEL_LABEL_LIMIT;
+  if (m.modelLabelLimit !== undefined) {
+    const n = m.modelLabelLimit;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 1000) {
+      c.fail('spec.metering.modelLabelLimit', `must be an integer from 0 to 1000 (got ${JSON.stringify(n)})`);
+    } else modelLabelLimit = n;
+  }
+  const identityLabels = c.stringList(m.identityLabels, 'spec.metering.identityLabels').filter((l, i) => {
+    if ((IDENTITY_LABELS as readonly string[]).includes(l)) return true;
+    c.fail(`spec.metering.identityLabels[${i}]`, `must be one of ${IDENTITY_LABELS.join(', ')} (got ${JSON.stringify(l)})`);
+    return false;
+  }) as MeteringSpec['identityLabels'];
+  return { prices, modelLabelLimit, identityLabels };
+}
+
 /** Checks a parsed EgressPolicy document and fills defaults. Every problem is reported with its field path. */
 export function validatePolicy(doc: unknown): PolicyResult {
   const c = new Checker();
@@ -202,6 +258,7 @@ export function validatePolicy(doc: unknown): PolicyResult {
     'filters',
     'credentials',
     'unmatchedEgress',
+    'metering',
   ]);
 
   let providers: ProviderId[] = d.providers;
@@ -219,6 +276,11 @@ export function validatePolicy(doc: unknown): PolicyResult {
     else {
       c.unknownKeys(spec.regions, 'spec.regions', ['allow', 'unknown', 'azureResources']);
       regions.allow = c.stringList(spec.regions.allow, 'spec.regions.allow');
+      regions.allow.forEach((r, i) => {
+        if (!isKnownPlace(r)) {
+          c.fail(`spec.regions.allow[${i}]`, `unknown region or region group ${JSON.stringify(r)} (groups: ${[...REGION_GROUPS, GLOBAL].join(', ')}; or an AWS, Google Cloud or Azure region name)`);
+        }
+      });
       // With an allow list, a call whose region cannot be told is denied unless said otherwise: fail closed.
       regions.unknown = c.oneOf(spec.regions.unknown, 'spec.regions.unknown', ['deny', 'allow'] as const,
         regions.allow.length > 0 ? 'deny' : 'allow');
@@ -226,7 +288,15 @@ export function validatePolicy(doc: unknown): PolicyResult {
       if (az !== undefined) {
         if (!isObj(az) || Object.values(az).some((v) => typeof v !== 'string')) {
           c.fail('spec.regions.azureResources', 'must map resource names to region strings');
-        } else regions.azureResources = az as Record<string, string>;
+        } else {
+          // Host names are matched lower-case, so resource names are too.
+          const map: Record<string, string> = {};
+          for (const [name, region] of Object.entries(az as Record<string, string>)) {
+            if (regionGroup(region) === undefined) c.fail(`spec.regions.azureResources.${name}`, `unknown Azure region ${JSON.stringify(region)}`);
+            map[name.toLowerCase()] = region;
+          }
+          regions.azureResources = map;
+        }
       }
     }
   }
@@ -250,6 +320,8 @@ export function validatePolicy(doc: unknown): PolicyResult {
     return v.map((x, i) => check(c, x, `${path}[${i}]`)).filter((x): x is T => x !== undefined);
   };
 
+  const metering = spec.metering === undefined ? undefined : checkMetering(c, spec.metering);
+
   const result: EgressPolicySpec = {
     providers,
     regions,
@@ -258,6 +330,7 @@ export function validatePolicy(doc: unknown): PolicyResult {
     filters: listOf(spec.filters, 'spec.filters', checkFilter),
     credentials: listOf(spec.credentials, 'spec.credentials', checkCredential),
     unmatchedEgress: c.oneOf(spec.unmatchedEgress, 'spec.unmatchedEgress', ['passthrough', 'deny'] as const, 'passthrough'),
+    ...(metering && { metering }),
   };
   if (c.issues.length > 0) return { ok: false, issues: c.issues };
   const metadata: EgressPolicy['metadata'] = { name };

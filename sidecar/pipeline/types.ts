@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { EgressPolicy } from '../../shared/policy/types.js';
-import type { DenyKind, ProviderAdapter } from '../../shared/providers/types.js';
+import type { DenyKind, ProviderAdapter, RequestDescription } from '../../shared/providers/types.js';
 
 // The seam between the proxy (sockets, TLS, upstream) and policy (pure decisions over parsed requests).
 // The proxy builds one Exchange per request, runs the request processors in order, forwards, and lets the
@@ -35,6 +35,11 @@ export interface Exchange {
   readonly startedAt: bigint;
   /** Facts found by processors (operation, model, region, usage…); shown in the request's log line. */
   readonly facts: Record<string, string | number | boolean | undefined>;
+  /**
+   * What the provider adapter made of the request (operation, model, region, parsed body), set by the first
+   * processor (`describe`) for the later ones and the response side. Never logged: it holds the parsed body.
+   */
+  described?: RequestDescription;
 }
 
 export type RequestVerdict =
@@ -60,8 +65,18 @@ export interface ResponseHead {
  */
 export interface ResponseObserver {
   onChunk?(chunk: Buffer): Buffer | undefined;
+  /**
+   * Called once when the upstream body has ended normally, before `onEnd`: bytes the observer still holds (an
+   * event whose end never came) to send to the client last, passed through later observers' `onChunk`.
+   */
+  flush?(): Buffer | undefined;
   /** `complete` is false when the upstream stream broke or the client went away. */
   onEnd?(complete: boolean): void;
+  /**
+   * Set when `onChunk` only reads (never returns a replacement) and `flush` returns nothing: the proxy then keeps
+   * the provider's content-length. Otherwise a sized response goes to the app chunked, since its size may change.
+   */
+  readonly passive?: boolean;
 }
 
 export interface ResponseProcessor {

@@ -1,0 +1,79 @@
+// AWS event-stream framing (application/vnd.amazon.eventstream), as Bedrock streams ConverseStream and
+// InvokeModelWithResponseStream. Each message starts with its total length (4 bytes, big-endian); the smithy
+// codec checks both CRCs and parses the headers — this file only cuts the byte stream into whole messages.
+
+import { EventStreamCodec } from '@smithy/eventstream-codec';
+import { fromUtf8, toUtf8 } from '@smithy/util-utf8';
+
+export interface EventStreamMessage {
+  /** String-valued headers (`:event-type`, `:message-type`, `:content-type`, `:exception-type`…). */
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
+/** A message this long is not Bedrock's: the service caps event-stream messages far lower (16 MiB here). */
+const MAX_MESSAGE = 16 * 1024 * 1024;
+const PRELUDE = 12;
+const codec = new EventStreamCodec(toUtf8, fromUtf8);
+
+/**
+ * Feeds whole, checksum-verified messages to `onMessage`; after a framing error it stops reading. Chunks are
+ * kept by reference until their message is complete, so callers must not reuse a pushed buffer.
+ */
+export class EventStreamDecoder {
+  private pieces: Buffer[] = [];
+  private length = 0;
+  /** Total length of the message being assembled; 0 while its prelude has not arrived. */
+  private need = 0;
+  private broken = false;
+
+  constructor(private readonly onMessage: (m: EventStreamMessage) => void) {}
+
+  /** True once the stream turned out not to be a valid event stream. */
+  get failed(): boolean {
+    return this.broken;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.broken || chunk.length === 0) return;
+    this.pieces.push(chunk);
+    this.length += chunk.length;
+    for (;;) {
+      if (this.need === 0) {
+        if (this.length < PRELUDE) return;
+        const total = this.joined().readUInt32BE(0);
+        if (total < 16 || total > MAX_MESSAGE) return this.fail();
+        this.need = total;
+      }
+      if (this.length < this.need) return;
+      const all = this.joined();
+      let decoded;
+      try {
+        decoded = codec.decode(all.subarray(0, this.need));
+      } catch {
+        return this.fail();
+      }
+      const rest = all.subarray(this.need);
+      this.pieces = rest.length > 0 ? [rest] : [];
+      this.length = rest.length;
+      this.need = 0;
+      const headers: Record<string, string> = {};
+      for (const [name, h] of Object.entries(decoded.headers)) {
+        if (h.type === 'string') headers[name] = h.value;
+      }
+      this.onMessage({ headers, body: decoded.body });
+    }
+  }
+
+  /** The buffered bytes as one buffer (joined only when a prelude or a whole message is there to read). */
+  private joined(): Buffer {
+    if (this.pieces.length !== 1) this.pieces = [Buffer.concat(this.pieces, this.length)];
+    return this.pieces[0]!;
+  }
+
+  private fail(): void {
+    this.broken = true;
+    this.pieces = [];
+    this.length = 0;
+  }
+}

@@ -1,0 +1,148 @@
+import type { Operation, Usage, UsageReader, UsageResult } from '../../shared/providers/types.js';
+import { costUsd } from '../../shared/providers/prices.js';
+import type { PipelineContext } from './context.js';
+import { CONTINUE } from './deny.js';
+import type { Exchange, RequestProcessor, ResponseHead, ResponseObserver, ResponseProcessor } from './types.js';
+
+/** Operations whose successful responses carry token usage; the others are counted, not metered. */
+const METERED: ReadonlySet<Operation> = new Set(['chat', 'responses', 'embeddings', 'text_completion', 'generate_content']);
+
+/** gen_ai.operation.name: OpenTelemetry's well-known values; the Responses API is a chat operation there. */
+const otelOperation = (op: Operation): string => (op === 'responses' ? 'chat' : op);
+
+/**
+ * Usage must be read from the bytes the provider sends, and a compressed stream cannot be read (or rewritten)
+ * chunk by chunk without inflating it on the hot path. So metered requests ask upstream for an unencoded
+ * response; the app, which may have offered gzip, gets identity, which HTTP allows. The cost is some bandwidth
+ * on the provider hop for JSON bodies (SSE streams are rarely compressed anyway).
+ */
+export function meteringRequestProcessor(): RequestProcessor {
+  return {
+    name: 'metering',
+    onRequest(ex) {
+      const d = ex.described;
+      const enc = ex.request.headers['accept-encoding'];
+      if (!d || !METERED.has(d.operation) || enc === undefined || enc === 'identity') return CONTINUE;
+      return { action: 'rewrite', body: ex.request.body, headers: { 'accept-encoding': 'identity' } };
+    },
+  };
+}
+
+const seconds = (since: bigint): number => Number(process.hrtime.bigint() - since) / 1e9;
+
+/**
+ * Reads token usage from each response as it streams by (never changing a byte) and records tokens, estimated
+ * cost, the OpenTelemetry GenAI histograms and time to first chunk; responses whose usage cannot be read are
+ * counted in aigress_usage_missing_total. Metering never breaks a response: a reader failure counts as unreadable.
+ */
+export function meteringResponseProcessor(ctx: PipelineContext): ResponseProcessor {
+  const m = ctx.metrics;
+  return {
+    name: 'metering',
+    onResponse(ex: Exchange, head: ResponseHead): ResponseObserver | undefined {
+      const d = ex.described;
+      if (!d) return undefined;
+      // The parsed request body is not needed once the response starts; a long stream must not pin it.
+      if (d.json !== undefined) ex.described = { ...d, json: undefined };
+      const { adapter } = ex.request;
+      const ok = head.status >= 200 && head.status < 300;
+      const identity = ctx.identityLabels(ex.identity);
+      const model = String(ex.facts.modelLabel ?? 'unknown');
+      const genAi = {
+        gen_ai_operation_name: otelOperation(d.operation),
+        gen_ai_provider_name: adapter.otelName,
+        gen_ai_request_model: model,
+        ...identity,
+      };
+      let reader: UsageReader | undefined;
+      let failed = false;
+      try {
+        reader = ok && METERED.has(d.operation) ? adapter.usageReader(d, head) : undefined;
+      } catch {
+        failed = true;
+      }
+      let first = true;
+      return {
+        passive: true,
+        onChunk(chunk) {
+          if (first && chunk.length > 0) {
+            first = false;
+            if (ok && d.stream) m.timeToFirstChunk.observe(genAi, seconds(ex.startedAt));
+          }
+          if (reader && !failed) {
+            try {
+              reader.push(chunk);
+            } catch {
+              failed = true;
+            }
+          }
+          return undefined;
+        },
+        onEnd(complete) {
+          const errorType = !ok ? String(head.status) : complete ? undefined : 'incomplete';
+          m.duration.observe(errorType ? { ...genAi, error_type: errorType } : genAi, seconds(ex.startedAt));
+          if (!ok || !METERED.has(d.operation)) return;
+          let result: UsageResult = { unreadable: true };
+          if (reader && !failed) {
+            try {
+              result = reader.finish();
+            } catch {
+              result = { unreadable: true };
+            }
+          }
+          record(ctx, ex, d.operation, model, result, complete, identity, genAi);
+        },
+      };
+    },
+  };
+}
+
+const TYPES: readonly [keyof Usage, string][] = [
+  ['input', 'input'],
+  ['output', 'output'],
+  ['cachedInput', 'cached_input'],
+  ['reasoning', 'reasoning'],
+];
+
+function record(
+  ctx: PipelineContext,
+  ex: Exchange,
+  operation: Operation,
+  model: string,
+  result: UsageResult,
+  complete: boolean,
+  identity: Record<string, string>,
+  genAi: Record<string, string>,
+): void {
+  const m = ctx.metrics;
+  const provider = ex.request.adapter.id;
+  const u = result.usage;
+  if (!u || (u.input === undefined && u.output === undefined)) {
+    const reason = result.unreadable ? 'unreadable' : complete ? 'not_reported' : 'incomplete';
+    m.usageMissing.inc({ provider, operation, model, reason, ...identity });
+    ex.facts.usageMissing = reason;
+    return;
+  }
+  for (const [field, type] of TYPES) {
+    const n = u[field];
+    if (n === undefined) continue;
+    m.tokens.inc({ provider, model, type, ...identity }, n);
+  }
+  if (u.input !== undefined) m.tokenUsage.observe({ ...genAi, gen_ai_token_type: 'input' }, u.input);
+  if (u.output !== undefined) m.tokenUsage.observe({ ...genAi, gen_ai_token_type: 'output' }, u.output);
+  const f = ex.facts;
+  f.inputTokens = u.input;
+  f.outputTokens = u.output;
+  f.cachedInputTokens = u.cachedInput;
+  f.cacheWriteInputTokens = u.cacheWriteInput;
+  f.reasoningTokens = u.reasoning;
+  if (result.responseModel !== undefined && result.responseModel !== ex.described?.model) f.responseModel = result.responseModel.slice(0, 128);
+  const d = ex.described;
+  const names = [d?.model, ...(d?.modelAliases ?? []), result.responseModel].filter((n): n is string => n !== undefined);
+  const price = names.length > 0 ? ctx.prices.lookup(provider, names) : undefined;
+  const cost = price ? costUsd(u, price) : undefined;
+  if (cost !== undefined) {
+    m.cost.inc({ provider, model, ...identity }, cost);
+    f.costUsd = Number(cost.toPrecision(6));
+  }
+}
