@@ -89,13 +89,15 @@ export interface LeafOptions {
   validityMs?: number;
   /** Server auth (the proxy's TLS termination) unless said otherwise. */
   usage?: 'server' | 'client' | 'both';
+  /** Issue time in ms since the epoch; defaults to now (tests move it to exercise renewal). */
+  now?: number;
 }
 
 /** Issues a leaf certificate with a fresh ECDSA P-256 key: CA:false, SANs = dnsNames. */
 export async function issueLeaf(ca: CertificateAuthority, opts: LeafOptions): Promise<PemPair & { notAfter: Date }> {
   if (opts.dnsNames.length === 0) throw new Error('a leaf certificate needs at least one DNS name');
   const keys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
-  const now = Date.now();
+  const now = opts.now ?? Date.now();
   const notAfter = new Date(now + (opts.validityMs ?? 24 * 3_600_000));
   const usage = opts.usage ?? 'server';
   const eku: string[] = [];
@@ -119,4 +121,113 @@ export async function issueLeaf(ca: CertificateAuthority, opts: LeafOptions): Pr
     ],
   });
   return { certPem: cert.toString('pem') + '\n', keyPem: await exportKeyPem(keys.privateKey), notAfter };
+}
+
+// Certificate signing requests: in cluster mode the proxy generates its key and sends only a CSR, so no private
+// key ever travels; the issuer reads the CSR without trusting it and signs only what it allows.
+
+export interface CsrPair {
+  csrPem: string;
+  keyPem: string;
+}
+
+/** A CSR for `dnsNames` with a fresh ECDSA P-256 key. The key stays with the caller. */
+export async function createCsr(dnsNames: string[]): Promise<CsrPair> {
+  if (dnsNames.length === 0) throw new Error('a CSR needs at least one DNS name');
+  const keys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${dnsNames[0]}`,
+    keys,
+    signingAlgorithm: EC_SIGN,
+    extensions: [new x509.SubjectAlternativeNameExtension(dnsNames.map((value) => ({ type: 'dns' as const, value })))],
+  });
+  return { csrPem: csr.toString('pem') + '\n', keyPem: await exportKeyPem(keys.privateKey) };
+}
+
+/** What an issuer needs to decide on a CSR, read from it without trusting any of it. */
+export interface CsrFacts {
+  signatureValid: boolean;
+  /** `ECDSA P-256`, `ECDSA P-384`, `RSASSA-PKCS1-v1_5`, … */
+  keyAlgorithm: string;
+  dnsNames: string[];
+  /** Subject alternative names other than DNS names, as `type:value` (ip:10.0.0.1, email:…, url:…). */
+  otherNames: string[];
+  /** The CSR asks for CA rights: basicConstraints cA=true, or key usage keyCertSign/cRLSign. */
+  requestsCa: boolean;
+}
+
+/** Parses a PEM CSR; throws (with the parser's message) when it is not one. */
+export async function readCsr(pem: string): Promise<CsrFacts> {
+  const csr = new x509.Pkcs10CertificateRequest(pem);
+  const alg = csr.publicKey.algorithm as Algorithm & { namedCurve?: string };
+  const dnsNames: string[] = [];
+  const otherNames: string[] = [];
+  let requestsCa = false;
+  for (const ext of csr.extensions) {
+    if (ext instanceof x509.SubjectAlternativeNameExtension) {
+      for (const n of ext.names.items) {
+        if (n.type === 'dns') dnsNames.push(n.value);
+        else otherNames.push(`${n.type}:${n.value}`);
+      }
+    } else if (ext instanceof x509.BasicConstraintsExtension) {
+      if (ext.ca) requestsCa = true;
+    } else if (ext instanceof x509.KeyUsagesExtension) {
+      if (ext.usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign)) requestsCa = true;
+    }
+  }
+  return {
+    signatureValid: await csr.verify(),
+    keyAlgorithm: alg.namedCurve ? `${alg.name} ${alg.namedCurve}` : alg.name,
+    dnsNames,
+    otherNames,
+    requestsCa,
+  };
+}
+
+export interface SignedLeaf {
+  certPem: string;
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/**
+ * Signs the CSR's public key into a server-auth leaf for `dnsNames` (which the caller has already checked):
+ * CA:false, digitalSignature only, never past the CA's own expiry. Nothing but the key is taken from the CSR.
+ */
+export async function signCsr(
+  ca: CertificateAuthority,
+  csrPem: string,
+  opts: { dnsNames: string[]; validityMs: number; now?: number },
+): Promise<SignedLeaf> {
+  if (opts.dnsNames.length === 0) throw new Error('a leaf certificate needs at least one DNS name');
+  const csr = new x509.Pkcs10CertificateRequest(csrPem);
+  const now = opts.now ?? Date.now();
+  const notBefore = new Date(now - 60_000); // tolerate small clock skew between pod and issuer
+  const notAfter = new Date(Math.min(now + opts.validityMs, ca.cert.notAfter.getTime()));
+  const serialNumber = serial();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber,
+    subject: `CN=${opts.dnsNames[0]}`,
+    issuer: ca.cert.subject,
+    notBefore,
+    notAfter,
+    publicKey: csr.publicKey,
+    signingKey: ca.key,
+    signingAlgorithm: ca.signingAlgorithm,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+      new x509.SubjectAlternativeNameExtension(opts.dnsNames.map((value) => ({ type: 'dns' as const, value }))),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),
+    ],
+  });
+  return { certPem: cert.toString('pem') + '\n', serial: serialNumber, notBefore, notAfter };
+}
+
+/** Validity window of a PEM certificate (first one in the text). */
+export function certificateValidity(certPem: string): { notBefore: Date; notAfter: Date } {
+  const cert = new x509.X509Certificate(certPem);
+  return { notBefore: cert.notBefore, notAfter: cert.notAfter };
 }

@@ -1,0 +1,92 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { UserError } from '../../../shared/errors.js';
+import { withPaths } from '../../support/paths.js';
+import { CLUSTER_DEFAULT_NAME, compileNamespacePolicy, overlapIssues, parseClusterDefault } from '../../../webhook/policy/compile.js';
+
+const fixture = (name: string): string => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+const defaults = parseClusterDefault(fixture('cluster-default.yaml'), 'cluster-default.yaml');
+const nsPolicy = parse(fixture('namespace-policy.yaml')) as Record<string, unknown>;
+
+/** Golden files are written only with UPDATE_GOLDEN=1, and then read by a person before committing. */
+function golden(name: string, actual: unknown): void {
+  const url = new URL(`./golden/${name}`, import.meta.url);
+  const text = JSON.stringify(actual, null, 2) + '\n';
+  if (process.env.UPDATE_GOLDEN === '1') writeFileSync(url, text);
+  expect(text).toBe(readFileSync(url, 'utf8'));
+}
+
+describe('compileNamespacePolicy', () => {
+  it('gives a namespace without a policy the cluster default as is', () => {
+    const r = compileNamespacePolicy(defaults, 'team-z');
+    expect(r).toEqual({ ok: true, policy: { apiVersion: 'aigress.io/v1alpha1', kind: 'EgressPolicy', metadata: { name: CLUSTER_DEFAULT_NAME, namespace: 'team-z' }, spec: defaults } });
+  });
+
+  it('merges a namespace policy over the default with the documented precedence (golden)', () => {
+    const r = compileNamespacePolicy(defaults, 'team-a', nsPolicy);
+    if (!r.ok) throw new Error(JSON.stringify(r.issues));
+    const s = r.policy.spec;
+    expect(s.providers).toEqual(['openai', 'bedrock']); // namespace replaces
+    expect(s.regions).toEqual(defaults.regions); // not set: inherited
+    expect(s.models).toEqual({ allow: ['gpt-4o*'], deny: ['o1*', 'gpt-4o-mini'] }); // allow inherited, deny unioned
+    expect(s.budgets.map((b) => b.per)).toEqual(['1h', '1m']); // both apply
+    expect(s.filters.map((f) => f.type)).toEqual(['pii', 'regex']); // default's first
+    expect(s.credentials.map((c) => c.secretRef.name)).toEqual(['team-a-openai', 'platform-anthropic']); // per provider
+    expect(s.unmatchedEgress).toBe('deny');
+    golden('compile-team-a.json', r.policy);
+  });
+
+  it('is deterministic (the ETag depends on it) and does not alias its inputs', () => {
+    const a = compileNamespacePolicy(defaults, 'team-a', nsPolicy);
+    const b = compileNamespacePolicy(defaults, 'team-a', structuredClone(nsPolicy));
+    expect(JSON.stringify(a)).toBe(JSON.stringify(b));
+    if (!a.ok) throw new Error('unexpected');
+    a.policy.spec.filters.push(a.policy.spec.filters[0]!);
+    a.policy.spec.models.deny.push('x');
+    expect(defaults.filters).toHaveLength(1);
+    expect(defaults.models.deny).toEqual(['o1*']);
+  });
+
+  it('ignores the resource\'s server-side metadata and status', () => {
+    const live = { ...nsPolicy, metadata: { name: 'team-a', namespace: 'team-a', uid: 'u', resourceVersion: '7', managedFields: [{}] }, status: { conditions: [] } };
+    const r = compileNamespacePolicy(defaults, 'team-a', live);
+    expect(r.ok && r.policy.metadata).toEqual({ name: 'team-a', namespace: 'team-a' });
+  });
+
+  it('reports bad regex, unknown provider and overlapping rules with field paths', () => {
+    const bad = withPaths(nsPolicy, ['spec.providers', ['openai', 'openia']], ['spec.filters[0].pattern', '(unclosed']);
+    const r1 = compileNamespacePolicy(defaults, 'team-a', bad);
+    expect(r1.ok).toBe(false);
+    if (!r1.ok) expect(r1.issues.map((i) => i.path)).toEqual(['spec.providers[1]', 'spec.filters[0].pattern']);
+
+    const overlapping = withPaths(
+      nsPolicy,
+      ['spec.providers', ['openai', 'openai']],
+      ['spec.models', { allow: ['gpt-4o'], deny: ['gpt-4o'] }],
+      ['spec.budgets', [{ tokens: 1, per: '1m' }, { tokens: 2, per: '1m', scope: 'pod' }]],
+      ['spec.credentials', [
+        { provider: 'openai', secretRef: { name: 'a', key: 'k' } },
+        { provider: 'openai', secretRef: { name: 'b', key: 'k' } },
+      ]],
+    );
+    const r2 = compileNamespacePolicy(defaults, 'team-a', overlapping);
+    expect(r2.ok).toBe(false);
+    if (!r2.ok) {
+      expect(r2.issues).toEqual([
+        { path: 'spec.providers[1]', message: 'provider "openai" repeats spec.providers[0]' },
+        { path: 'spec.models.deny[0]', message: '"gpt-4o" is both allowed (spec.models.allow[0]) and denied' },
+        { path: 'spec.budgets[1]', message: 'overlaps spec.budgets[0] (same scope pod and window 1m); keep one' },
+        { path: 'spec.credentials[1]', message: 'second credential for provider openai (first: spec.credentials[0])' },
+      ]);
+    }
+  });
+
+  it('checks the cluster default fully at start, naming the file', () => {
+    expect(() => parseClusterDefault('spec: {}', 'values.yaml')).toThrow(UserError);
+    expect(() => parseClusterDefault(fixture('cluster-default.yaml').replace('deny: ["o1*"]', 'deny: ["gpt-4o*"]'), 'values.yaml')).toThrow(
+      /^values.yaml: invalid cluster default policy: spec.models.deny\[0\]: "gpt-4o\*" is both allowed/,
+    );
+    expect(overlapIssues(defaults)).toEqual([]);
+  });
+});

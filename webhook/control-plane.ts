@@ -1,0 +1,95 @@
+import { Counter, type Registry } from 'prom-client';
+import type { Logger } from '../shared/log.js';
+import type { EgressPolicySpec } from '../shared/policy/types.js';
+import type { Clock } from '../shared/renewal.js';
+import { loadCa, type CaSource } from './ca.js';
+import { issuerRoutes } from './issuer.js';
+import type { KubeClients } from './kube.js';
+import { PolicyController } from './policy/controller.js';
+import type { Route } from './policy/http.js';
+import { policyRoutes } from './policy/server.js';
+import { PolicyStore } from './policy/store.js';
+import { TokenReviewer } from './tokenreview.js';
+import { CaBundleReconciler, MUTATING_WEBHOOK_CONFIGURATION, servingDnsNames, ServingCertificate } from './webhook-cert.js';
+
+// The control plane beside admission: its CA, its own serving certificate (and the caBundle that makes the API
+// server trust it), the policy controller, and the issuer and policy endpoints for proxies. `aigress webhook`
+// starts this, serves with `serving`, and mounts `routes` on its HTTPS server.
+
+export interface ControlPlaneOptions {
+  clients: KubeClients;
+  /** The control plane's own namespace (its CA Secret lives here; never served policies). */
+  namespace: string;
+  /** The Service in front of the control plane: its DNS names go into the serving certificate. */
+  serviceName: string;
+  /** Extra names for the serving certificate (e.g. localhost for tests and port-forwarding). */
+  extraDnsNames?: string[];
+  caSource: CaSource;
+  defaults: EgressPolicySpec;
+  mutatingWebhookConfiguration?: string;
+  log: Logger;
+  registry: Registry;
+  clock?: Clock;
+  leafValidityMs?: number;
+  servingValidityMs?: number;
+  rateLimit?: { burst: number; perSecond: number };
+}
+
+export interface ControlPlane {
+  /** PEM of the CA (public): proxies verify the control plane with it; apps trust leaves through it. */
+  readonly caPem: string;
+  readonly serving: ServingCertificate;
+  readonly routes: Route[];
+  readonly store: PolicyStore;
+  /** Resolves once every namespace's policy is loaded (the policy and issuer endpoints answer 503 before). */
+  readonly synced: Promise<void>;
+  stop(): void;
+}
+
+/** Loads or bootstraps the CA (fails the start on error), then starts the rest; nothing listens here. */
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const { ca, origin } = await loadCa(opts.caSource, opts.clients.core, opts.log);
+  opts.log.info({ origin, subject: ca.cert.subject, notAfter: ca.cert.notAfter.toISOString() }, 'CA loaded');
+  const servingFailures = new Counter({
+    name: 'aigress_webhook_certificate_renewal_failures_total',
+    help: 'Failed renewals of the control plane\'s own serving certificate (the current one keeps serving).',
+    registers: [opts.registry],
+  });
+  const serving = await ServingCertificate.start({
+    onRenewalFailure: () => servingFailures.inc(),
+    ca,
+    dnsNames: [...servingDnsNames(opts.serviceName, opts.namespace), ...(opts.extraDnsNames ?? [])],
+    validityMs: opts.servingValidityMs,
+    clock: opts.clock,
+    log: opts.log,
+  });
+  const bundle = new CaBundleReconciler({
+    admission: opts.clients.admission,
+    name: opts.mutatingWebhookConfiguration ?? MUTATING_WEBHOOK_CONFIGURATION,
+    caPem: ca.certPem,
+    log: opts.log,
+    clock: opts.clock,
+  });
+  void bundle.start();
+  const store = new PolicyStore();
+  const controller = new PolicyController({ clients: opts.clients, defaults: opts.defaults, store, log: opts.log, ownNamespace: opts.namespace, clock: opts.clock });
+  const synced = controller.start();
+  const reviewer = new TokenReviewer(opts.clients.authn, { clock: opts.clock });
+  const identify = (token: string): ReturnType<TokenReviewer['identify']> => reviewer.identify(token);
+  const routes = [
+    ...issuerRoutes({ ca, identify, store, log: opts.log, registry: opts.registry, leafValidityMs: opts.leafValidityMs, rateLimit: opts.rateLimit, clock: opts.clock }),
+    ...policyRoutes({ store, identify, log: opts.log, registry: opts.registry }),
+  ];
+  return {
+    caPem: ca.certPem,
+    serving,
+    routes,
+    store,
+    synced,
+    stop: () => {
+      serving.stop();
+      bundle.stop();
+      controller.stop();
+    },
+  };
+}

@@ -1,0 +1,183 @@
+import type { Watch } from '@kubernetes/client-node';
+import type { Logger } from '../../shared/log.js';
+import { backoffDelay, systemClock, type Clock, type Timer } from '../../shared/renewal.js';
+import { apiErrorMessage, apiStatus } from '../kube.js';
+
+// List, then watch from the list's resourceVersion, forever: the client-go reflector pattern, small. Unlike
+// client-node's ListWatch it asks for bookmarks (so a resumed watch starts from a recent resourceVersion and
+// rarely hits 410), re-lists on 410 Gone, retries failures with backoff instead of stopping, and aborts a watch
+// that has gone silent (a dead connection looks exactly like a quiet resource otherwise).
+
+export interface KubeObject {
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+
+export type InformerEvent = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export interface InformerOptions<T extends KubeObject> {
+  /** Human name for logs: `namespaces`, `egresspolicies`. */
+  name: string;
+  watch: Watch;
+  /** Collection path to watch, e.g. /api/v1/namespaces. */
+  path: string;
+  list(): Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
+  onEvent(type: InformerEvent, obj: T): void;
+  log: Logger;
+  clock?: Clock;
+  /** Server-side watch timeout; the watch is renewed after it. */
+  watchTimeoutSeconds?: number;
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+}
+
+const keyOf = (o: KubeObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+
+export class Informer<T extends KubeObject> {
+  private readonly cache = new Map<string, T>();
+  private rv = '';
+  private stopped = false;
+  private failures = 0;
+  private abort: (() => void) | undefined;
+  private timer: Timer | undefined;
+  private watchdog: Timer | undefined;
+  private resolveSynced!: () => void;
+  /** Resolves after the first successful list. */
+  readonly synced = new Promise<void>((r) => (this.resolveSynced = r));
+  private readonly clock: Clock;
+
+  constructor(private readonly opts: InformerOptions<T>) {
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  /** Starts listing and watching; resolves once the first list is in (retrying failures meanwhile). */
+  start(): Promise<void> {
+    void this.relist();
+    return this.synced;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.watchdog?.cancel();
+    this.abort?.();
+  }
+
+  items(): T[] {
+    return [...this.cache.values()];
+  }
+
+  /** The resourceVersion the next watch resumes from. */
+  resourceVersion(): string {
+    return this.rv;
+  }
+
+  private retryLater(what: string, err: unknown, relist: boolean): void {
+    this.failures++;
+    const delay = backoffDelay(this.failures, this.opts.backoffBaseMs ?? 500, this.opts.backoffMaxMs ?? 30_000);
+    this.opts.log.warn({ informer: this.opts.name, err: apiErrorMessage(err), retryInMs: delay }, `${what} failed`);
+    this.timer = this.clock.setTimeout(() => void (relist ? this.relist() : this.startWatch()), delay);
+  }
+
+  private async relist(): Promise<void> {
+    if (this.stopped) return;
+    let list: Awaited<ReturnType<InformerOptions<T>['list']>>;
+    try {
+      list = await this.opts.list();
+    } catch (err) {
+      this.retryLater('list', err, true);
+      return;
+    }
+    if (this.stopped) return;
+    const fresh = new Map(list.items.map((o) => [keyOf(o), o]));
+    for (const [k, old] of this.cache) {
+      if (!fresh.has(k)) {
+        this.cache.delete(k);
+        this.opts.onEvent('DELETED', old);
+      }
+    }
+    for (const [k, o] of fresh) {
+      const old = this.cache.get(k);
+      this.cache.set(k, o);
+      if (!old) this.opts.onEvent('ADDED', o);
+      else if (old.metadata?.resourceVersion !== o.metadata?.resourceVersion) this.opts.onEvent('MODIFIED', o);
+    }
+    this.rv = list.metadata?.resourceVersion ?? '';
+    this.failures = 0;
+    this.resolveSynced();
+    await this.startWatch();
+  }
+
+  private async startWatch(): Promise<void> {
+    if (this.stopped) return;
+    const timeout = this.opts.watchTimeoutSeconds ?? 300;
+    let expired = false;
+    let ended = false;
+    let sawEvent = false;
+    const startedAt = this.clock.now();
+    const done = (err: unknown): void => {
+      if (ended) return;
+      ended = true;
+      this.watchdog?.cancel();
+      if (this.stopped) return;
+      const status = apiStatus(err);
+      if (expired || status === 410) {
+        this.opts.log.info({ informer: this.opts.name, resourceVersion: this.rv }, 'watch expired; listing again');
+        void this.relist();
+      } else if (err) this.retryLater('watch', err, false);
+      // A watch closed at once with nothing in it is a failure in disguise: back off rather than spin.
+      else if (!sawEvent && this.clock.now() - startedAt < 1000) this.retryLater('watch', new Error('closed at once'), false);
+      else void this.startWatch(); // the server ended it (timeout): resume from the last resourceVersion
+    };
+    const armWatchdog = (): void => {
+      this.watchdog?.cancel();
+      // Bookmarks arrive about once a minute and the server ends the watch at `timeout`: silence well past
+      // that means the connection is dead.
+      this.watchdog = this.clock.setTimeout(() => {
+        this.opts.log.warn({ informer: this.opts.name }, 'watch silent for too long; reconnecting');
+        this.abort?.();
+        done(null);
+      }, (timeout + 30) * 1000);
+    };
+    armWatchdog();
+    try {
+      const ctl = await this.opts.watch.watch(
+        this.opts.path,
+        { allowWatchBookmarks: true, resourceVersion: this.rv, timeoutSeconds: timeout },
+        (type: string, obj: T) => {
+          armWatchdog();
+          sawEvent = true;
+          if (type === 'ERROR') {
+            if ((obj as { code?: unknown }).code === 410) expired = true;
+            else this.opts.log.warn({ informer: this.opts.name, status: obj }, 'watch error event');
+            return;
+          }
+          const rv = obj.metadata?.resourceVersion;
+          if (rv) this.rv = rv;
+          if (type === 'BOOKMARK') return;
+          this.failures = 0;
+          const k = keyOf(obj);
+          if (type === 'DELETED') {
+            this.cache.delete(k);
+            this.opts.onEvent('DELETED', obj);
+          } else if (type === 'ADDED' || type === 'MODIFIED') {
+            const had = this.cache.has(k);
+            this.cache.set(k, obj);
+            this.opts.onEvent(had ? 'MODIFIED' : 'ADDED', obj);
+          }
+        },
+        done,
+      );
+      this.abort = () => ctl.abort();
+      if (ended) ctl.abort();
+    } catch (err) {
+      done(err);
+    }
+  }
+}
