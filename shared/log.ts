@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions } from 'pino';
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
@@ -6,8 +6,8 @@ export type { Logger };
  * One JSON logger per process. Prompt text and credentials are never logged; the redact list is a second
  * line of defence for headers that might reach a log by accident.
  */
-export function createLogger(name: string, opts: LoggerOptions = {}): Logger {
-  return pino({
+export function createLogger(name: string, opts: LoggerOptions = {}, destination?: DestinationStream): Logger {
+  const options: LoggerOptions = {
     name,
     level: process.env.AIGRESS_LOG_LEVEL ?? 'info',
     base: { component: name },
@@ -22,5 +22,6 @@ export function createLogger(name: string, opts: LoggerOptions = {}): Logger {
       censor: '[redacted]',
     },
     ...opts,
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

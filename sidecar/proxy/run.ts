@@ -1,0 +1,89 @@
+import { Registry } from 'prom-client';
+import { UserError, errorMessage } from '../../shared/errors.js';
+import { pino } from 'pino';
+import { createLogger, type Logger } from '../../shared/log.js';
+import { identityFromEnv, type ProxyConfig } from './flags.js';
+import { ListenError, startProxy } from './proxy.js';
+import { FilePolicySource, LocalCaCertificateSource } from './standalone.js';
+
+// The long-running `aigress proxy` process: sources for the mode, the proxy, and signals. SIGTERM (or POST
+// /shutdown) drains and exits 0; a startup failure is one line on stderr and a non-zero exit.
+
+/** Log lines are written in batches of this size (or each second): one write per request line is a syscall. */
+const LOG_BATCH_BYTES = 4096;
+const LOG_FLUSH_MS = 1_000;
+
+export async function runProxy(config: ProxyConfig): Promise<void> {
+  const sink = pino.destination({ dest: 1, minLength: LOG_BATCH_BYTES, sync: false });
+  const flush = setInterval(() => sink.flush(), LOG_FLUSH_MS).unref();
+  const flushNow = (): void => {
+    clearInterval(flush);
+    try {
+      sink.flushSync();
+    } catch {
+      // nothing buffered, or a write is in flight; exit does not wait for logs
+    }
+  };
+  try {
+    await start(config, createLogger('proxy', { level: config.logLevel }, sink), flushNow);
+  } catch (err) {
+    flushNow();
+    throw err;
+  }
+}
+
+async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Promise<void> {
+  // One registry for the proxy and its sources, so cluster mode's certificate and policy metrics are served too.
+  const registry = new Registry();
+  // Cluster mode's code (its HTTP client, CSR signing) loads only in cluster mode: standalone starts without it.
+  const sources =
+    config.mode.kind === 'standalone'
+      ? {
+          certificates: new LocalCaCertificateSource(config.mode.caDir),
+          policy: new FilePolicySource(config.mode.policyFile, log),
+        }
+      : (await import('./cluster-factory.js')).createClusterSources({ controlPlane: config.mode.controlPlane, tokenFile: config.mode.tokenFile, log, bundleDir: config.bundleDir, registry });
+
+  let handle;
+  try {
+    handle = await startProxy({
+      ...sources,
+      registry,
+      capturePort: config.capturePort,
+      adminPort: config.adminPort,
+      listenAddresses: config.listenAddresses,
+      bundleDir: config.bundleDir,
+      maxBodyBytes: config.maxBodyBytes,
+      drainTimeoutMs: config.drainTimeoutMs,
+      upstreamTimeoutMs: config.upstreamTimeoutMs,
+      logger: log,
+      identity: identityFromEnv(process.env),
+    });
+  } catch (err) {
+    sources.certificates.close();
+    sources.policy.close();
+    if (err instanceof ListenError) {
+      const flag = err.which === 'admin' ? '--admin-port' : '--capture-port';
+      throw new UserError(`${flag} ${err.port}: cannot listen on ${err.address}: ${err.code}`);
+    }
+    throw err;
+  }
+  try {
+    await handle.ready;
+  } catch (err) {
+    await handle.close();
+    if (err instanceof UserError) throw err;
+    throw new UserError(`proxy could not start: ${errorMessage(err)}`);
+  }
+
+  const onSignal = (signal: string): void => {
+    log.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
+    void handle.drain();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  void handle.stopped.then(() => {
+    flushNow();
+    process.exit(0);
+  });
+}
