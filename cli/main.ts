@@ -1,31 +1,37 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../shared/constants.js';
 import { UserError, errorMessage } from '../shared/errors.js';
-import { registerInit } from '../sidecar/init/cli.js';
-import { registerProxy } from '../sidecar/proxy/cli.js';
-import { registerWebhook } from '../webhook/cli.js';
-import { registerDemo } from './demo.js';
-import { registerInject } from './inject.js';
+
+type Register = (program: Command) => void;
+
+// Each subcommand's module is imported only when that subcommand runs (or for the top-level help): the proxy
+// is started in every pod, and loading the control plane's code there would cost it ~1 s and ~60 MiB.
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  webhook: async () => (await import('../webhook/cli.js')).registerWebhook,
+  proxy: async () => (await import('../sidecar/proxy/cli.js')).registerProxy,
+  init: async () => (await import('../sidecar/init/cli.js')).registerInit,
+  inject: async () => (await import('./inject.js')).registerInject,
+  demo: async () => (await import('./demo.js')).registerDemo,
+};
 
 /** Exit codes: 0 ok, 1 a user-fixable error (bad file, bad field), 2 bad usage, 70 an internal bug. */
-export function buildProgram(): Command {
+export async function buildProgram(argv: readonly string[] = []): Promise<Command> {
   const program = new Command('aigress')
     .description('Govern a Kubernetes cluster\'s outbound AI traffic with zero application changes.')
     .version(VERSION, '-v, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerWebhook(program);
-  registerProxy(program);
-  registerInit(program);
-  registerInject(program);
-  registerDemo(program);
+  const first = argv[0];
+  const wanted = first !== undefined && first in COMMANDS ? [first] : Object.keys(COMMANDS);
+  for (const register of await Promise.all(wanted.map((name) => COMMANDS[name]!()))) register(program);
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(`(run "aigress ${cmd.name()} --help" for usage)`);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv, { from: 'user' });
+    const program = await buildProgram(argv);
+    await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2; // commander already printed it
