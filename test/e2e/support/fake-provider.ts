@@ -1,14 +1,20 @@
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FakeProviderConfigFile } from '../../../cli/demo/fake-provider-config.js';
+import type { FakeRecord, RequestRecord } from '../../../cli/demo/fake-provider.js';
 import { createCA, issueLeaf, loadCA } from '../../../shared/pki.js';
 import { netnsExec } from './netns.js';
+import { REPO_ROOT } from './paths.js';
 import { Background } from './process.js';
 
 // The fake provider, from the test's side: its test root and certificates, the process started inside the
 // outside namespace, and the JSON lines it reports (connections, requests, streams) parsed as they arrive.
+// The server is the product's own (cli/demo/fake-provider.ts, which `aigress demo` runs in-process), started
+// here from the build as its own process: run `npx tsc -p tsconfig.build.json` first.
 
-const SERVER = join(dirname(fileURLToPath(import.meta.url)), 'fake-provider-server.mjs');
+export type { ConnectionRecord, FakeRecord, RequestRecord, StreamRecord } from '../../../cli/demo/fake-provider.js';
+
+const SERVER = join(REPO_ROOT, 'dist/cli/demo/fake-provider-main.js');
 
 export const OPENAI_HOST = 'api.openai.com';
 export const ANTHROPIC_HOST = 'api.anthropic.com';
@@ -41,45 +47,6 @@ export async function createTestPki(dir: string, hosts: readonly string[]): Prom
   chmodSync(dir, 0o755);
   return { rootFile, rootPem: root.certPem, certs };
 }
-
-export interface ConnectionRecord {
-  type: 'connection';
-  at: number;
-  transport: 'https' | 'http';
-  sni?: string | null;
-  remoteAddress: string | null;
-}
-
-export interface RequestRecord {
-  type: 'request';
-  at: number;
-  id: number;
-  transport: 'https' | 'http';
-  sni: string | null;
-  alpn: string | null;
-  remoteAddress: string | null;
-  remotePort: number;
-  method: string;
-  path: string;
-  host: string;
-  headers: Record<string, string | string[]>;
-  body: string;
-}
-
-export interface StreamRecord {
-  type: 'stream-start' | 'stream-end';
-  at: number;
-  id: number;
-  events?: number;
-  of?: number;
-  complete?: boolean;
-}
-
-export type FakeRecord =
-  | ConnectionRecord
-  | RequestRecord
-  | StreamRecord
-  | { type: 'ready' | 'error' | 'tls-error'; at: number; message?: string; remoteAddress?: string | null };
 
 export class FakeProvider {
   readonly records: FakeRecord[] = [];
@@ -147,18 +114,17 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
   const configFile = join(opts.dir, 'fake-provider.json');
   const recordFile = join(opts.dir, 'fake-provider-records.jsonl');
   writeFileSync(recordFile, '');
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      httpsPort: 443,
-      httpPort: 80,
-      certs: opts.pki.certs,
-      defaultHost: PLAIN_HOST,
-      openaiHosts: [OPENAI_HOST],
-      anthropicHosts: [ANTHROPIC_HOST],
-      recordFile,
-    }),
-  );
+  const config: FakeProviderConfigFile = {
+    httpsPort: 443,
+    httpPort: 80,
+    certs: opts.pki.certs,
+    defaultHost: PLAIN_HOST,
+    openaiHosts: [OPENAI_HOST],
+    anthropicHosts: [ANTHROPIC_HOST],
+    recordFile,
+  };
+  writeFileSync(configFile, JSON.stringify(config));
+  if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing: build first (npx tsc -p tsconfig.build.json)`);
   const [cmd, args] = netnsExec(opts.outsideNs, [process.execPath, SERVER, configFile]);
   const proc = new Background(cmd, args);
   const fake = new FakeProvider(proc, recordFile);
