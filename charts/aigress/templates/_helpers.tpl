@@ -1,0 +1,64 @@
+{{/*
+Names are fixed, not derived from the release name: the control plane patches the caBundle of the
+MutatingWebhookConfiguration `aigress` by name, serves under the Service `aigress` (its serving certificate's DNS
+names), and the ClusterRole/ClusterRoleBinding are cluster-wide. One install per cluster.
+*/}}
+{{- define "aigress.name" -}}aigress{{- end -}}
+
+{{- define "aigress.labels" -}}
+app.kubernetes.io/name: aigress
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: aigress
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* What the Deployment, Service, PDB and anti-affinity select on: stable across upgrades. */}}
+{{- define "aigress.selectorLabels" -}}
+app.kubernetes.io/name: aigress
+app.kubernetes.io/component: control-plane
+{{- end -}}
+
+{{- define "aigress.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The cert-manager Certificate (and its Secret) holding the CA, when certManager.enabled. */}}
+{{- define "aigress.certManagerCaName" -}}aigress-ca{{- end -}}
+
+{{/* The control plane's config file: `aigress webhook --config` (webhook/config.ts; unknown fields are errors). */}}
+{{- define "aigress.config" -}}
+injection:
+  image: {{ include "aigress.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  nativeSidecar: {{ .Values.injection.nativeSidecar | default "auto" }}
+  kubernetesVersion: {{ .Values.injection.kubernetesVersion | default .Capabilities.KubeVersion.Version | quote }}
+  controlPlane:
+    address: {{ printf "https://%s.%s.svc" (include "aigress.name" .) .Release.Namespace | quote }}
+    namespace: {{ .Release.Namespace | quote }}
+  {{- with .Values.injection.proxy }}
+  proxy:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.injection.init }}
+  init:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.injection.capture }}
+  capture:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+server:
+  port: 8443
+{{- end -}}
+
+{{/* The cluster default EgressPolicy: `aigress webhook --default-policy`. */}}
+{{- define "aigress.defaultPolicy" -}}
+apiVersion: aigress.io/v1alpha1
+kind: EgressPolicy
+metadata:
+  name: cluster-default
+spec:
+  {{- toYaml .Values.defaultPolicy | nindent 2 }}
+{{- end -}}
