@@ -4,8 +4,9 @@ import type { FakeProviderOptions, PemCertificate } from './fake-provider.js';
 // The fake provider's CONFIG.json, as the e2e suite writes it (certificates as file paths, records to a file):
 //   { "httpsPort": 443, "httpPort": 80, "listenAddress": "::",
 //     "certs": { "<host>": { "cert": "<pem file>", "key": "<pem file>" } }, "defaultHost": "<host>",
-//     "openaiHosts": [...], "anthropicHosts": [...], "recordFile": "<jsonl file>" }
-// `listenAddress` is optional ('::'); without `recordFile` the records go to stdout, one JSON line each.
+//     "openaiHosts": [...], "anthropicHosts": [...], "bedrockHosts": [...], "recordFile": "<jsonl file>" }
+// `listenAddress` is optional ('::'), so is `bedrockHosts` (none); without `recordFile` the records go to stdout,
+// one JSON line each.
 
 export interface FakeProviderConfigFile {
   httpsPort: number;
@@ -15,6 +16,7 @@ export interface FakeProviderConfigFile {
   defaultHost: string;
   openaiHosts: string[];
   anthropicHosts: string[];
+  bedrockHosts?: string[];
   recordFile?: string;
 }
 
@@ -71,6 +73,7 @@ export function checkFakeProviderConfig(doc: unknown): FakeProviderConfigFile {
     openaiHosts: hosts(doc, 'openaiHosts'),
     anthropicHosts: hosts(doc, 'anthropicHosts'),
   };
+  if (doc.bedrockHosts !== undefined) config.bedrockHosts = hosts(doc, 'bedrockHosts');
   const listenAddress = optionalString(doc, 'listenAddress');
   if (listenAddress !== undefined) config.listenAddress = listenAddress;
   const recordFile = optionalString(doc, 'recordFile');
@@ -114,5 +117,6 @@ export function loadFakeProviderConfig(path: string): { config: FakeProviderConf
     anthropicHosts: config.anthropicHosts,
   };
   if (config.listenAddress !== undefined) options.listenAddress = config.listenAddress;
+  if (config.bedrockHosts !== undefined) options.bedrockHosts = config.bedrockHosts;
   return { config, options };
 }

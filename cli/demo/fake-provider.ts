@@ -1,19 +1,23 @@
 import { Buffer } from 'node:buffer';
+import type { EventStreamCodec } from '@smithy/eventstream-codec';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { createRequire } from 'node:module';
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 
-// A stand-in for the outside world: one server pair that plays api.openai.com, api.anthropic.com and a non-AI
-// host over HTTPS (certificates chosen by SNI, from a root of the caller's that stands in for the public roots)
-// and plain HTTP. The demo runs it in-process; the e2e suite runs it as its own process in a network namespace
-// (fake-provider-main.ts). node: built-ins only, so that process starts fast under a bare `node`.
+// A stand-in for the outside world: one server pair that plays api.openai.com, api.anthropic.com, Bedrock runtime
+// hosts and a non-AI host over HTTPS (certificates chosen by SNI, from a root of the caller's that stands in for
+// the public roots) and plain HTTP. The demo runs it in-process; the e2e suite runs it as its own process in a
+// network namespace (fake-provider-main.ts). node: built-ins only at load, so that process starts fast under a
+// bare `node`; the AWS event-stream codec (a production dependency) is loaded on the first Bedrock stream.
 //
 // Every connection and request is reported as a record, synchronously, before any answer is written: once a
 // client has its response, the record of its request exists. Answers are derived from the request (the reply
 // echoes the last user message), so a caller can tell its own answer from any other. A model name containing
-// "slow" streams slowly, for drain tests.
+// "slow" streams slowly, for drain tests. Bedrock requests must carry an Authorization header (SigV4 or a
+// Bedrock API key); the signature is not verified — the request record keeps the header for tests to read.
 
 export interface ConnectionRecord {
   type: 'connection';
@@ -63,7 +67,10 @@ export interface ErrorRecord {
   remoteAddress?: string | null;
 }
 
-export type FakeRecord = ConnectionRecord | RequestRecord | StreamRecord | ReadyRecord | ErrorRecord;
+/** What the fake answered to a provider call (see FakeAnswer), recorded before the answer is written. */
+export type AnswerRecord = { type: 'answer'; at: number } & FakeAnswer;
+
+export type FakeRecord = ConnectionRecord | RequestRecord | StreamRecord | ReadyRecord | ErrorRecord | AnswerRecord;
 
 /** A record before its timestamp is added. */
 type RecordBody = FakeRecord extends infer R ? (R extends FakeRecord ? Omit<R, 'at'> : never) : never;
@@ -72,7 +79,7 @@ type RecordBody = FakeRecord extends infer R ? (R extends FakeRecord ? Omit<R, '
 export interface FakeAnswer {
   /** The id of the request record it answers. */
   id: number;
-  provider: 'openai' | 'anthropic';
+  provider: 'openai' | 'anthropic' | 'bedrock';
   model: string;
   stream: boolean;
   /** Tokens the fake reported in its answer, in the provider's own fields (prompt/input, completion/output). */
@@ -98,6 +105,8 @@ export interface FakeProviderOptions {
   defaultHost: string;
   openaiHosts: readonly string[];
   anthropicHosts: readonly string[];
+  /** Bedrock runtime hosts (`bedrock-runtime.{region}.amazonaws.com`): Converse and ConverseStream. */
+  bedrockHosts?: readonly string[];
   /** Called with each record as it happens (synchronously, before the answer is written). */
   onRecord?: (record: FakeRecord) => void;
 }
@@ -149,6 +158,34 @@ function header(req: IncomingMessage, name: string): string {
   return Array.isArray(v) ? v.join(', ') : (v ?? '');
 }
 
+let eventStream: EventStreamCodec | undefined;
+
+/** AWS event-stream framing (application/vnd.amazon.eventstream), as Bedrock streams ConverseStream. */
+function eventStreamCodec(): EventStreamCodec {
+  if (!eventStream) {
+    const require = createRequire(import.meta.url);
+    const { EventStreamCodec: Codec } = require('@smithy/eventstream-codec') as typeof import('@smithy/eventstream-codec');
+    eventStream = new Codec(
+      (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'),
+      (text) => Buffer.from(text, 'utf8'),
+    );
+  }
+  return eventStream;
+}
+
+/** One ConverseStream event: an event-stream message with Bedrock's headers and a JSON payload. */
+export function bedrockEvent(type: string, payload: Json): Uint8Array {
+  const str = (value: string) => ({ type: 'string' as const, value });
+  return eventStreamCodec().encode({
+    headers: { ':event-type': str(type), ':content-type': str('application/json'), ':message-type': str('event') },
+    body: Buffer.from(JSON.stringify(payload), 'utf8'),
+  });
+}
+
+// Bedrock pads each stream event with a `p` member of varying length so sizes do not leak the text.
+const PAD = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+const padding = (n: number): string => PAD.slice(0, (n * 17) % PAD.length);
+
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
@@ -164,6 +201,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
   );
   const openaiHosts = new Set(opts.openaiHosts.map((h) => h.toLowerCase()));
   const anthropicHosts = new Set(opts.anthropicHosts.map((h) => h.toLowerCase()));
+  const bedrockHosts = new Set((opts.bedrockHosts ?? []).map((h) => h.toLowerCase()));
   const records: FakeRecord[] = [];
   const answers: FakeAnswer[] = [];
   let seq = 0;
@@ -174,9 +212,20 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
     opts.onRecord?.(record);
   }
 
+  /** Keeps the answer (for the demo) and records it (for a process's record file) before it is written. */
+  function answered(answer: FakeAnswer): void {
+    answers.push(answer);
+    emit({ type: 'answer', ...answer });
+  }
+
   /** Writes SSE events one by one (slowly in slow mode); records how the stream ended. */
-  async function sendSse(res: ServerResponse, id: number, events: readonly string[], slow: boolean): Promise<void> {
+  function sendSse(res: ServerResponse, id: number, events: readonly string[], slow: boolean): Promise<void> {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    return sendEvents(res, id, events, slow);
+  }
+
+  /** Writes the events of a stream whose head is sent, one write each; records how the stream ended. */
+  async function sendEvents(res: ServerResponse, id: number, events: readonly (string | Uint8Array)[], slow: boolean): Promise<void> {
     let sent = 0;
     for (const ev of events) {
       if (res.destroyed) break;
@@ -206,7 +255,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
     const created = Math.floor(Date.now() / 1000);
     const stream = Boolean(body.stream);
     const includeUsage = isObj(body.stream_options) && Boolean(body.stream_options.include_usage);
-    answers.push({ id, provider: 'openai', model, stream, usage: { input: usage.prompt_tokens, output: usage.completion_tokens }, usageSent: !stream || includeUsage });
+    answered({ id, provider: 'openai', model, stream, usage: { input: usage.prompt_tokens, output: usage.completion_tokens }, usageSent: !stream || includeUsage });
     if (!stream) {
       return sendJson(res, 200, {
         id: chatId,
@@ -251,7 +300,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
     const msgId = `msg_fake${id}`;
     const usage = { input_tokens: countTokens(prompt), output_tokens: pieces.length };
     const stream = Boolean(body.stream);
-    answers.push({ id, provider: 'anthropic', model, stream, usage: { input: usage.input_tokens, output: usage.output_tokens }, usageSent: true });
+    answered({ id, provider: 'anthropic', model, stream, usage: { input: usage.input_tokens, output: usage.output_tokens }, usageSent: true });
     if (!stream) {
       return sendJson(res, 200, {
         id: msgId,
@@ -286,6 +335,54 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
       event('message_stop', {}),
     ];
     return sendSse(res, id, events, slow);
+  }
+
+  /** Bedrock's error shape: `{message}`, the error's name in x-amzn-errortype (what the AWS SDKs read). */
+  function bedrockError(res: ServerResponse, status: number, type: string, message: string): void {
+    sendJson(res, status, { message }, { 'x-amzn-errortype': type });
+  }
+
+  async function bedrock(req: IncomingMessage, res: ServerResponse, id: number, body: Json): Promise<void> {
+    const url = req.url ?? '/';
+    const route = /^\/model\/([^/]+)\/(converse|converse-stream)$/.exec(url.split('?')[0]!);
+    if (req.method !== 'POST' || !route) {
+      return bedrockError(res, 404, 'UnknownOperationException', `fake bedrock: no route ${req.method} ${url}`);
+    }
+    // SigV4 (or a Bedrock API key as a bearer token): present, not verified.
+    if (!header(req, 'authorization')) {
+      return bedrockError(res, 403, 'MissingAuthenticationTokenException', 'fake bedrock: Missing Authentication Token');
+    }
+    let model: string;
+    try {
+      model = decodeURIComponent(route[1]!);
+    } catch {
+      return bedrockError(res, 400, 'ValidationException', `fake bedrock: model ID ${route[1]} is not percent-encoded correctly`);
+    }
+    const started = Date.now();
+    const slow = model.includes('slow');
+    const prompt = lastUserText(body.messages);
+    const pieces = replyPieces(prompt, slow);
+    const usage = { inputTokens: countTokens(prompt), outputTokens: pieces.length, totalTokens: countTokens(prompt) + pieces.length };
+    const stream = route[2] === 'converse-stream';
+    answered({ id, provider: 'bedrock', model, stream, usage: { input: usage.inputTokens, output: usage.outputTokens }, usageSent: true });
+    const requestId = `fake-bedrock-${id}`;
+    if (!stream) {
+      return sendJson(res, 200, {
+        output: { message: { role: 'assistant', content: [{ text: pieces.join('') }] } },
+        stopReason: 'end_turn',
+        usage,
+        metrics: { latencyMs: Date.now() - started },
+      }, { 'x-amzn-requestid': requestId });
+    }
+    const events = [
+      bedrockEvent('messageStart', { role: 'assistant', p: padding(0) }),
+      ...pieces.map((text, i) => bedrockEvent('contentBlockDelta', { contentBlockIndex: 0, delta: { text }, p: padding(i + 1) })),
+      bedrockEvent('contentBlockStop', { contentBlockIndex: 0, p: padding(pieces.length + 1) }),
+      bedrockEvent('messageStop', { stopReason: 'end_turn', p: padding(pieces.length + 2) }),
+      bedrockEvent('metadata', { usage, metrics: { latencyMs: Date.now() - started }, p: padding(pieces.length + 3) }),
+    ];
+    res.writeHead(200, { 'content-type': 'application/vnd.amazon.eventstream', 'x-amzn-requestid': requestId });
+    return sendEvents(res, id, events, slow);
   }
 
   function plainSite(req: IncomingMessage, res: ServerResponse, host: string): void {
@@ -328,7 +425,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
           }
           if (isObj(parsed)) body = parsed;
         }
-        const route = openaiHosts.has(host) ? openai : anthropicHosts.has(host) ? anthropic : undefined;
+        const route = openaiHosts.has(host) ? openai : anthropicHosts.has(host) ? anthropic : bedrockHosts.has(host) ? bedrock : undefined;
         const done = route ? route(req, res, id, body) : Promise.resolve(plainSite(req, res, host || 'unknown'));
         done.catch((err: unknown) => {
           emit({ type: 'error', id, message: String(err instanceof Error ? err.message : err) });

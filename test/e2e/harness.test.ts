@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   ANTHROPIC_HOST,
+  BEDROCK_EU_HOST,
   createTestPki,
   OPENAI_HOST,
   PLAIN_HOST,
@@ -18,7 +19,7 @@ import type { Pod } from './support/pod-spec.js';
 import { describeRoot } from './support/require-root.js';
 
 // The harness checked without aigress: the pod's namespace reaches the fake provider by the providers' real
-// names, and every unmodified app (curl, the openai and Anthropic SDKs, Python requests) talks to it
+// names, and every unmodified app (curl, the openai, Anthropic and Bedrock SDKs, Python requests) talks to it
 // successfully when it trusts the test root directly. When pod.test.ts fails, this file tells whether the
 // fault is in the harness or in aigress.
 
@@ -35,9 +36,10 @@ describeRoot('e2e harness without aigress: pod netns → fake provider', () => {
     const home = join(dir, 'home');
     mkdirSync(home);
     chownSync(home, 1000, 1000);
-    net = await createPodNetwork({ hosts: [OPENAI_HOST, ANTHROPIC_HOST, PLAIN_HOST], mapIpv6: false });
-    pki = await createTestPki(dir, [OPENAI_HOST, ANTHROPIC_HOST, PLAIN_HOST]);
-    fake = await startFakeProvider({ outsideNs: net.out, pki, dir });
+    const hosts = [OPENAI_HOST, ANTHROPIC_HOST, BEDROCK_EU_HOST, PLAIN_HOST];
+    net = await createPodNetwork({ hosts, mapIpv6: false });
+    pki = await createTestPki(dir, hosts);
+    fake = await startFakeProvider({ outsideNs: net.out, pki, dir, bedrockHosts: [BEDROCK_EU_HOST] });
     // A plain pod (not injected): the app trusts the test root itself, through the same env vars aigress sets.
     const spec: Pod = {
       apiVersion: 'v1',
@@ -52,6 +54,8 @@ describeRoot('e2e harness without aigress: pod netns → fake provider', () => {
             env: [
               { name: 'OPENAI_API_KEY', value: 'sk-e2e-harness' },
               { name: 'ANTHROPIC_API_KEY', value: 'sk-ant-e2e-harness' },
+              { name: 'AWS_ACCESS_KEY_ID', value: 'AKIAE2EHARNESS000000' },
+              { name: 'AWS_SECRET_ACCESS_KEY', value: 'e2e-harness-aws-secret' },
               ...['SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'].map((name) => ({ name, value: pki.rootFile })),
             ],
           },
@@ -88,7 +92,7 @@ describeRoot('e2e harness without aigress: pod netns → fake provider', () => {
     expect(uid).toBe('1000');
     expect(groups).toBe('1000');
     expect(env.map((l) => l.split('=')[0]).sort()).toEqual(
-      ['ANTHROPIC_API_KEY', 'CURL_CA_BUNDLE', 'HOME', 'NODE_EXTRA_CA_CERTS', 'OPENAI_API_KEY', 'PATH', 'PWD', 'REQUESTS_CA_BUNDLE', 'SSL_CERT_FILE'].sort(),
+      ['ANTHROPIC_API_KEY', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'CURL_CA_BUNDLE', 'HOME', 'NODE_EXTRA_CA_CERTS', 'OPENAI_API_KEY', 'PATH', 'PWD', 'REQUESTS_CA_BUNDLE', 'SSL_CERT_FILE'].sort(),
     );
   });
 
@@ -113,6 +117,24 @@ describeRoot('e2e harness without aigress: pod netns → fake provider', () => {
     expect(reqs).toHaveLength(1);
     expect(reqs[0]).toMatchObject({ sni: host, host, path, remoteAddress: net.podAddr });
     expect(JSON.parse(reqs[0]!.body).stream ?? false).toBe(mode === 'stream');
+  });
+
+  // The SDK's HTTP/1.1 handler: the fake speaks HTTP/1.1 only (as does the proxy, see providers.test.ts).
+  it.each([
+    ['Converse', 'converse', '/converse'],
+    ['ConverseStream', 'stream', '/converse-stream'],
+  ])('the AWS SDK\'s Bedrock %s talks to the fake provider unmodified, SigV4-signed', async (_name, mode, action) => {
+    const mark = fake.mark();
+    const prompt = `harness bedrock ${mode} ${Date.now()}`;
+    const r = await pod.exec('app', [process.execPath, join(APPS_DIR, 'bedrock.mjs'), mode, 'eu-central-1', 'amazon.nova-lite-v1:0', prompt, '--http1']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { content: string; usage: { inputTokens: number; outputTokens: number } | null };
+    expect(out.content).toBe(`echo: ${prompt}`);
+    expect(out.usage).toMatchObject({ inputTokens: prompt.split(' ').length });
+    const reqs = fake.requestsSince(mark);
+    expect(reqs).toHaveLength(1);
+    expect(reqs[0]).toMatchObject({ sni: BEDROCK_EU_HOST, host: BEDROCK_EU_HOST, path: `/model/amazon.nova-lite-v1%3A0${action}`, remoteAddress: net.podAddr });
+    expect(reqs[0]!.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIAE2EHARNESS000000\/\d{8}\/eu-central-1\/bedrock\//);
   });
 
   it('the non-AI host answers with its own certificate, and plain HTTP works too', async () => {

@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FakeProviderConfigFile } from '../../../cli/demo/fake-provider-config.js';
-import type { FakeRecord, RequestRecord } from '../../../cli/demo/fake-provider.js';
+import type { AnswerRecord, FakeRecord, RequestRecord } from '../../../cli/demo/fake-provider.js';
 import { createCA, issueLeaf, loadCA } from '../../../shared/pki.js';
 import { netnsExec } from './netns.js';
 import { REPO_ROOT } from './paths.js';
@@ -12,12 +12,16 @@ import { Background } from './process.js';
 // The server is the product's own (cli/demo/fake-provider.ts, which `aigress demo` runs in-process), started
 // here from the build as its own process: run `npx tsc -p tsconfig.build.json` first.
 
-export type { ConnectionRecord, FakeRecord, RequestRecord, StreamRecord } from '../../../cli/demo/fake-provider.js';
+export type { AnswerRecord, ConnectionRecord, FakeRecord, RequestRecord, StreamRecord } from '../../../cli/demo/fake-provider.js';
 
 const SERVER = join(REPO_ROOT, 'dist/cli/demo/fake-provider-main.js');
 
 export const OPENAI_HOST = 'api.openai.com';
 export const ANTHROPIC_HOST = 'api.anthropic.com';
+/** OpenAI's European data-residency endpoint (region eu; api.openai.com is us). */
+export const OPENAI_EU_HOST = 'eu.api.openai.com';
+export const BEDROCK_EU_HOST = 'bedrock-runtime.eu-central-1.amazonaws.com';
+export const BEDROCK_US_HOST = 'bedrock-runtime.us-east-1.amazonaws.com';
 /** A host no provider adapter claims: its traffic must pass the proxy untouched. */
 export const PLAIN_HOST = 'example.org';
 export const TEST_ROOT_CN = 'aigress e2e fake provider root';
@@ -82,6 +86,11 @@ export class FakeProvider {
     return this.since(mark).filter((r): r is RequestRecord => r.type === 'request');
   }
 
+  /** What the fake answered (the usage it reported) since `mark`. */
+  answersSince(mark: number): AnswerRecord[] {
+    return this.since(mark).filter((r): r is AnswerRecord => r.type === 'answer');
+  }
+
   async waitFor<T extends FakeRecord>(what: string, mark: number, test: (r: FakeRecord) => r is T, timeoutMs = 15_000): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -107,6 +116,10 @@ export interface FakeProviderOptions {
   pki: TestPki;
   /** Where its config file goes. */
   dir: string;
+  /** Hosts it plays; defaults: OpenAI's and Anthropic's main hosts, no Bedrock. Each needs a certificate in `pki`. */
+  openaiHosts?: string[];
+  anthropicHosts?: string[];
+  bedrockHosts?: string[];
 }
 
 /** Starts the fake provider in the outside namespace on 443 and 80; resolves once both listen. */
@@ -119,8 +132,9 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
     httpPort: 80,
     certs: opts.pki.certs,
     defaultHost: PLAIN_HOST,
-    openaiHosts: [OPENAI_HOST],
-    anthropicHosts: [ANTHROPIC_HOST],
+    openaiHosts: opts.openaiHosts ?? [OPENAI_HOST],
+    anthropicHosts: opts.anthropicHosts ?? [ANTHROPIC_HOST],
+    ...(opts.bedrockHosts && { bedrockHosts: opts.bedrockHosts }),
     recordFile,
   };
   writeFileSync(configFile, JSON.stringify(config));

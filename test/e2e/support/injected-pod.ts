@@ -22,8 +22,18 @@ export interface InjectedPodFiles {
   injectedYaml: string;
 }
 
+/** What a suite may change about the pod: its policy, and env the app's own spec sets (credentials, say). */
+export interface AppPodOptions {
+  /** The EgressPolicy document; default `policyYaml()`. */
+  policy?: string;
+  /** More env entries in the app container's own spec. */
+  appEnv?: Record<string, string>;
+}
+
 /** The app's own pod spec, before injection: nothing in it knows about aigress. */
-export function appPodYaml(keys: { openai: string; anthropic: string }): string {
+export function appPodYaml(keys: { openai: string; anthropic: string }, appEnv: Record<string, string> = {}): string {
+  const extra = Object.entries(appEnv).map(([name, value]) => `
+        - { name: ${name}, value: ${JSON.stringify(value)} }`).join('');
   return `apiVersion: v1
 kind: Pod
 metadata:
@@ -39,7 +49,7 @@ spec:
       securityContext: { runAsUser: ${APP_UID}, runAsGroup: ${APP_UID}, allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
       env:
         - { name: OPENAI_API_KEY, value: ${keys.openai} }
-        - { name: ANTHROPIC_API_KEY, value: ${keys.anthropic} }
+        - { name: ANTHROPIC_API_KEY, value: ${keys.anthropic} }${extra}
 `;
 }
 
@@ -55,12 +65,17 @@ spec:
 }
 
 /** Writes policy, CA and injection config under `dir`, runs `aigress inject`, and parses the pod it prints. */
-export async function injectAppPod(dir: string, keys: { openai: string; anthropic: string }, proxyUid: number): Promise<InjectedPodFiles> {
+export async function injectAppPod(
+  dir: string,
+  keys: { openai: string; anthropic: string },
+  proxyUid: number,
+  opts: AppPodOptions = {},
+): Promise<InjectedPodFiles> {
   if (!existsSync(join(REPO_ROOT, 'dist/cli/main.js'))) {
     throw new Error('dist/ is missing: build first (npm run build, or npm run test:e2e which builds)');
   }
   const policyFile = join(dir, 'policy.yaml');
-  writeFileSync(policyFile, policyYaml(), { mode: 0o644 });
+  writeFileSync(policyFile, opts.policy ?? policyYaml(), { mode: 0o644 });
 
   // The proxy's CA, readable by the proxy's UID only (like a mounted Secret with fsGroup).
   const caDir = join(dir, 'aigress-ca');
@@ -77,7 +92,7 @@ export async function injectAppPod(dir: string, keys: { openai: string; anthropi
     JSON.stringify({ injection: { controlPlane: { address: '' }, proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir] } } }),
   );
   const podFile = join(dir, 'app-pod.yaml');
-  writeFileSync(podFile, appPodYaml(keys));
+  writeFileSync(podFile, appPodYaml(keys, opts.appEnv));
   const injectedYaml = await runOk(process.execPath, [AIGRESS_BIN, 'inject', '--config', configFile, '-f', podFile]);
   return { pod: parse(injectedYaml) as Pod, policyFile, caDir, caPem: ca.certPem, injectedYaml };
 }

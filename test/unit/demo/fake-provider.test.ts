@@ -1,15 +1,19 @@
 import { spawn } from 'node:child_process';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, type ConverseStreamOutput } from '@aws-sdk/client-bedrock-runtime';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkFakeProviderConfig } from '../../../cli/demo/fake-provider-config.js';
-import { startFakeProvider, type FakeProviderHandle, type FakeRecord, type RequestRecord } from '../../../cli/demo/fake-provider.js';
+import { startFakeProvider, type AnswerRecord, type FakeProviderHandle, type FakeRecord, type RequestRecord } from '../../../cli/demo/fake-provider.js';
 import { httpsCall } from '../../../cli/demo/https-client.js';
 import { sseData } from '../../../cli/demo/calls.js';
 import { createCA, issueLeaf, loadCA } from '../../../shared/pki.js';
+import { EventStreamDecoder, type EventStreamMessage } from '../../../shared/providers/event-stream.js';
 import { ensureDemoBuilt, FAKE_PROVIDER_MAIN } from './built.js';
 
 // The fake provider both the demo (in-process) and the e2e suite (as its own process) use: its answers, the usage
@@ -18,6 +22,7 @@ import { ensureDemoBuilt, FAKE_PROVIDER_MAIN } from './built.js';
 const OPENAI = 'api.openai.com';
 const ANTHROPIC = 'api.anthropic.com';
 const PLAIN = 'example.org';
+const BEDROCK = 'bedrock-runtime.eu-central-1.amazonaws.com';
 
 let rootPem: string;
 let certs: Record<string, { cert: string; key: string }>;
@@ -27,7 +32,7 @@ beforeAll(async () => {
   rootPem = root.certPem;
   const ca = await loadCA(root.certPem, root.keyPem);
   certs = {};
-  for (const host of [OPENAI, ANTHROPIC, PLAIN]) {
+  for (const host of [OPENAI, ANTHROPIC, PLAIN, BEDROCK]) {
     const leaf = await issueLeaf(ca, { dnsNames: [host] });
     certs[host] = { cert: leaf.certPem, key: leaf.keyPem };
   }
@@ -51,6 +56,7 @@ describe('startFakeProvider (in-process)', () => {
       defaultHost: PLAIN,
       openaiHosts: [OPENAI],
       anthropicHosts: [ANTHROPIC],
+      bedrockHosts: [BEDROCK],
       onRecord: (r) => seen.push(r),
     });
   });
@@ -79,8 +85,10 @@ describe('startFakeProvider (in-process)', () => {
     const answer = fake.answers.at(-1)!;
     expect(answer).toMatchObject({ provider: 'openai', model: 'gpt-4o-mini', stream: false, usage: { input: 3, output: 4 }, usageSent: true });
     const since = fake.records.slice(mark);
-    expect(since.map((x) => x.type)).toEqual(['connection', 'request']);
+    expect(since.map((x) => x.type)).toEqual(['connection', 'request', 'answer']);
     const req = since[1] as RequestRecord;
+    // The answer is a record too (a process's record file is all an e2e test sees of it).
+    expect(since[2]).toEqual({ type: 'answer', at: expect.any(Number), ...answer });
     expect(req).toMatchObject({ transport: 'https', sni: OPENAI, alpn: null, method: 'POST', path: '/v1/chat/completions', host: OPENAI, remoteAddress: '127.0.0.1' });
     expect(req.id).toBe(answer.id);
     expect(JSON.parse(req.body).messages[2].content).toBe(prompt);
@@ -138,6 +146,108 @@ describe('startFakeProvider (in-process)', () => {
     expect(fake.answers.length).toBe(answers);
   });
 
+  describe('Bedrock Converse and ConverseStream, as the AWS SDK reads them', () => {
+    // The SDK's own client against the fake: its endpoint resolution (the regional host), SigV4 signing and
+    // deserialisers (JSON, AWS event stream). Its HTTP/1.1 handler, because the fake speaks only HTTP/1.1; the
+    // name resolves to the fake's loopback port, TLS is verified for the real name against the test root.
+    let client: BedrockRuntimeClient;
+    beforeAll(() => {
+      const toFake = (_h: string, o: { all?: boolean }, cb: (...a: unknown[]) => void): void =>
+        o.all ? cb(null, [{ address: '127.0.0.1', family: 4 }]) : cb(null, '127.0.0.1', 4);
+      client = new BedrockRuntimeClient({
+        region: 'eu-central-1',
+        endpoint: `https://${BEDROCK}:${fake.httpsPort}`,
+        credentials: { accessKeyId: 'AKIAFAKEUNITTEST0000', secretAccessKey: 'secret-unit' },
+        maxAttempts: 1,
+        requestHandler: new NodeHttpHandler({ httpsAgent: new HttpsAgent({ ca: rootPem, lookup: toFake as never }) }),
+      });
+    });
+    afterAll(() => client?.destroy());
+
+    const messages = (text: string) => [{ role: 'user' as const, content: [{ text }] }];
+
+    it('Converse: JSON with output.message, stopReason, usage and metrics; the SigV4 header is recorded, not verified', async () => {
+      const mark = fake.records.length;
+      const r = await client.send(new ConverseCommand({ modelId: 'eu.anthropic.claude-3-5-haiku-20241022-v1:0', messages: messages('guten tag bedrock') }));
+      expect(r.output?.message).toEqual({ role: 'assistant', content: [{ text: 'echo: guten tag bedrock' }] });
+      expect(r.stopReason).toBe('end_turn');
+      // 3 prompt words; "echo: guten tag bedrock" goes out as 4 pieces.
+      expect(r.usage).toEqual({ inputTokens: 3, outputTokens: 4, totalTokens: 7 });
+      expect(r.metrics?.latencyMs).toBeGreaterThanOrEqual(0);
+      const since = fake.records.slice(mark);
+      const req = since.find((x): x is RequestRecord => x.type === 'request')!;
+      // The SDK percent-encodes the model ID's colon in the path; the fake reports the decoded ID.
+      expect(req).toMatchObject({ method: 'POST', path: '/model/eu.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse', host: BEDROCK, sni: BEDROCK });
+      expect(req.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIAFAKEUNITTEST0000\/\d{8}\/eu-central-1\/bedrock\/aws4_request, /);
+      const answer = since.find((x): x is AnswerRecord => x.type === 'answer');
+      expect(answer).toMatchObject({ id: req.id, provider: 'bedrock', model: 'eu.anthropic.claude-3-5-haiku-20241022-v1:0', stream: false, usage: { input: 3, output: 4 }, usageSent: true });
+    });
+
+    it('ConverseStream: event-stream frames messageStart, contentBlockDelta…, contentBlockStop, messageStop, metadata', async () => {
+      const mark = fake.records.length;
+      const r = await client.send(new ConverseStreamCommand({ modelId: 'amazon.nova-lite-v1:0', messages: messages('one two') }));
+      const events: ConverseStreamOutput[] = [];
+      for await (const e of r.stream!) events.push(e);
+      expect(events.map((e) => Object.keys(e)[0])).toEqual([
+        'messageStart', 'contentBlockDelta', 'contentBlockDelta', 'contentBlockDelta', 'contentBlockStop', 'messageStop', 'metadata',
+      ]);
+      expect(events.map((e) => e.contentBlockDelta?.delta?.text ?? '').join('')).toBe('echo: one two');
+      expect(events[5]!.messageStop?.stopReason).toBe('end_turn');
+      expect(events[6]!.metadata?.usage).toEqual({ inputTokens: 2, outputTokens: 3, totalTokens: 5 });
+      const since = fake.records.slice(mark);
+      const req = since.find((x): x is RequestRecord => x.type === 'request')!;
+      expect(since.find((x) => x.type === 'answer')).toMatchObject({ id: req.id, provider: 'bedrock', stream: true, usage: { input: 2, output: 3 } });
+      expect(since.find((x) => x.type === 'stream-end')).toMatchObject({ id: req.id, events: 7, of: 7, complete: true });
+    });
+
+    it('ConverseStream frames carry Bedrock\'s headers and content type, as the proxy\'s decoder reads them', async () => {
+      const r = await httpsCallBytes(`/model/${encodeURIComponent('amazon.nova-lite-v1:0')}/converse-stream`, { messages: messages('x') });
+      expect(r.status).toBe(200);
+      expect(r.contentType).toBe('application/vnd.amazon.eventstream');
+      const got: EventStreamMessage[] = [];
+      const decoder = new EventStreamDecoder((m) => got.push(m));
+      decoder.push(r.body);
+      expect(decoder.failed).toBe(false);
+      expect(got.map((m) => m.headers)).toEqual(
+        ['messageStart', 'contentBlockDelta', 'contentBlockDelta', 'contentBlockStop', 'messageStop', 'metadata'].map((t) => ({
+          ':event-type': t, ':content-type': 'application/json', ':message-type': 'event',
+        })),
+      );
+      const metadata = JSON.parse(Buffer.from(got.at(-1)!.body).toString('utf8'));
+      expect(metadata).toMatchObject({ usage: { inputTokens: 1, outputTokens: 2, totalTokens: 3 }, metrics: { latencyMs: expect.any(Number) } });
+    });
+
+    it('refuses an unsigned call and an unknown operation in Bedrock\'s error shape, reporting no answer', async () => {
+      const answers = fake.answers.length;
+      const unsigned = await call(BEDROCK, '/model/amazon.nova-lite-v1:0/converse', { 'content-type': 'application/json' }, { messages: messages('x') });
+      expect(unsigned.status).toBe(403);
+      expect(unsigned.headers['x-amzn-errortype']).toBe('MissingAuthenticationTokenException');
+      expect(JSON.parse(unsigned.body).message).toMatch(/Missing Authentication Token/);
+      const other = await call(BEDROCK, '/model/amazon.nova-lite-v1:0/invoke', { 'content-type': 'application/json', authorization: 'Bearer k' }, {});
+      expect(other.status).toBe(404);
+      expect(other.headers['x-amzn-errortype']).toBe('UnknownOperationException');
+      expect(fake.answers.length).toBe(answers);
+    });
+
+    /** A raw HTTPS POST returning the body's bytes (httpsCall decodes text; event streams are binary). */
+    function httpsCallBytes(path: string, body: unknown): Promise<{ status: number; contentType: string; body: Buffer }> {
+      return new Promise((resolve, reject) => {
+        const text = JSON.stringify(body);
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: fake.httpsPort, servername: BEDROCK, ca: rootPem, method: 'POST', path, agent: false,
+            headers: { host: BEDROCK, 'content-type': 'application/json', authorization: 'Bearer bedrock-api-key', 'content-length': Buffer.byteLength(text) } },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (d: Buffer) => chunks.push(d));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type']), body: Buffer.concat(chunks) }));
+          },
+        );
+        req.on('error', reject);
+        req.end(text);
+      });
+    }
+  });
+
   it('plays a plain site over HTTPS and HTTP; an unknown name gets the default host\'s certificate', async () => {
     const site = await httpsCall({ port: fake.httpsPort, servername: PLAIN, ca: rootPem, method: 'GET', path: '/page' });
     expect(site.body).toBe(`fake ${PLAIN}: GET /page\n`);
@@ -163,6 +273,8 @@ describe('fake provider CONFIG.json', () => {
 
   it('accepts the shape the e2e suite writes', () => {
     expect(checkFakeProviderConfig({ ...good, recordFile: '/tmp/r.jsonl' })).toEqual({ ...good, recordFile: '/tmp/r.jsonl' });
+    const bedrockHosts = [BEDROCK, 'bedrock-runtime.us-east-1.amazonaws.com'];
+    expect(checkFakeProviderConfig({ ...good, bedrockHosts })).toEqual({ ...good, bedrockHosts });
   });
 
   it.each<[string, Record<string, unknown>, string]>([
@@ -172,6 +284,7 @@ describe('fake provider CONFIG.json', () => {
     ['a certificate without its key', { certs: { [PLAIN]: { cert: 'c' } } }, `certs.${PLAIN}: expected { "cert": "<pem file>", "key": "<pem file>" }`],
     ['hosts that are not a list', { openaiHosts: OPENAI }, `openaiHosts: expected a list of host names, got "${OPENAI}"`],
     ['an empty record file name', { recordFile: '' }, 'recordFile: expected a non-empty string, got ""'],
+    ['Bedrock hosts that are not a list', { bedrockHosts: 'bedrock-runtime.eu-central-1.amazonaws.com' }, 'bedrockHosts: expected a list of host names, got "bedrock-runtime.eu-central-1.amazonaws.com"'],
   ])('rejects %s, naming the field', (_name, change, message) => {
     expect(() => checkFakeProviderConfig({ ...good, ...change })).toThrow(message);
   });
@@ -232,7 +345,7 @@ describe('fake-provider-main (the e2e suite\'s process)', () => {
     expect(JSON.parse(r.body).choices[0].message.content).toBe('echo: from main');
     // The request's line is already there when the answer arrives.
     const records = read().trim().split('\n').map((l) => JSON.parse(l) as FakeRecord);
-    expect(records.map((x) => x.type)).toEqual(['ready', 'connection', 'request']);
+    expect(records.map((x) => x.type)).toEqual(['ready', 'connection', 'request', 'answer']);
     expect(Object.keys(records[2]!)[0]).toBe('at');
     expect(records[2]).toMatchObject({ sni: OPENAI, path: '/v1/chat/completions', host: OPENAI });
     expect(p.lines()).toBe('');
