@@ -78,9 +78,10 @@ async function proxyRole(dir, upstreamPort) {
   process.once('SIGINT', () => process.exit(0)); // lets --cpu-prof write its profile
   process.on('message', (m) => {
     if (m === 'rss') process.send({ rss: process.memoryUsage().rss, peakRss, cpu: process.cpuUsage(cpuAtReset), mem: process.memoryUsage() });
-    if (m === 'reset') {
-      peakRss = 0;
+    if (m === 'reset') peakRss = 0;
+    if (m === 'reset-cpu') {
       cpuAtReset = process.cpuUsage();
+      process.send({ pid: process.pid });
     }
   });
   process.send({ port: handle.capturePort, adminPort: handle.adminPort });
@@ -193,12 +194,14 @@ async function main() {
   const upstream = await child('upstream', dir);
   const proxy = await child('proxy', dir, String(upstream.port));
   const rssIdle = await new Promise((r) => (proxy.proc.send('rss'), proxy.proc.once('message', r)));
-  proxy.proc.send('reset');
+  proxy.proc.send('reset'); // peak RSS from here: the direct run (the proxy idle, loading what it loads after ready) and the proxied one
 
   const stats = () => new Promise((r) => (upstream.proc.send('stats'), upstream.proc.once('message', r)));
   const direct = await load(upstream.port, root.certPem, rate, seconds);
   const s0 = await stats();
   const c0 = s0.tlsConnections;
+  // CPU from here: the proxied run alone (its warm-up included), not the post-ready loading during the direct run.
+  await new Promise((r) => (proxy.proc.send('reset-cpu'), proxy.proc.once('message', r)));
   const proxied = await load(proxy.port, ca.certPem, rate, seconds);
   const s1 = await stats();
   const c1 = s1.tlsConnections;
@@ -225,7 +228,7 @@ async function main() {
   console.log(`added latency: p50 ${f(proxied.p50 - direct.p50)} ms, p90 ${f(proxied.p90 - direct.p90)} ms, p99 ${f(proxied.p99 - direct.p99)} ms`);
   console.log(`connections during the proxied run: app → proxy ${captured}, direct run app → provider ${c0}, proxy → provider ${c1 - c0}`);
   const cpuUs = rss.cpu.user + rss.cpu.system;
-  console.log(`CPU per request (user+system, incl. warm-up): proxy ${(cpuUs / (proxied.n + 320)).toFixed(0)} µs, fake provider ${(upstreamCpuUs / (proxied.n + 320)).toFixed(0)} µs (one TLS server side, for scale)`);
+  console.log(`CPU per request (user+system, the proxied run incl. its 320 warm-up requests): proxy ${(cpuUs / (proxied.n + 320)).toFixed(0)} µs, fake provider ${(upstreamCpuUs / (proxied.n + 320)).toFixed(0)} µs (one TLS server side, for scale)`);
   console.log(`proxy RSS: idle after ready ${mib(rssIdle.rss)} MiB, peak under load ${mib(rss.peakRss)} MiB, after load ${mib(rss.rss)} MiB`);
   const m = rss.mem;
   console.log(`proxy memory after load: heapTotal ${mib(m.heapTotal)} MiB, heapUsed ${mib(m.heapUsed)} MiB, external ${mib(m.external)} MiB, arrayBuffers ${mib(m.arrayBuffers)} MiB; idle: heapTotal ${mib(rssIdle.mem.heapTotal)} heapUsed ${mib(rssIdle.mem.heapUsed)}`);

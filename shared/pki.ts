@@ -1,6 +1,9 @@
 import 'reflect-metadata'; // @peculiar/x509 needs it loaded first (tsyringe)
-import { createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
+import { createPrivateKey, KeyObject, randomBytes, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { mintLeaf, type SigningCa } from './leaf.js';
+
+export { certificateValidity, createCsr } from './leaf.js';
 
 // Certificates for the proxy's TLS termination and for local/demo CAs. ECDSA P-256 throughout: small keys,
 // fast handshakes, and what every TLS client in the app containers accepts.
@@ -93,34 +96,25 @@ export interface LeafOptions {
   now?: number;
 }
 
-/** Issues a leaf certificate with a fresh ECDSA P-256 key: CA:false, SANs = dnsNames. */
+const signers = new WeakMap<CertificateAuthority, SigningCa>();
+
+/**
+ * Issues a leaf certificate with a fresh ECDSA P-256 key: CA:false, SANs = dnsNames, never past the CA's own
+ * expiry. Written with node:crypto (shared/leaf.ts), the same code the proxy mints its leaves with.
+ */
 export async function issueLeaf(ca: CertificateAuthority, opts: LeafOptions): Promise<PemPair & { notAfter: Date }> {
   if (opts.dnsNames.length === 0) throw new Error('a leaf certificate needs at least one DNS name');
-  const keys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
-  const now = opts.now ?? Date.now();
-  const notAfter = new Date(now + (opts.validityMs ?? 24 * 3_600_000));
-  const usage = opts.usage ?? 'server';
-  const eku: string[] = [];
-  if (usage !== 'client') eku.push(x509.ExtendedKeyUsage.serverAuth);
-  if (usage !== 'server') eku.push(x509.ExtendedKeyUsage.clientAuth);
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
-    subject: `CN=${opts.dnsNames[0]}`,
-    issuer: ca.cert.subject,
-    notBefore: new Date(now - 60_000), // tolerate small clock skew between pod and issuer
-    notAfter,
-    publicKey: keys.publicKey,
-    signingKey: ca.key,
-    signingAlgorithm: ca.signingAlgorithm,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension(eku, false),
-      new x509.SubjectAlternativeNameExtension(opts.dnsNames.map((value) => ({ type: 'dns' as const, value }))),
-      await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),
-    ],
+  let signer = signers.get(ca);
+  if (!signer) {
+    signer = { certPem: ca.certPem, key: KeyObject.from(ca.key) };
+    signers.set(ca, signer);
+  }
+  return mintLeaf(signer, {
+    dnsNames: opts.dnsNames,
+    validityMs: opts.validityMs ?? 24 * 3_600_000,
+    usage: opts.usage ?? 'server',
+    ...(opts.now !== undefined && { now: opts.now }),
   });
-  return { certPem: cert.toString('pem') + '\n', keyPem: await exportKeyPem(keys.privateKey), notAfter };
 }
 
 // Certificate signing requests: in cluster mode the proxy generates its key and sends only a CSR, so no private
@@ -129,19 +123,6 @@ export async function issueLeaf(ca: CertificateAuthority, opts: LeafOptions): Pr
 export interface CsrPair {
   csrPem: string;
   keyPem: string;
-}
-
-/** A CSR for `dnsNames` with a fresh ECDSA P-256 key. The key stays with the caller. */
-export async function createCsr(dnsNames: string[]): Promise<CsrPair> {
-  if (dnsNames.length === 0) throw new Error('a CSR needs at least one DNS name');
-  const keys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: `CN=${dnsNames[0]}`,
-    keys,
-    signingAlgorithm: EC_SIGN,
-    extensions: [new x509.SubjectAlternativeNameExtension(dnsNames.map((value) => ({ type: 'dns' as const, value })))],
-  });
-  return { csrPem: csr.toString('pem') + '\n', keyPem: await exportKeyPem(keys.privateKey) };
 }
 
 /** What an issuer needs to decide on a CSR, read from it without trusting any of it. */
@@ -224,10 +205,4 @@ export async function signCsr(
     ],
   });
   return { certPem: cert.toString('pem') + '\n', serial: serialNumber, notBefore, notAfter };
-}
-
-/** Validity window of a PEM certificate (first one in the text). */
-export function certificateValidity(certPem: string): { notBefore: Date; notAfter: Date } {
-  const cert = new x509.X509Certificate(certPem);
-  return { notBefore: cert.notBefore, notAfter: cert.notAfter };
 }

@@ -2,8 +2,8 @@
 // InvokeModelWithResponseStream. Each message starts with its total length (4 bytes, big-endian); the smithy
 // codec checks both CRCs and parses the headers — this file only cuts the byte stream into whole messages.
 
-import { EventStreamCodec } from '@smithy/eventstream-codec';
-import { fromUtf8, toUtf8 } from '@smithy/util-utf8';
+import { createRequire } from 'node:module';
+import type { EventStreamCodec } from '@smithy/eventstream-codec';
 
 export interface EventStreamMessage {
   /** String-valued headers (`:event-type`, `:message-type`, `:content-type`, `:exception-type`…). */
@@ -14,7 +14,23 @@ export interface EventStreamMessage {
 /** A message this long is not Bedrock's: the service caps event-stream messages far lower (16 MiB here). */
 const MAX_MESSAGE = 16 * 1024 * 1024;
 const PRELUDE = 12;
-const codec = new EventStreamCodec(toUtf8, fromUtf8);
+
+let codec: EventStreamCodec | undefined;
+
+/**
+ * The smithy codec, loaded on the first Bedrock stream message: every proxy imports this file, few ever see
+ * an event stream, and loading the codec costs ~40 ms and several MiB at startup. Synchronous (require) because
+ * messages are decoded inside a synchronous response observer.
+ */
+function eventStreamCodec(): EventStreamCodec {
+  if (!codec) {
+    const require = createRequire(import.meta.url);
+    const { EventStreamCodec: Codec } = require('@smithy/eventstream-codec') as typeof import('@smithy/eventstream-codec');
+    const { fromUtf8, toUtf8 } = require('@smithy/util-utf8') as typeof import('@smithy/util-utf8');
+    codec = new Codec(toUtf8, fromUtf8);
+  }
+  return codec;
+}
 
 /**
  * Feeds whole, checksum-verified messages to `onMessage`; after a framing error it stops reading. Chunks are
@@ -49,7 +65,7 @@ export class EventStreamDecoder {
       const all = this.joined();
       let decoded;
       try {
-        decoded = codec.decode(all.subarray(0, this.need));
+        decoded = eventStreamCodec().decode(all.subarray(0, this.need));
       } catch {
         return this.fail();
       }

@@ -3,6 +3,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { CA_BUNDLE_FILE, JAVA_TRUSTSTORE_FILE, JAVA_TRUSTSTORE_PASSWORD } from '../../shared/constants.js';
+import { NULL, bmp, explicit, integer, octets, oid, seq, set } from '../../shared/der.js';
 import { UserError } from '../../shared/errors.js';
 
 // The trust material apps get through the shared emptyDir: bundle.pem (for OpenSSL, Go, Python, Node, curl…)
@@ -30,53 +31,11 @@ const OID = {
 
 const MAC_ITERATIONS = 2048;
 
-// A few DER encoders are all a trust store needs. Written here on Buffers rather than with node-forge's
-// string-based asn1: ~150 roots encode in about a millisecond instead of ~70 ms, and forge (~30 ms to load,
-// ~10 MiB) stays out of a process that starts in every pod. The unit test reads the result back with forge,
-// openssl and keytool.
+// The DER encoders (shared/der.ts) work on Buffers rather than node-forge's string-based asn1: ~150 roots
+// encode in about a millisecond instead of ~70 ms, and forge (~30 ms to load, ~10 MiB) stays out of a process
+// that starts in every pod. The unit test reads the result back with forge, openssl and keytool.
 
-function tlv(tag: number, content: Buffer): Buffer {
-  const n = content.length;
-  let head: Buffer;
-  if (n < 0x80) head = Buffer.from([tag, n]);
-  else if (n < 0x100) head = Buffer.from([tag, 0x81, n]);
-  else if (n < 0x10000) head = Buffer.from([tag, 0x82, n >> 8, n & 0xff]);
-  else head = Buffer.from([tag, 0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]);
-  return Buffer.concat([head, content]);
-}
-const seq = (items: Buffer[]): Buffer => tlv(0x30, Buffer.concat(items));
-const set = (items: Buffer[]): Buffer => tlv(0x31, Buffer.concat(items));
-const octets = (b: Buffer): Buffer => tlv(0x04, b);
-const explicit0 = (inner: Buffer): Buffer => tlv(0xa0, inner);
-const NULL = Buffer.from([0x05, 0x00]);
-
-function integer(n: number): Buffer {
-  const bytes: number[] = [];
-  do {
-    bytes.unshift(n & 0xff);
-    n = Math.floor(n / 256);
-  } while (n > 0);
-  if (bytes[0]! & 0x80) bytes.unshift(0);
-  return tlv(0x02, Buffer.from(bytes));
-}
-
-function oid(dotted: string): Buffer {
-  const parts = dotted.split('.').map(Number);
-  const out = [40 * parts[0]! + parts[1]!];
-  for (const p of parts.slice(2)) {
-    const chunk = [p & 0x7f];
-    for (let v = Math.floor(p / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
-    out.push(...chunk);
-  }
-  return tlv(0x06, Buffer.from(out));
-}
-
-/** BMPString: UTF-16 big-endian. */
-function bmp(text: string): Buffer {
-  const b = Buffer.from(text, 'utf16le');
-  b.swap16();
-  return tlv(0x1e, b);
-}
+const explicit0 = (inner: Buffer): Buffer => explicit(0, inner);
 
 /** RFC 7292 appendix B.2 with SHA-1, for the MAC key (ID 3); 20 bytes need a single round. */
 function pkcs12MacKey(password: string, salt: Buffer, iterations: number): Buffer {

@@ -430,8 +430,8 @@ export class ClusterCertificateSource implements CertificateSource {
   }
 
   private async issue(names: string[]): Promise<Leaf> {
-    // Loaded on first use: the X.509 code is only needed here, off the capture path.
-    const { createCsr, certificateValidity } = await import('../../shared/pki.js');
+    // Loaded on first use: only needed here, off the capture path.
+    const { createCsr, certificateValidity } = await import('../../shared/leaf.js');
     const { csrPem, keyPem } = await createCsr(names);
     const answer = await this.client.issue(csrPem);
     const validity = certificateValidity(answer.certificate);

@@ -12,8 +12,8 @@ import type { CertificateSource, PolicySource } from './sources.js';
 // Standalone mode (development, the demo, tests): a local CA in --ca-dir mints the leaf certificates, and the
 // policy comes from a YAML file that is re-read when it changes.
 
-type Pki = typeof import('../../shared/pki.js');
-type CertificateAuthority = import('../../shared/pki.js').CertificateAuthority;
+type Leaf = typeof import('../../shared/leaf.js');
+type SigningCa = import('../../shared/leaf.js').SigningCa;
 
 /** Leaf lifetime; renewed in the background an hour before it ends, the old one serving meanwhile. */
 const LEAF_VALIDITY_MS = 24 * 3_600_000;
@@ -29,11 +29,10 @@ interface CachedLeaf {
 
 /**
  * Mints ECDSA P-256 leaves for AI hosts from a local CA, one per host, kept in memory. The CA files are read
- * and checked on `ready()` with node:crypto alone; the X.509 generator (@peculiar/x509, ~200 ms to import)
- * loads on the first mint or warm-up, after readiness.
+ * and checked on `ready()`; leaves are written with node:crypto and a small DER writer (shared/leaf.ts).
  */
 export class LocalCaCertificateSource implements CertificateSource {
-  private ca?: Promise<CertificateAuthority>;
+  private ca?: Promise<SigningCa>;
   private pem?: string;
   private keyPem?: string;
   private readonly leaves = new Map<string, CachedLeaf>();
@@ -68,12 +67,12 @@ export class LocalCaCertificateSource implements CertificateSource {
     this.keyPem = keyPem;
   }
 
-  /** The CA for signing, loaded on first use: importing the X.509 code must not happen before ready. */
-  private loadCa(): Promise<CertificateAuthority> {
+  /** The CA for signing, loaded on first use. */
+  private loadCa(): Promise<SigningCa> {
     if (!this.ca) {
       if (this.pem === undefined || this.keyPem === undefined) throw new Error('certificate source used before ready()');
       const [certPem, keyPem] = [this.pem, this.keyPem];
-      this.ca = import('../../shared/pki.js').then((pki: Pki) => pki.loadCA(certPem, keyPem));
+      this.ca = import('../../shared/leaf.js').then((leaf: Leaf) => leaf.signingCa(certPem, keyPem));
       this.ca.catch(() => {
         this.ca = undefined; // a later connection tries again
       });
@@ -86,7 +85,7 @@ export class LocalCaCertificateSource implements CertificateSource {
     return this.pem;
   }
 
-  /** Loads the X.509 code and mints one throwaway leaf, so the first real host does not pay for the JIT. */
+  /** Mints one throwaway leaf, so the first real host does not pay for loading and the JIT. */
   async warmUp(): Promise<void> {
     await this.mint('warmup.aigress.invalid');
   }
@@ -133,8 +132,8 @@ export class LocalCaCertificateSource implements CertificateSource {
   }
 
   private async mint(host: string): Promise<SecureContext> {
-    const [ca, pki] = await Promise.all([this.loadCa(), import('../../shared/pki.js')]);
-    const leaf = await pki.issueLeaf(ca, { dnsNames: [host], validityMs: LEAF_VALIDITY_MS });
+    const [ca, { mintLeaf }] = await Promise.all([this.loadCa(), import('../../shared/leaf.js')]);
+    const leaf = await mintLeaf(ca, { dnsNames: [host], validityMs: LEAF_VALIDITY_MS });
     return createSecureContext({ key: leaf.keyPem, cert: leaf.certPem, minVersion: 'TLSv1.2' });
   }
 
