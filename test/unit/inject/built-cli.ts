@@ -18,16 +18,20 @@ function newest(dir: string): number {
   return t;
 }
 
-export function ensureBuilt(): void {
-  const out = join(ROOT, 'dist/webhook/inject/inject.js');
-  const sources = Math.max(newest(join(ROOT, 'webhook')), newest(join(ROOT, 'cli')), newest(join(ROOT, 'shared')));
-  if (existsSync(out) && statSync(out).mtimeMs >= sources) return;
+const SOURCE_DIRS = ['webhook', 'cli', 'shared', 'sidecar'];
+
+/** Rebuilds dist/ when any of `outputs` (paths under the repo) is missing or older than a source file. */
+export function ensureBuilt(outputs: readonly string[] = ['dist/webhook/inject/inject.js']): void {
+  const sources = Math.max(...SOURCE_DIRS.map((d) => newest(join(ROOT, d))));
+  const fresh = (o: string): boolean => existsSync(join(ROOT, o)) && statSync(join(ROOT, o)).mtimeMs >= sources;
+  if (outputs.every(fresh)) return;
   try {
     execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'pipe' });
   } catch {
-    // Type errors in files other people are still writing do not stop tsc from emitting.
+    // tsc still emits when some file has type errors; the typecheck step reports those.
   }
-  if (!existsSync(out)) throw new Error('the build produced no dist/webhook/inject/inject.js');
+  const missing = outputs.filter((o) => !existsSync(join(ROOT, o)));
+  if (missing.length > 0) throw new Error(`the build produced no ${missing.join(', ')}`);
 }
 
 export interface CliRun {

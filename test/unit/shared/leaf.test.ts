@@ -1,15 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { children, integer, readElement, time, unsignedInteger } from '../../../shared/der.js';
 import { certificateValidity, createCsr, mintLeaf, signingCa } from '../../../shared/leaf.js';
 import { createCA, loadCA, readCsr } from '../../../shared/pki.js';
+import { handshake } from '../../support/tls-handshake.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'aigress-leaf-'));
 let n = 0;
@@ -23,23 +21,6 @@ function openssl(args: string[]): string {
   return execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-async function handshake(leaf: { certPem: string; keyPem: string }, caPem: string, servername: string): Promise<string> {
-  const server = tls.createServer({ cert: leaf.certPem, key: leaf.keyPem }, (s) => s.end());
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  try {
-    return await new Promise<string>((resolve) => {
-      const c = tls.connect({ port, host: '127.0.0.1', servername, ca: caPem }, () => {
-        resolve('ok');
-        c.end();
-      });
-      c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-    });
-  } finally {
-    server.close();
-  }
-}
 
 /** An RSA CA made by openssl itself (with a subject key identifier), as cert-manager might hand over. */
 function opensslRsaCa(): { certPem: string; keyPem: string } {

@@ -1,27 +1,8 @@
 import { X509Certificate } from 'node:crypto';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { createCA, issueLeaf, loadCA } from '../../../shared/pki.js';
+import { handshake } from '../../support/tls-handshake.js';
 
-async function handshake(leaf: { certPem: string; keyPem: string }, caPem: string, servername: string): Promise<string> {
-  const server = tls.createServer({ cert: leaf.certPem, key: leaf.keyPem }, (s) => s.end());
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  try {
-    return await new Promise<string>((resolve) => {
-      const c = tls.connect({ port, host: '127.0.0.1', servername, ca: caPem }, () => {
-        resolve('ok');
-        c.end();
-      });
-      c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-    });
-  } finally {
-    server.close();
-  }
-}
 
 describe('pki', () => {
   it('issues a short-lived ECDSA leaf that a TLS client verifies for its host only', async () => {
