@@ -16,6 +16,7 @@ import { IMAGE_PATH, PodHarness } from './support/pod.js';
 import { findContainer, type Pod } from './support/pod-spec.js';
 import { Background, type RunResult } from './support/process.js';
 import { describeRoot } from './support/require-root.js';
+import { review as reviewFor } from '../support/admission-review.js';
 
 // The pod of the data-plane suite, in cluster mode (issue #4, "done means"): the pod is injected by the control
 // plane's own /mutate (so the proxy gets --control-plane and the CA to verify it), the proxy gets its
@@ -48,25 +49,7 @@ describeRoot('cluster mode: a pod injected by the control plane, its proxy fed b
 
   /** POST /mutate as kube-apiserver does (over the Unix socket), and apply the JSONPatch it answers. */
   async function admit(podObj: Pod, socketPath: string): Promise<Pod> {
-    const review = {
-      apiVersion: 'admission.k8s.io/v1',
-      kind: 'AdmissionReview',
-      request: {
-        uid: 'c0ffee00-0000-4000-8000-000000000004',
-        kind: { group: '', version: 'v1', kind: 'Pod' },
-        resource: { group: '', version: 'v1', resource: 'pods' },
-        requestKind: { group: '', version: 'v1', kind: 'Pod' },
-        requestResource: { group: '', version: 'v1', resource: 'pods' },
-        name: podObj.metadata.name,
-        namespace: 'team-a',
-        operation: 'CREATE',
-        userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
-        object: podObj,
-        oldObject: null,
-        dryRun: false,
-        options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1' },
-      },
-    };
+    const review = reviewFor(podObj, { uid: 'c0ffee00-0000-4000-8000-000000000004', name: podObj.metadata.name, namespace: 'team-a' });
     const body = JSON.stringify(review);
     const answer = await new Promise<{ response: { allowed: boolean; patch?: string } }>((resolve, reject) => {
       const req = request(

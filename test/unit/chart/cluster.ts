@@ -8,6 +8,7 @@ import { FakeApiServer } from '../../support/fake-apiserver.js';
 import { BIN, ROOT } from '../inject/built-cli.js';
 import { find, NAMESPACE, type K8sObject } from './render.js';
 import { webhookCalled, type AdmissionAttributes, type Labels } from './selectors.js';
+import { review as reviewFor } from '../../support/admission-review.js';
 
 // The cluster side of the admission harness (ARCHITECTURE.md, test layer 2), played from what `helm template`
 // rendered: the fake API server holds the rendered MutatingWebhookConfiguration; a "kubelet" materializes the
@@ -205,25 +206,7 @@ export async function admit(
   const attrs: AdmissionAttributes = { operation, group: '', version: 'v1', resource: 'pods', namespaced: true };
   if (!webhookCalled(w as never, attrs, ns, pod.metadata.labels ?? {})) return { called: false, patch: [] };
   const svc = w.clientConfig.service;
-  const review = {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: '7f0c54e2-1c2d-4c36-9f1e-000000000001',
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      requestKind: { group: '', version: 'v1', kind: 'Pod' },
-      requestResource: { group: '', version: 'v1', resource: 'pods' },
-      name: pod.metadata.name,
-      namespace: ns.name,
-      operation,
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
-      object: pod,
-      oldObject: null,
-      dryRun: false,
-      options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1' },
-    },
-  };
+  const review = reviewFor(pod, { uid: '7f0c54e2-1c2d-4c36-9f1e-000000000001', name: pod.metadata.name, namespace: ns.name, operation });
   const res = await httpsCall({
     port: cluster.port,
     servername: `${svc.name}.${svc.namespace}.svc`,

@@ -3,6 +3,7 @@ import { request } from 'node:https';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalControlPlane, type LocalControlPlane } from '../../support/control-plane.js';
+import { review as reviewFor } from '../../support/admission-review.js';
 
 // The API server's side of admission against the whole control plane: it calls /mutate over TLS verified with
 // the caBundle the control plane wrote into the MutatingWebhookConfiguration, applies the returned JSONPatch,
@@ -66,25 +67,7 @@ describe('admission through the control plane', () => {
       metadata: { name: 'app', namespace: 'team-a', labels: { app: 'app' } },
       spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: 'registry.example.com/app:1' }] },
     };
-    const review = {
-      apiVersion: 'admission.k8s.io/v1',
-      kind: 'AdmissionReview',
-      request: {
-        uid: 'b2b2c3d4-0000-4000-8000-000000000001',
-        kind: { group: '', version: 'v1', kind: 'Pod' },
-        resource: { group: '', version: 'v1', resource: 'pods' },
-        requestKind: { group: '', version: 'v1', kind: 'Pod' },
-        requestResource: { group: '', version: 'v1', resource: 'pods' },
-        name: 'app',
-        namespace: 'team-a',
-        operation: 'CREATE',
-        userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
-        object: pod,
-        oldObject: null,
-        dryRun: false,
-        options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1' },
-      },
-    };
+    const review = reviewFor(pod, { uid: 'b2b2c3d4-0000-4000-8000-000000000001', name: 'app', namespace: 'team-a' });
     const res = await callWebhook(caBundlePem, review);
     expect(res.status).toBe(200);
     const response = res.body.response as { allowed: boolean; patchType?: string; patch?: string };

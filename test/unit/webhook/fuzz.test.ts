@@ -106,7 +106,7 @@ class Fuzzer {
 
 const { applyPatch, deepClone } = fastJsonPatch;
 const config = defaultConfig().injection;
-const bases: Json[] = loadCases().flatMap((c) => podsOf(docs(c.input)).map((p) => review(p.pod, { uid: `uid-${c.name}` }) as Json));
+const bases: Json[] = loadCases().flatMap((c) => podsOf(docs(c.input)).map((p) => review(p.pod, { uid: `uid-${c.name}` }) as unknown as Json));
 
 /** Checks one answer; returns a description of what is wrong, or undefined. */
 function problem(sent: string | Buffer, status: number, body: unknown): string | undefined {
