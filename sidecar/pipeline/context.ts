@@ -30,6 +30,22 @@ export function pipelineContext(policy: EgressPolicy, registry: Registry): Pipel
     metrics: meteringMetrics(registry),
     labeler,
     prices,
-    identityLabels: (identity) => identityLabelValues(identity, configured),
+    identityLabels: identityLabelCache(configured),
+  };
+}
+
+/**
+ * The proxy passes one identity object to every exchange, so its labels are built once, not per request and
+ * metric. The result is shared: callers spread it, never change it.
+ */
+function identityLabelCache(configured: readonly IdentityLabel[]): (identity: PodIdentity) => Record<string, string> {
+  let lastIdentity: PodIdentity | undefined;
+  let lastLabels: Record<string, string> = {};
+  return (identity) => {
+    if (identity !== lastIdentity) {
+      lastLabels = Object.freeze(identityLabelValues(identity, configured)) as Record<string, string>;
+      lastIdentity = identity;
+    }
+    return lastLabels;
   };
 }

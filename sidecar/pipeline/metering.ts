@@ -1,4 +1,4 @@
-import type { Operation, Usage, UsageReader, UsageResult } from '../../shared/providers/types.js';
+import type { Operation, ProviderAdapter, Usage, UsageReader, UsageResult } from '../../shared/providers/types.js';
 import { costUsd } from '../../shared/providers/prices.js';
 import type { PipelineContext } from './context.js';
 import { CONTINUE } from './deny.js';
@@ -28,6 +28,52 @@ export function meteringRequestProcessor(): RequestProcessor {
   };
 }
 
+// Label sets are bounded (operations × providers × model labels) and identity is one object per proxy, so they
+// are built once per tuple rather than spread on every response; prom-client also hashes the same frozen shapes
+// faster. Shared and frozen: nothing may change them.
+interface LabelSets {
+  readonly genAi: Record<string, string>;
+  readonly errors: Map<string, Record<string, string>>;
+  readonly tokenUsage: { readonly input: Record<string, string>; readonly output: Record<string, string> };
+  readonly tokens: Readonly<Record<string, Record<string, string>>>;
+  readonly cost: Record<string, string>;
+}
+const labelCache = new WeakMap<Record<string, string>, Map<string, LabelSets>>();
+function labelSets(operation: Operation, adapter: ProviderAdapter, model: string, identity: Record<string, string>): LabelSets {
+  let byKey = labelCache.get(identity);
+  if (!byKey) labelCache.set(identity, (byKey = new Map()));
+  const key = `${operation}\u0000${adapter.id}\u0000${model}`;
+  let sets = byKey.get(key);
+  if (!sets) {
+    const provider = adapter.id;
+    const genAi = Object.freeze({ gen_ai_operation_name: otelOperation(operation), gen_ai_provider_name: adapter.otelName, gen_ai_request_model: model, ...identity });
+    const tokens: Record<string, Record<string, string>> = {};
+    for (const [, type] of TYPES) tokens[type] = Object.freeze({ provider, model, type, ...identity });
+    sets = {
+      genAi,
+      errors: new Map(),
+      tokenUsage: {
+        input: Object.freeze({ ...genAi, gen_ai_token_type: 'input' }),
+        output: Object.freeze({ ...genAi, gen_ai_token_type: 'output' }),
+      },
+      tokens,
+      cost: Object.freeze({ provider, model, ...identity }),
+    };
+    if (byKey.size >= 10_000) byKey.clear();
+    byKey.set(key, sets);
+  }
+  return sets;
+}
+
+function errorLabels(sets: LabelSets, errorType: string): Record<string, string> {
+  let labels = sets.errors.get(errorType);
+  if (!labels) {
+    labels = Object.freeze({ ...sets.genAi, error_type: errorType });
+    sets.errors.set(errorType, labels);
+  }
+  return labels;
+}
+
 const seconds = (since: bigint): number => Number(process.hrtime.bigint() - since) / 1e9;
 
 /**
@@ -48,12 +94,8 @@ export function meteringResponseProcessor(ctx: PipelineContext): ResponseProcess
       const ok = head.status >= 200 && head.status < 300;
       const identity = ctx.identityLabels(ex.identity);
       const model = String(ex.facts.modelLabel ?? 'unknown');
-      const genAi = {
-        gen_ai_operation_name: otelOperation(d.operation),
-        gen_ai_provider_name: adapter.otelName,
-        gen_ai_request_model: model,
-        ...identity,
-      };
+      const sets = labelSets(d.operation, adapter, model, identity);
+      const genAi = sets.genAi;
       let reader: UsageReader | undefined;
       let failed = false;
       try {
@@ -80,7 +122,7 @@ export function meteringResponseProcessor(ctx: PipelineContext): ResponseProcess
         },
         onEnd(complete) {
           const errorType = !ok ? String(head.status) : complete ? undefined : 'incomplete';
-          m.duration.observe(errorType ? { ...genAi, error_type: errorType } : genAi, seconds(ex.startedAt));
+          m.duration.observe(errorType ? errorLabels(sets, errorType) : genAi, seconds(ex.startedAt));
           if (!ok || !METERED.has(d.operation)) return;
           let result: UsageResult = { unreadable: true };
           if (reader && !failed) {
@@ -90,7 +132,7 @@ export function meteringResponseProcessor(ctx: PipelineContext): ResponseProcess
               result = { unreadable: true };
             }
           }
-          record(ctx, ex, d.operation, model, result, complete, identity, genAi);
+          record(ctx, ex, d.operation, model, result, complete, identity, sets);
         },
       };
     },
@@ -112,7 +154,7 @@ function record(
   result: UsageResult,
   complete: boolean,
   identity: Record<string, string>,
-  genAi: Record<string, string>,
+  sets: LabelSets,
 ): void {
   const m = ctx.metrics;
   const provider = ex.request.adapter.id;
@@ -126,10 +168,10 @@ function record(
   for (const [field, type] of TYPES) {
     const n = u[field];
     if (n === undefined) continue;
-    m.tokens.inc({ provider, model, type, ...identity }, n);
+    m.tokens.inc(sets.tokens[type]!, n);
   }
-  if (u.input !== undefined) m.tokenUsage.observe({ ...genAi, gen_ai_token_type: 'input' }, u.input);
-  if (u.output !== undefined) m.tokenUsage.observe({ ...genAi, gen_ai_token_type: 'output' }, u.output);
+  if (u.input !== undefined) m.tokenUsage.observe(sets.tokenUsage.input, u.input);
+  if (u.output !== undefined) m.tokenUsage.observe(sets.tokenUsage.output, u.output);
   const f = ex.facts;
   f.inputTokens = u.input;
   f.outputTokens = u.output;
@@ -142,7 +184,7 @@ function record(
   const price = names.length > 0 ? ctx.prices.lookup(provider, names) : undefined;
   const cost = price ? costUsd(u, price) : undefined;
   if (cost !== undefined) {
-    m.cost.inc({ provider, model, ...identity }, cost);
+    m.cost.inc(sets.cost, cost);
     f.costUsd = Number(cost.toPrecision(6));
   }
 }
