@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -35,6 +35,37 @@ export interface MediatedConnection {
   inflight: number;
   /** Requests seen so far on this connection. */
   requests: number;
+  /** HTTP/2 (h2.ts): GOAWAY — no new streams, the session closes once its open ones end. */
+  goAway?: () => void;
+}
+
+/** What the Mediator reads of a request: node:http's IncomingMessage, or an HTTP/2 stream (h2.ts). */
+export interface AppRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  readonly rawHeaders: string[];
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  once(event: 'end', listener: () => void): unknown;
+  listenerCount(event: 'data'): number;
+  /** Abort the upload (HTTP/1.1: the connection; HTTP/2: the stream). */
+  destroy(): unknown;
+}
+
+/** What the Mediator writes of a response: node:http's ServerResponse, or an HTTP/2 stream (h2.ts). */
+export interface AppResponse {
+  readonly headersSent: boolean;
+  readonly destroyed: boolean;
+  readonly writableFinished: boolean;
+  shouldKeepAlive: boolean;
+  writeHead(status: number, statusMessage: string, headers: OutgoingHttpHeaders | string[]): unknown;
+  writeHead(status: number, headers: OutgoingHttpHeaders | string[]): unknown;
+  write(chunk: Buffer): boolean;
+  end(chunk?: Buffer | string): unknown;
+  flushHeaders(): void;
+  writeContinue(): void;
+  destroy(): unknown;
+  once(event: 'close' | 'drain', listener: () => void): unknown;
 }
 
 /** Compiled once per policy, swapped whole when the policy changes. */
@@ -74,13 +105,13 @@ export class Mediator {
   constructor(private readonly deps: MediatorDeps) {}
 
   /** Expect: 100-continue: refuse an oversized body before the app sends it. */
-  checkContinue(req: IncomingMessage, res: ServerResponse, conn: MediatedConnection): void {
+  checkContinue(req: AppRequest, res: AppResponse, conn: MediatedConnection): void {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared <= this.deps.maxBodyBytes) res.writeContinue();
     this.handle(req, res, conn);
   }
 
-  handle(req: IncomingMessage, res: ServerResponse, conn: MediatedConnection): void {
+  handle(req: AppRequest, res: AppResponse, conn: MediatedConnection): void {
     const t0 = process.hrtime.bigint();
     const state = this.deps.state();
     const out: Outcome = { decision: 'error', code: 0, reqBytes: 0, resBytes: 0 };
@@ -91,7 +122,7 @@ export class Mediator {
     res.once('close', () => {
       conn.inflight--;
       this.finish(conn, req, res, adapter, ex, out, t0);
-      if (conn.inflight === 0 && this.deps.draining()) conn.io.end();
+      if (conn.inflight === 0 && this.deps.draining()) (conn.goAway ?? (() => conn.io.end()))();
     });
     if (this.deps.draining()) res.shouldKeepAlive = false;
 
@@ -125,7 +156,7 @@ export class Mediator {
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (over) {
-        if (size > this.deps.maxBodyBytes + DISCARD_LIMIT) req.socket.destroy();
+        if (size > this.deps.maxBodyBytes + DISCARD_LIMIT) req.destroy();
         return;
       }
       if (size > this.deps.maxBodyBytes) {
@@ -161,8 +192,8 @@ export class Mediator {
   private async run(
     ex: LiveExchange,
     pipeline: Pipeline,
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: AppRequest,
+    res: AppResponse,
     conn: MediatedConnection,
     hasBody: boolean,
     out: Outcome,
@@ -224,7 +255,7 @@ export class Mediator {
     }
   }
 
-  private tooLarge(req: IncomingMessage, res: ServerResponse, adapter: ProviderAdapter, out: Outcome): void {
+  private tooLarge(req: AppRequest, res: AppResponse, adapter: ProviderAdapter, out: Outcome): void {
     this.deps.metrics.bodyTooLarge.inc();
     const limit = this.deps.maxBodyBytes;
     this.refuse(res, adapter, out, 'too_large', 413, `aigress: request body is larger than the proxy limit of ${limit} bytes`);
@@ -233,13 +264,13 @@ export class Mediator {
       let discarded = 0;
       req.on('data', (c: Buffer) => {
         discarded += c.length;
-        if (discarded > DISCARD_LIMIT) req.socket.destroy();
+        if (discarded > DISCARD_LIMIT) req.destroy();
       });
     }
   }
 
   private refuse(
-    res: ServerResponse,
+    res: AppResponse,
     adapter: ProviderAdapter,
     out: Outcome,
     kind: DenyKind,
@@ -257,7 +288,7 @@ export class Mediator {
     res.end(body);
   }
 
-  private plainMisdirected(res: ServerResponse, host: string, out: Outcome): void {
+  private plainMisdirected(res: AppResponse, host: string, out: Outcome): void {
     out.decision = 'deny';
     out.code = 421;
     const body = `aigress: ${host} is no longer intercepted by the policy; retry on a new connection\n`;
@@ -268,8 +299,8 @@ export class Mediator {
 
   private finish(
     conn: MediatedConnection,
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: AppRequest,
+    res: AppResponse,
     adapter: ProviderAdapter | undefined,
     ex: Exchange | undefined,
     out: Outcome,
@@ -316,7 +347,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   constructor(
     private readonly ex: Exchange,
     private readonly pipeline: Pipeline,
-    private readonly res: ServerResponse,
+    private readonly res: AppResponse,
     private readonly out: Outcome,
     private readonly deps: MediatorDeps,
   ) {

@@ -12,6 +12,7 @@ import type { Pipeline, PodIdentity } from '../pipeline/types.js';
 import { createAdminServer } from './admin.js';
 import { PROXY_DEFAULTS } from './defaults.js';
 import { writeTrustBundle } from './bundle.js';
+import { createH2Front } from './h2.js';
 import { listenCapture, peekConnection } from './listener.js';
 import { Mediator, type MediatedConnection, type PolicyState } from './mediate.js';
 import { createMetrics } from './metrics.js';
@@ -129,6 +130,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     if (conn) mediator.handle(req, res, conn);
     else res.destroy();
   });
+  // HTTP/2 sessions (ALPN h2) get the same Mediator through h2.ts.
+  const h2 = createH2Front(mediator, { idleTimeoutMs: KEEP_ALIVE_MS, log });
   http.on('checkContinue', (req, res) => {
     const conn = connOf.get(req.socket);
     if (conn) mediator.checkContinue(req, res, conn);
@@ -256,7 +259,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     let secured = false;
     tlsSocket.once('secure', () => {
       secured = true;
-      http.emit('connection', tlsSocket);
+      if (tlsSocket.alpnProtocol === 'h2') h2.serve(tlsSocket, conn);
+      else http.emit('connection', tlsSocket);
     });
     // A client that rejects our certificate may send an alert (error) or just hang up (close): either way the
     // handshake never completed. That is the usual sign of an app that does not trust the aigress bundle.
@@ -349,7 +353,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       draining = true;
       const t0 = performance.now();
       for (const s of capture.servers) s.close();
-      for (const c of mediated) if (c.inflight === 0) c.io.end(); // idle keep-alive connections
+      for (const c of mediated) {
+        if (c.goAway) c.goAway(); // HTTP/2: GOAWAY now, open streams finish
+        else if (c.inflight === 0) c.io.end(); // idle keep-alive connections
+      }
       if (conns.size > 0 && timeoutMs > 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, timeoutMs);
