@@ -119,7 +119,7 @@ describeRoot('e2e harness without aigress: pod netns → fake provider', () => {
     expect(JSON.parse(reqs[0]!.body).stream ?? false).toBe(mode === 'stream');
   });
 
-  // The SDK's HTTP/1.1 handler: the fake speaks HTTP/1.1 only (as does the proxy, see providers.test.ts).
+  // The SDK's HTTP/1.1 handler: the fake provider speaks HTTP/1.1 only (the proxy speaks h2 to apps, HTTP/1.1 upstream).
   it.each([
     ['Converse', 'converse', '/converse'],
     ['ConverseStream', 'stream', '/converse-stream'],
