@@ -1,26 +1,19 @@
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROXY_UID } from '../../shared/constants.js';
 import {
   ANTHROPIC_HOST,
-  createTestPki,
   OPENAI_HOST,
   PLAIN_HOST,
-  startFakeProvider,
   TEST_ROOT_CN,
-  type FakeProvider,
   type RequestRecord,
   type StreamRecord,
-  type TestPki,
 } from './support/fake-provider.js';
-import { APP_UID, injectAppPod, PROXY_CA_CN, type InjectedPodFiles } from './support/injected-pod.js';
+import { PROXY_CA_CN } from './support/injected-pod.js';
 import { metricSum } from './support/metrics.js';
-import { createPodNetwork, type PodNetwork } from './support/netns.js';
-import { AIGRESS_ENTRYPOINT, APPS_DIR, CURL, PYTHON } from './support/paths.js';
-import { IMAGE_PATH, PodHarness } from './support/pod.js';
+import { APPS_DIR, CURL, PYTHON } from './support/paths.js';
 import { findContainer } from './support/pod-spec.js';
+import { APP, INIT, PodSession, PROXY, promptLog } from './support/pod-session.js';
 import type { Background, RunResult } from './support/process.js';
 import { describeRoot } from './support/require-root.js';
 
@@ -30,69 +23,24 @@ import { describeRoot } from './support/require-root.js';
 // them; the providers' real host names lead to a fake provider in the outside namespace. See README.md here.
 
 const KEYS = { openai: 'sk-e2e-app-openai-0000', anthropic: 'sk-ant-e2e-app-0000' };
-const INIT = 'aigress-init';
-const PROXY = 'aigress-proxy';
-const APP = 'app';
 const OPENAI_MODEL = 'gpt-4o-mini';
 const ANTHROPIC_MODEL = 'claude-haiku-4-5';
 
-const sentPrompts: string[] = [];
-/** A prompt no other test sends: the fake provider echoes it, so an answer proves whose request it was. */
-function prompt(what: string): string {
-  const text = `e2e ${what} #${sentPrompts.length + 1} ${process.pid}-${Date.now()}`;
-  sentPrompts.push(text);
-  return text;
-}
+const { sent: sentPrompts, prompt } = promptLog();
 
 const words = (s: string): number => s.split(/\s+/).filter(Boolean).length;
 
 describeRoot('a pod played for real: inject → init → proxy → unmodified apps → fake provider', () => {
-  let dir: string;
-  let net: PodNetwork;
-  let pki: TestPki;
-  let fake: FakeProvider;
-  let files: InjectedPodFiles;
-  let pod: PodHarness;
-  let proxyUid: number;
-  let adminPort: number;
+  const session = new PodSession({ tmpPrefix: 'aig-e2e-pod-', hosts: [OPENAI_HOST, ANTHROPIC_HOST, PLAIN_HOST], keys: KEYS });
   let bundleFile: string;
-
-  /** The proxy container, started as its spec says, plus the one thing the outside world provides. */
-  async function startProxy(): Promise<Background> {
-    const proxy = pod.start(PROXY, {
-      // The test root stands in for the public roots real providers chain to: the proxy must verify the
-      // provider's certificate against it (Node's own roots plus NODE_EXTRA_CA_CERTS).
-      extraEnv: { NODE_EXTRA_CA_CERTS: pki.rootFile },
-    });
-    await pod.waitProbe(PROXY, proxy);
-    return proxy;
-  }
 
   async function stopProxy(proxy: Background | undefined): Promise<void> {
     if (!proxy) return;
     await proxy.stop(10_000);
   }
 
-  async function metrics(): Promise<string> {
-    const r = await pod.httpGet(adminPort, '/metrics');
-    expect(r.status).toBe(200);
-    return r.body;
-  }
-
-  /** Waits until a counter reaches `target` (requests are counted when they end, just after the app sees it). */
-  async function waitMetric(name: string, labels: Record<string, string>, target: number): Promise<number> {
-    const deadline = Date.now() + 5_000;
-    let value = NaN;
-    while (Date.now() < deadline) {
-      value = metricSum(await metrics(), name, labels);
-      if (value >= target) return value;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    return value;
-  }
-
   function app(argv: readonly string[], timeoutMs = 30_000): Promise<RunResult> {
-    return pod.exec(APP, argv, { timeoutMs });
+    return session.pod.exec(APP, argv, { timeoutMs });
   }
 
   function curlOpenAi(text: string, extra: readonly string[] = [], model = OPENAI_MODEL): string[] {
@@ -108,52 +56,18 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
     return /^\*\s+issuer: (.*)$/m.exec(stderr)?.[1] ?? '(no certificate seen)';
   }
 
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'aig-e2e-pod-'));
-    chmodSync(dir, 0o755);
-    net = await createPodNetwork({ hosts: [OPENAI_HOST, ANTHROPIC_HOST, PLAIN_HOST] });
-    pki = await createTestPki(dir, [OPENAI_HOST, ANTHROPIC_HOST, PLAIN_HOST]);
-    fake = await startFakeProvider({ outsideNs: net.out, pki, dir });
-
-    // The CA key is made readable by the proxy's UID; the spec must then run the proxy as that UID.
-    files = await injectAppPod(dir, KEYS, PROXY_UID);
-    const proxySpec = findContainer(files.pod, PROXY);
-    proxyUid = proxySpec.securityContext?.runAsUser ?? -1;
-    expect(proxyUid).toBe(PROXY_UID);
-    adminPort = Number(proxySpec.startupProbe?.httpGet?.port);
-    const appHome = join(dir, 'home-app');
-    mkdirSync(appHome);
-    chownSync(appHome, APP_UID, APP_UID);
-    pod = new PodHarness({
-      net,
-      pod: files.pod,
-      dir,
-      entrypoint: { aigress: AIGRESS_ENTRYPOINT },
-      // What the images set; the spec's env comes on top. The app image gives its user a home.
-      imageEnv: { [APP]: { PATH: IMAGE_PATH, HOME: appHome } },
-    });
-
-    // The init container runs to completion before anything else starts, as the kubelet runs it.
-    const init = pod.start(INIT);
-    const status = await init.exited;
-    expect({ status, stderr: init.stderr }).toMatchObject({ status: { code: 0 } });
-  });
-
-  afterAll(async () => {
-    await fake?.stop();
-    await net?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  beforeAll(() => session.start());
+  afterAll(() => session.stop());
 
   it('the injected spec is what the rest of this suite plays (aigress init / aigress proxy, UIDs, CA env)', () => {
-    const init = findContainer(files.pod, INIT);
-    const proxy = findContainer(files.pod, PROXY);
-    const appSpec = findContainer(files.pod, APP);
+    const init = findContainer(session.files.pod, INIT);
+    const proxy = findContainer(session.files.pod, PROXY);
+    const appSpec = findContainer(session.files.pod, APP);
     expect(init.command).toEqual(['aigress']);
     expect(init.args?.[0]).toBe('init');
     expect(proxy.command).toEqual(['aigress']);
     expect(proxy.args?.[0]).toBe('proxy');
-    expect(proxy.args).toEqual(expect.arrayContaining(['--policy', files.policyFile, '--ca-dir', files.caDir]));
+    expect(proxy.args).toEqual(expect.arrayContaining(['--policy', session.files.policyFile, '--ca-dir', session.files.caDir]));
     expect(proxy.args).not.toContain('--control-plane');
     const env = Object.fromEntries((appSpec.env ?? []).map((e) => [e.name, e.value]));
     for (const name of ['SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE']) {
@@ -165,10 +79,10 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
     let proxy: Background;
 
     beforeAll(async () => {
-      proxy = await startProxy();
-      const bundleDir = findContainer(files.pod, APP).volumeMounts!.find((m) => m.mountPath.endsWith('/ca'))!;
-      const vol = files.pod.spec.volumes!.find((v) => v.name === bundleDir.name)!;
-      bundleFile = join(pod.volumeDir(vol), 'bundle.pem');
+      proxy = await session.startProxy();
+      const bundleDir = findContainer(session.files.pod, APP).volumeMounts!.find((m) => m.mountPath.endsWith('/ca'))!;
+      const vol = session.files.pod.spec.volumes!.find((v) => v.name === bundleDir.name)!;
+      bundleFile = join(session.pod.volumeDir(vol), 'bundle.pem');
     });
 
     afterAll(async () => {
@@ -177,11 +91,12 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
 
     it('the proxy runs as UID 1500 and wrote bundle.pem = public roots + its CA, without the fake provider\'s root', async () => {
       const status = readFileSync(`/proc/${proxy.child.pid}/status`, 'utf8');
-      expect(status).toMatch(new RegExp(`^Uid:\\s+${proxyUid}\\s+${proxyUid}\\s+${proxyUid}\\s+${proxyUid}$`, 'm'));
+      const uid = session.proxyUid;
+      expect(status).toMatch(new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, 'm'));
       const bundle = readFileSync(bundleFile, 'utf8');
-      expect(bundle).toContain(files.caPem.trim());
+      expect(bundle).toContain(session.files.caPem.trim());
       expect(bundle.match(/BEGIN CERTIFICATE/g)!.length).toBeGreaterThan(50); // public roots too
-      expect(bundle).not.toContain(pki.rootPem.trim());
+      expect(bundle).not.toContain(session.pki.rootPem.trim());
       // The downward-API env of the spec reached it: it names its pod.
       await proxy.waitFor('its "proxy ready" log line', () => proxy.stdout.includes('"msg":"proxy ready"'));
       const readyLine = proxy.stdout.split('\n').find((l) => l.includes('"msg":"proxy ready"'));
@@ -189,35 +104,35 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
     });
 
     it('curl to https://api.openai.com is mediated: aigress\'s certificate, forwarded over TLS, counted', async () => {
-      const before = metricSum(await metrics(), 'aigress_requests_total', { provider: 'openai' });
-      const mark = fake.mark();
+      const before = metricSum(await session.metrics(), 'aigress_requests_total', { provider: 'openai' });
+      const mark = session.fake.mark();
       const text = prompt('curl');
       const r = await app(curlOpenAi(text, ['--fail-with-body']));
       expect(r.code, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout).choices[0].message.content).toBe(`echo: ${text}`);
       // The app saw a certificate from the proxy's CA, not the provider's own.
       expect(issuerSeen(r.stderr)).toContain(PROXY_CA_CN);
-      const reqs = fake.requestsSince(mark);
+      const reqs = session.fake.requestsSince(mark);
       expect(reqs).toHaveLength(1);
-      expect(reqs[0]).toMatchObject({ transport: 'https', sni: OPENAI_HOST, host: OPENAI_HOST, method: 'POST', path: '/v1/chat/completions', remoteAddress: net.podAddr });
+      expect(reqs[0]).toMatchObject({ transport: 'https', sni: OPENAI_HOST, host: OPENAI_HOST, method: 'POST', path: '/v1/chat/completions', remoteAddress: session.net.podAddr });
       expect(reqs[0]!.headers.authorization).toBe(`Bearer ${KEYS.openai}`);
       expect(JSON.parse(reqs[0]!.body).messages[0].content).toBe(text);
-      expect(await waitMetric('aigress_requests_total', { provider: 'openai' }, before + 1)).toBe(before + 1);
+      expect(await session.waitMetric('aigress_requests_total', { provider: 'openai' }, before + 1)).toBe(before + 1);
     });
 
     it('an app that trusts only the provider\'s real root cannot get around the proxy', async () => {
       const tlsErrors = (t: string): number => metricSum(t, 'aigress_client_tls_errors_total', { provider: 'openai' });
-      const before = tlsErrors(await metrics());
-      const mark = fake.mark();
-      const r = await app(curlOpenAi(prompt('escape'), ['--cacert', pki.rootFile]));
+      const before = tlsErrors(await session.metrics());
+      const mark = session.fake.mark();
+      const r = await app(curlOpenAi(prompt('escape'), ['--cacert', session.pki.rootFile]));
       expect(r.code).toBe(60); // curl: peer certificate cannot be authenticated
       // The handshake that failed was with the proxy, and nothing reached the provider.
-      expect(await waitMetric('aigress_client_tls_errors_total', { provider: 'openai' }, before + 1)).toBe(before + 1);
-      expect(fake.since(mark)).toEqual([]);
+      expect(await session.waitMetric('aigress_client_tls_errors_total', { provider: 'openai' }, before + 1)).toBe(before + 1);
+      expect(session.fake.since(mark)).toEqual([]);
     });
 
     it('a model the policy denies gets a 403 in OpenAI\'s error shape, and nothing reaches the provider', async () => {
-      const mark = fake.mark();
+      const mark = session.fake.mark();
       const r = await app(curlOpenAi(prompt('denied'), ['-w', '\n%{http_code}'], 'gpt-denied-1'));
       expect(r.code).toBe(0);
       const cut = r.stdout.lastIndexOf('\n');
@@ -225,7 +140,7 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
       const body = JSON.parse(r.stdout.slice(0, cut)) as { error: { message: string; type: string } };
       expect(typeof body.error.message).toBe('string');
       expect(typeof body.error.type).toBe('string');
-      expect(fake.requestsSince(mark)).toHaveLength(0);
+      expect(session.fake.requestsSince(mark)).toHaveLength(0);
     });
 
     const apps: Array<[string, string, string[], string, string]> = [
@@ -238,11 +153,11 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
     ];
 
     it.each(apps)('%s succeeds against the real host name, unmodified, through the proxy', async (_name, interpreter, [script, mode, model], host, provider) => {
-      const m0 = await metrics();
+      const m0 = await session.metrics();
       const before = metricSum(m0, 'aigress_requests_total', { provider });
       const tokens = (t: string, type: string): number => metricSum(t, 'aigress_tokens_total', { provider, model: model!, type });
       const [inBefore, outBefore] = [tokens(m0, 'input'), tokens(m0, 'output')];
-      const mark = fake.mark();
+      const mark = session.fake.mark();
       const text = prompt(`${script} ${mode}`);
       const r = await app([interpreter, join(APPS_DIR, script!), mode!, model!, text]);
       expect(r.stderr).toBe('');
@@ -254,29 +169,29 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
       const outputTokens = out.usage?.completion_tokens ?? out.usage?.output_tokens;
       expect(inputTokens).toBe(words(text));
       expect(outputTokens).toBeGreaterThan(0);
-      const reqs = fake.requestsSince(mark);
+      const reqs = session.fake.requestsSince(mark);
       expect(reqs).toHaveLength(1);
       const req = reqs[0]!;
-      expect(req).toMatchObject({ transport: 'https', sni: host, host, remoteAddress: net.podAddr });
+      expect(req).toMatchObject({ transport: 'https', sni: host, host, remoteAddress: session.net.podAddr });
       expect(JSON.parse(req.body).messages[0].content).toBe(text);
       expect(JSON.parse(req.body).stream ?? false).toBe(mode === 'stream');
       if (mode === 'stream') {
-        const end = await fake.waitFor('the stream to end', mark, (x): x is StreamRecord => x.type === 'stream-end' && x.id === req.id);
+        const end = await session.fake.waitFor('the stream to end', mark, (x): x is StreamRecord => x.type === 'stream-end' && x.id === req.id);
         expect(end.complete).toBe(true);
       }
-      expect(await waitMetric('aigress_requests_total', { provider }, before + 1)).toBe(before + 1);
+      expect(await session.waitMetric('aigress_requests_total', { provider }, before + 1)).toBe(before + 1);
       // Metered: the proxy counted exactly the tokens the provider reported to the app.
-      const m1 = await metrics();
+      const m1 = await session.metrics();
       expect([tokens(m1, 'input') - inBefore, tokens(m1, 'output') - outBefore]).toEqual([inputTokens, outputTokens]);
     });
 
     it('the non-AI host passes through untouched: the app sees the outside server\'s own certificate', async () => {
       const conns = (t: string): number => metricSum(t, 'aigress_connections_total', { route: 'passthrough' });
-      const requestsBefore = metricSum(await metrics(), 'aigress_requests_total');
-      const passBefore = conns(await metrics());
-      const mark = fake.mark();
+      const requestsBefore = metricSum(await session.metrics(), 'aigress_requests_total');
+      const passBefore = conns(await session.metrics());
+      const mark = session.fake.mark();
       // Trusting only the test root works: the certificate is the server's own, not one minted by aigress.
-      const own = await app([CURL, '-sS', '-v', '--fail', '--cacert', pki.rootFile, `https://${PLAIN_HOST}/pass`]);
+      const own = await app([CURL, '-sS', '-v', '--fail', '--cacert', session.pki.rootFile, `https://${PLAIN_HOST}/pass`]);
       expect(own.code, own.stderr).toBe(0);
       expect(own.stdout).toBe(`fake ${PLAIN_HOST}: GET /pass\n`);
       expect(issuerSeen(own.stderr)).toContain(TEST_ROOT_CN);
@@ -286,40 +201,40 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
       // Plain HTTP to it passes too.
       const plain = await app([CURL, '-sS', '--fail', `http://${PLAIN_HOST}/plain`]);
       expect(plain.stdout).toBe(`fake ${PLAIN_HOST}: GET /plain\n`);
-      const reqs = fake.requestsSince(mark);
+      const reqs = session.fake.requestsSince(mark);
       expect(reqs.map((x) => [x.transport, x.path, x.remoteAddress])).toEqual([
-        ['https', '/pass', net.podAddr],
-        ['http', '/plain', net.podAddr],
+        ['https', '/pass', session.net.podAddr],
+        ['http', '/plain', session.net.podAddr],
       ]);
       expect(reqs[0]!.sni).toBe(PLAIN_HOST);
-      expect(await waitMetric('aigress_connections_total', { route: 'passthrough' }, passBefore + 3)).toBe(passBefore + 3);
-      expect(metricSum(await metrics(), 'aigress_requests_total')).toBe(requestsBefore);
+      expect(await session.waitMetric('aigress_connections_total', { route: 'passthrough' }, passBefore + 3)).toBe(passBefore + 3);
+      expect(metricSum(await session.metrics(), 'aigress_requests_total')).toBe(requestsBefore);
     });
 
     it('traffic of UID 1500 is not redirected: it reaches the provider directly with the provider\'s certificate', async () => {
-      const connsBefore = metricSum(await metrics(), 'aigress_connections_total');
-      const mark = fake.mark();
+      const connsBefore = metricSum(await session.metrics(), 'aigress_connections_total');
+      const mark = session.fake.mark();
       const text = prompt('uid1500');
       // Run in the proxy's container (its UID, mounts and env), the way `kubectl exec -c aigress-proxy` would.
-      const r = await pod.exec(PROXY, curlOpenAi(text, ['--fail-with-body', '--cacert', pki.rootFile]));
+      const r = await session.pod.exec(PROXY, curlOpenAi(text, ['--fail-with-body', '--cacert', session.pki.rootFile]));
       expect(r.code, r.stderr).toBe(0);
       expect(issuerSeen(r.stderr)).toContain(TEST_ROOT_CN);
       expect(JSON.parse(r.stdout).choices[0].message.content).toBe(`echo: ${text}`);
-      const reqs = fake.requestsSince(mark);
+      const reqs = session.fake.requestsSince(mark);
       expect(reqs).toHaveLength(1);
       // curl offers h2; the fake only speaks http/1.1, so ALPN cannot tell them apart. The certificate can.
-      expect(reqs[0]).toMatchObject({ sni: OPENAI_HOST, remoteAddress: net.podAddr });
-      expect(metricSum(await metrics(), 'aigress_connections_total')).toBe(connsBefore);
+      expect(reqs[0]).toMatchObject({ sni: OPENAI_HOST, remoteAddress: session.net.podAddr });
+      expect(metricSum(await session.metrics(), 'aigress_connections_total')).toBe(connsBefore);
     });
 
     it('IPv6 is captured too: an AI call to the provider\'s IPv6 address goes through the proxy', async () => {
-      const mark = fake.mark();
+      const mark = session.fake.mark();
       const text = prompt('ipv6');
-      const r = await app(curlOpenAi(text, ['--fail-with-body', '--resolve', `${OPENAI_HOST}:443:[${net.outAddr6}]`]));
+      const r = await app(curlOpenAi(text, ['--fail-with-body', '--resolve', `${OPENAI_HOST}:443:[${session.net.outAddr6}]`]));
       expect(r.code, r.stderr).toBe(0);
       expect(issuerSeen(r.stderr)).toContain(PROXY_CA_CN);
       expect(JSON.parse(r.stdout).choices[0].message.content).toBe(`echo: ${text}`);
-      const reqs = fake.requestsSince(mark);
+      const reqs = session.fake.requestsSince(mark);
       expect(reqs).toHaveLength(1);
       expect(reqs[0]!.sni).toBe(OPENAI_HOST);
     });
@@ -336,21 +251,21 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
 
   describe('SIGTERM while a stream is open', () => {
     it('the stream completes, readiness drops at once, and the proxy exits 0', async () => {
-      const proxy = await startProxy();
+      const proxy = await session.startProxy();
       let exited = false;
       try {
         expect(readFileSync(`/proc/${proxy.child.pid}/cmdline`, 'utf8')).toContain('aigress.js');
-        const mark = fake.mark();
+        const mark = session.fake.mark();
         const text = prompt('drain');
         // "slow" models make the fake provider stream for ~3 s.
-        const stream = pod.start(APP, { argv: [process.execPath, join(APPS_DIR, 'openai-chat.mjs'), 'stream', 'gpt-4o-slow', text] });
-        const req = await fake.waitFor('the slow stream to start', mark, (x): x is RequestRecord => x.type === 'request');
-        await fake.waitFor('the first events to be sent', mark, (x): x is StreamRecord => x.type === 'stream-start' && x.id === req.id);
+        const stream = session.pod.start(APP, { argv: [process.execPath, join(APPS_DIR, 'openai-chat.mjs'), 'stream', 'gpt-4o-slow', text] });
+        const req = await session.fake.waitFor('the slow stream to start', mark, (x): x is RequestRecord => x.type === 'request');
+        await session.fake.waitFor('the first events to be sent', mark, (x): x is StreamRecord => x.type === 'stream-start' && x.id === req.id);
 
         const sigtermAt = Date.now();
         proxy.child.kill('SIGTERM');
         // Not ready from the moment it drains, so no new traffic is sent its way.
-        const ready = await pod.httpGet(adminPort, '/readyz');
+        const ready = await session.pod.httpGet(session.adminPort, '/readyz');
         expect(ready.status).toBe(503);
 
         const [appStatus, proxyStatus] = await Promise.all([stream.exited, proxy.exited]);
@@ -360,7 +275,7 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
         const out = JSON.parse(stream.stdout) as { content: string; usage: { prompt_tokens: number } };
         expect(out.content.startsWith(`echo: ${text}`)).toBe(true);
         expect(out.usage.prompt_tokens).toBe(words(text));
-        const end = await fake.waitFor('the stream to end', mark, (x): x is StreamRecord => x.type === 'stream-end' && x.id === req.id);
+        const end = await session.fake.waitFor('the stream to end', mark, (x): x is StreamRecord => x.type === 'stream-end' && x.id === req.id);
         expect(end.complete).toBe(true);
         expect(end.at).toBeGreaterThan(sigtermAt); // the stream was still open when the proxy got SIGTERM
         expect(proxyStatus).toEqual({ code: 0, signal: null });
@@ -373,7 +288,7 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
   describe('with the proxy stopped', () => {
     beforeAll(async () => {
       // Nothing answers on the admin port: no proxy runs in the pod.
-      expect((await pod.httpGet(adminPort, '/healthz')).status).toBe(0);
+      expect((await session.pod.httpGet(session.adminPort, '/healthz')).status).toBe(0);
     });
 
     // How each client says "connection refused": curl exits 7, the SDKs throw APIConnectionError with the
@@ -383,13 +298,13 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
       ['openai SDK', () => [process.execPath, join(APPS_DIR, 'openai-chat.mjs'), 'chat', OPENAI_MODEL, prompt('stopped')], /APIConnectionError[\s\S]*ECONNREFUSED/],
       ['Anthropic SDK', () => [process.execPath, join(APPS_DIR, 'anthropic.mjs'), 'create', ANTHROPIC_MODEL, prompt('stopped')], /APIConnectionError[\s\S]*ECONNREFUSED/],
       ['Python requests', () => [PYTHON, join(APPS_DIR, 'requests_app.py'), 'chat', OPENAI_MODEL, prompt('stopped')], /ConnectionError[\s\S]*Connection refused/],
-      ['curl over IPv6', () => [CURL, '-sS', '--resolve', `${OPENAI_HOST}:443:[${net.outAddr6}]`, `https://${OPENAI_HOST}/v1/models`], /^curl: \(7\) Failed to connect/],
+      ['curl over IPv6', () => [CURL, '-sS', '--resolve', `${OPENAI_HOST}:443:[${session.net.outAddr6}]`, `https://${OPENAI_HOST}/v1/models`], /^curl: \(7\) Failed to connect/],
     ] as Array<[string, () => string[], RegExp]>)('%s to an AI host fails (connection refused) and nothing leaves the pod', async (_name, argv, refused) => {
-      const mark = fake.mark();
+      const mark = session.fake.mark();
       const r = await app(argv(), 45_000);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(refused);
-      expect(fake.since(mark)).toEqual([]);
+      expect(session.fake.since(mark)).toEqual([]);
     });
   });
 });

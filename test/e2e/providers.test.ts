@@ -1,26 +1,17 @@
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROXY_UID } from '../../shared/constants.js';
 import {
   BEDROCK_EU_HOST,
   BEDROCK_US_HOST,
-  createTestPki,
   OPENAI_EU_HOST,
   OPENAI_HOST,
   PLAIN_HOST,
-  startFakeProvider,
-  type FakeProvider,
   type StreamRecord,
-  type TestPki,
 } from './support/fake-provider.js';
-import { APP_UID, injectAppPod, type InjectedPodFiles } from './support/injected-pod.js';
 import { metricSum } from './support/metrics.js';
-import { createPodNetwork, type PodNetwork } from './support/netns.js';
-import { AIGRESS_ENTRYPOINT, APPS_DIR } from './support/paths.js';
-import { IMAGE_PATH, PodHarness } from './support/pod.js';
+import { APPS_DIR } from './support/paths.js';
 import { findContainer } from './support/pod-spec.js';
+import { APP, PodSession, promptLog } from './support/pod-session.js';
 import type { Background, RunResult } from './support/process.js';
 import { describeRoot } from './support/require-root.js';
 
@@ -31,8 +22,6 @@ import { describeRoot } from './support/require-root.js';
 const KEYS = { openai: 'sk-e2e-providers-openai-0000', anthropic: 'sk-ant-e2e-providers-0000' };
 const AWS_KEY_ID = 'AKIAE2EPROVIDERS0000';
 const AWS_SECRET = 'e2e-providers-aws-secret-0000';
-const PROXY = 'aigress-proxy';
-const APP = 'app';
 const OPENAI_MODEL = 'gpt-4o-mini';
 /** A cross-region inference profile of the EU geography: reach eu-central-1 and eu, both allowed by [eu]. */
 const BEDROCK_PROFILE_MODEL = 'eu.anthropic.claude-3-5-haiku-20241022-v1:0';
@@ -46,12 +35,7 @@ spec:
   unmatchedEgress: passthrough
 `;
 
-const sentPrompts: string[] = [];
-function prompt(what: string): string {
-  const text = `e2e ${what} #${sentPrompts.length + 1} ${process.pid}-${Date.now()}`;
-  sentPrompts.push(text);
-  return text;
-}
+const { sent: sentPrompts, prompt } = promptLog();
 
 /** The JSON line an app prints on stderr for an error the API answered (after any runtime warnings). */
 function apiError(stderr: string): { error: string; status: number; message: string } {
@@ -61,32 +45,15 @@ function apiError(stderr: string): { error: string; status: number; message: str
 }
 
 describeRoot('providers in the pod (issue #5): OpenAI stream usage, EU-only regions, Bedrock through the AWS SDK', () => {
-  let dir: string;
-  let net: PodNetwork;
-  let pki: TestPki;
-  let fake: FakeProvider;
-  let files: InjectedPodFiles;
-  let pod: PodHarness;
-  let adminPort: number;
+  const session = new PodSession({
+    tmpPrefix: 'aig-e2e-providers-',
+    hosts: [OPENAI_HOST, OPENAI_EU_HOST, BEDROCK_EU_HOST, BEDROCK_US_HOST, PLAIN_HOST],
+    fakeHosts: { openaiHosts: [OPENAI_HOST, OPENAI_EU_HOST], anthropicHosts: [], bedrockHosts: [BEDROCK_EU_HOST, BEDROCK_US_HOST] },
+    keys: KEYS,
+    // The app's own spec carries its AWS credentials, as a Secret-backed env would.
+    app: { policy: POLICY, appEnv: { AWS_ACCESS_KEY_ID: AWS_KEY_ID, AWS_SECRET_ACCESS_KEY: AWS_SECRET } },
+  });
   let proxy: Background;
-
-  async function metrics(): Promise<string> {
-    const r = await pod.httpGet(adminPort, '/metrics');
-    expect(r.status).toBe(200);
-    return r.body;
-  }
-
-  /** Waits until a counter reaches `target` (requests are counted when they end, just after the app sees it). */
-  async function waitMetric(name: string, labels: Record<string, string>, target: number): Promise<number> {
-    const deadline = Date.now() + 5_000;
-    let value = NaN;
-    while (Date.now() < deadline) {
-      value = metricSum(await metrics(), name, labels);
-      if (value >= target) return value;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    return value;
-  }
 
   const tokens = (text: string, labels: Record<string, string>): { input: number; output: number } => ({
     input: metricSum(text, 'aigress_tokens_total', { ...labels, type: 'input' }),
@@ -94,7 +61,7 @@ describeRoot('providers in the pod (issue #5): OpenAI stream usage, EU-only regi
   });
 
   function app(argv: readonly string[]): Promise<RunResult> {
-    return pod.exec(APP, argv, { timeoutMs: 45_000 });
+    return session.pod.exec(APP, argv, { timeoutMs: 45_000 });
   }
 
   const openai = (mode: string, text: string, baseUrl?: string): string[] => [
@@ -107,63 +74,22 @@ describeRoot('providers in the pod (issue #5): OpenAI stream usage, EU-only regi
   ];
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'aig-e2e-providers-'));
-    chmodSync(dir, 0o755);
-    const hosts = [OPENAI_HOST, OPENAI_EU_HOST, BEDROCK_EU_HOST, BEDROCK_US_HOST, PLAIN_HOST];
-    net = await createPodNetwork({ hosts });
-    pki = await createTestPki(dir, hosts);
-    fake = await startFakeProvider({
-      outsideNs: net.out,
-      pki,
-      dir,
-      openaiHosts: [OPENAI_HOST, OPENAI_EU_HOST],
-      anthropicHosts: [],
-      bedrockHosts: [BEDROCK_EU_HOST, BEDROCK_US_HOST],
-    });
-    // The app's own spec carries its AWS credentials, as a Secret-backed env would.
-    files = await injectAppPod(dir, KEYS, PROXY_UID, {
-      policy: POLICY,
-      appEnv: { AWS_ACCESS_KEY_ID: AWS_KEY_ID, AWS_SECRET_ACCESS_KEY: AWS_SECRET },
-    });
-    const proxySpec = findContainer(files.pod, PROXY);
-    expect(proxySpec.securityContext?.runAsUser).toBe(PROXY_UID);
-    adminPort = Number(proxySpec.startupProbe?.httpGet?.port);
-    const appHome = join(dir, 'home-app');
-    mkdirSync(appHome);
-    chownSync(appHome, APP_UID, APP_UID);
-    pod = new PodHarness({
-      net,
-      pod: files.pod,
-      dir,
-      entrypoint: { aigress: AIGRESS_ENTRYPOINT },
-      imageEnv: { [APP]: { PATH: IMAGE_PATH, HOME: appHome } },
-    });
-    const init = pod.start('aigress-init');
-    const status = await init.exited;
-    expect({ status, stderr: init.stderr }).toMatchObject({ status: { code: 0 } });
-    // The test root stands in for the public roots the real providers chain to (see pod.test.ts).
-    proxy = pod.start(PROXY, { extraEnv: { NODE_EXTRA_CA_CERTS: pki.rootFile } });
-    await pod.waitProbe(PROXY, proxy);
+    await session.start();
+    proxy = await session.startProxy();
   });
-
-  afterAll(async () => {
-    await proxy?.stop(10_000);
-    await fake?.stop();
-    await net?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => session.stop());
 
   it('the app\'s environment is only what the injected spec gives it: the pod bundle for every TLS stack, AWS_CA_BUNDLE too', () => {
-    const env = Object.fromEntries((findContainer(files.pod, APP).env ?? []).map((e) => [e.name, e.value]));
+    const env = Object.fromEntries((findContainer(session.files.pod, APP).env ?? []).map((e) => [e.name, e.value]));
     for (const name of ['NODE_EXTRA_CA_CERTS', 'AWS_CA_BUNDLE', 'SSL_CERT_FILE']) expect(env[name], name).toMatch(/\/bundle\.pem$/);
     expect(env).toMatchObject({ AWS_ACCESS_KEY_ID: AWS_KEY_ID });
     expect(env.OPENAI_BASE_URL).toBeUndefined();
   });
 
   it('openai SDK streaming without stream_options: no usage chunk reaches the app, yet /metrics has the exact counts the provider sent', async () => {
-    const before = tokens(await metrics(), { provider: 'openai', model: OPENAI_MODEL });
-    const requestsBefore = metricSum(await metrics(), 'aigress_requests_total', { provider: 'openai' });
-    const mark = fake.mark();
+    const before = tokens(await session.metrics(), { provider: 'openai', model: OPENAI_MODEL });
+    const requestsBefore = metricSum(await session.metrics(), 'aigress_requests_total', { provider: 'openai' });
+    const mark = session.fake.mark();
     const text = prompt('openai stream-plain');
     const r = await app(openai('stream-plain', text, `https://${OPENAI_EU_HOST}/v1`));
     expect(r.stderr).toBe('');
@@ -177,33 +103,33 @@ describeRoot('providers in the pod (issue #5): OpenAI stream usage, EU-only regi
     expect(out.received.every((c) => Array.isArray(c.choices) && c.choices.length === 1)).toBe(true);
 
     // The provider was asked for usage (by the proxy) and sent it.
-    const [req] = fake.requestsSince(mark);
-    expect(req).toMatchObject({ sni: OPENAI_EU_HOST, host: OPENAI_EU_HOST, path: '/v1/chat/completions', remoteAddress: net.podAddr });
+    const [req] = session.fake.requestsSince(mark);
+    expect(req).toMatchObject({ sni: OPENAI_EU_HOST, host: OPENAI_EU_HOST, path: '/v1/chat/completions', remoteAddress: session.net.podAddr });
     const sentBody = JSON.parse(req!.body) as { stream: boolean; stream_options?: { include_usage?: boolean }; messages: { content: string }[] };
     expect(sentBody).toMatchObject({ stream: true, stream_options: { include_usage: true } });
     expect(sentBody.messages[0]!.content).toBe(text);
-    const answers = fake.answersSince(mark);
+    const answers = session.fake.answersSince(mark);
     expect(answers).toHaveLength(1);
     expect(answers[0]).toMatchObject({ id: req!.id, provider: 'openai', stream: true, usageSent: true });
-    const end = await fake.waitFor('the stream to end', mark, (x): x is StreamRecord => x.type === 'stream-end' && x.id === req!.id);
+    const end = await session.fake.waitFor('the stream to end', mark, (x): x is StreamRecord => x.type === 'stream-end' && x.id === req!.id);
     expect(end.complete).toBe(true);
 
-    expect(await waitMetric('aigress_requests_total', { provider: 'openai' }, requestsBefore + 1)).toBe(requestsBefore + 1);
-    const after = tokens(await metrics(), { provider: 'openai', model: OPENAI_MODEL });
+    expect(await session.waitMetric('aigress_requests_total', { provider: 'openai' }, requestsBefore + 1)).toBe(requestsBefore + 1);
+    const after = tokens(await session.metrics(), { provider: 'openai', model: OPENAI_MODEL });
     expect({ input: after.input - before.input, output: after.output - before.output }).toEqual(answers[0]!.usage);
   });
 
   it('openai SDK to api.openai.com (region us) fails with 451 and aigress\'s reason; nothing reaches the provider', async () => {
     const denials = (t: string): number => metricSum(t, 'aigress_denials_total', { provider: 'openai', reason: 'region_not_allowed' });
-    const before = denials(await metrics());
-    const mark = fake.mark();
+    const before = denials(await session.metrics());
+    const mark = session.fake.mark();
     const r = await app(openai('chat', prompt('openai us')));
     expect(r.code).toBe(1);
     const err = apiError(r.stderr);
     expect(err.status).toBe(451);
     expect(err.message).toContain('aigress: region "us" is not allowed by policy team-a/e2e-eu (allowed: eu)');
-    expect(fake.since(mark)).toEqual([]);
-    expect(denials(await metrics())).toBe(before + 1);
+    expect(session.fake.since(mark)).toEqual([]);
+    expect(denials(await session.metrics())).toBe(before + 1);
   });
 
   describe('Amazon Bedrock through the AWS SDK for JavaScript (bedrock-runtime)', () => {
@@ -215,10 +141,10 @@ describeRoot('providers in the pod (issue #5): OpenAI stream usage, EU-only regi
       ['Converse', 'the SDK\'s HTTP/1.1 handler', 'converse', BEDROCK_PROFILE_MODEL, 'anthropic.claude-3-5-haiku-20241022-v1:0', ['--http1']],
       ['ConverseStream', 'the SDK\'s HTTP/1.1 handler', 'stream', BEDROCK_MODEL, BEDROCK_MODEL, ['--http1']],
     ] as const)('%s in eu-central-1 succeeds (%s) and is metered with the provider\'s exact counts', async (_name, _transport, mode, model, label, transport) => {
-      const m0 = await metrics();
+      const m0 = await session.metrics();
       const before = tokens(m0, { provider: 'bedrock', model: label });
       const requestsBefore = metricSum(m0, 'aigress_requests_total', { provider: 'bedrock' });
-      const mark = fake.mark();
+      const mark = session.fake.mark();
       const text = prompt(`bedrock ${mode}`);
       const r = await app(bedrock(mode, 'eu-central-1', model, text, [...transport]));
       expect(r.code, r.stderr).toBe(0);
@@ -230,27 +156,27 @@ describeRoot('providers in the pod (issue #5): OpenAI stream usage, EU-only regi
         expect(out.events?.slice(-3)).toEqual(['contentBlockStop', 'messageStop', 'metadata']);
       }
 
-      const reqs = fake.requestsSince(mark);
+      const reqs = session.fake.requestsSince(mark);
       expect(reqs).toHaveLength(1);
       const req = reqs[0]!;
       const action = mode === 'stream' ? 'converse-stream' : 'converse';
-      expect(req).toMatchObject({ transport: 'https', sni: BEDROCK_EU_HOST, host: BEDROCK_EU_HOST, method: 'POST', remoteAddress: net.podAddr });
+      expect(req).toMatchObject({ transport: 'https', sni: BEDROCK_EU_HOST, host: BEDROCK_EU_HOST, method: 'POST', remoteAddress: session.net.podAddr });
       expect(req.path).toBe(`/model/${encodeURIComponent(model)}/${action}`);
       // Signed by the SDK with the app's own credentials for the region and service; the proxy passed it on as is.
       expect(req.headers.authorization).toMatch(new RegExp(`^AWS4-HMAC-SHA256 Credential=${AWS_KEY_ID}/\\d{8}/eu-central-1/bedrock/aws4_request, SignedHeaders=[^,]+, Signature=[0-9a-f]{64}$`));
       expect(JSON.parse(req.body).messages[0].content[0].text).toBe(text);
-      const answers = fake.answersSince(mark);
+      const answers = session.fake.answersSince(mark);
       expect(answers).toHaveLength(1);
       expect(answers[0]).toMatchObject({ id: req.id, provider: 'bedrock', model, stream: mode === 'stream' });
       // The usage reached the app intact (the proxy reads it on the way; it must not eat it).
       expect({ input: out.usage.inputTokens, output: out.usage.outputTokens }).toEqual(answers[0]!.usage);
       if (mode === 'stream') {
-        const end = await fake.waitFor('the stream to end', mark, (x): x is StreamRecord => x.type === 'stream-end' && x.id === req.id);
+        const end = await session.fake.waitFor('the stream to end', mark, (x): x is StreamRecord => x.type === 'stream-end' && x.id === req.id);
         expect(end.complete).toBe(true);
       }
 
-      expect(await waitMetric('aigress_requests_total', { provider: 'bedrock' }, requestsBefore + 1)).toBe(requestsBefore + 1);
-      const after = tokens(await metrics(), { provider: 'bedrock', model: label });
+      expect(await session.waitMetric('aigress_requests_total', { provider: 'bedrock' }, requestsBefore + 1)).toBe(requestsBefore + 1);
+      const after = tokens(await session.metrics(), { provider: 'bedrock', model: label });
       expect({ input: after.input - before.input, output: after.output - before.output }).toEqual(answers[0]!.usage);
     });
 
@@ -259,15 +185,15 @@ describeRoot('providers in the pod (issue #5): OpenAI stream usage, EU-only regi
       ['ConverseStream', 'stream'],
     ] as const)('%s in us-east-1 fails in the SDK with 451 AccessDeniedException and aigress\'s reason; nothing reaches the provider', async (_name, mode) => {
       const denials = (t: string): number => metricSum(t, 'aigress_denials_total', { provider: 'bedrock', reason: 'region_not_allowed' });
-      const before = denials(await metrics());
-      const mark = fake.mark();
+      const before = denials(await session.metrics());
+      const mark = session.fake.mark();
       const r = await app(bedrock(mode, 'us-east-1', BEDROCK_MODEL, prompt(`bedrock us ${mode}`)));
       expect(r.code).toBe(1);
       const err = apiError(r.stderr);
       expect(err).toMatchObject({ error: 'AccessDeniedException', status: 451 });
       expect(err.message).toBe('aigress: region "us-east-1" is not allowed by policy team-a/e2e-eu (allowed: eu)');
-      expect(fake.since(mark)).toEqual([]);
-      expect(denials(await metrics())).toBe(before + 1);
+      expect(session.fake.since(mark)).toEqual([]);
+      expect(denials(await session.metrics())).toBe(before + 1);
     });
   });
 

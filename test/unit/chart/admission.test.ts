@@ -1,9 +1,10 @@
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpsCall } from '../../../cli/demo/https-client.js';
 import { createCA } from '../../../shared/pki.js';
 import { ensureBuilt } from '../inject/built-cli.js';
 import { apiServerChecks, validateSchema } from '../inject/support.js';
-import { admit, caBundlePem, httpsCall, startFromChart, type ChartCluster } from './cluster.js';
+import { admit, caBundlePem, startFromChart, type ChartCluster } from './cluster.js';
 import { authorize, requestAttributes, ruleAllows, type PolicyRule } from './rbac.js';
 import { find, NAMESPACE, render, type K8sObject } from './render.js';
 

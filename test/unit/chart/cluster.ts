@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { httpsCall } from '../../../cli/demo/https-client.js';
 import { FakeApiServer } from '../../support/fake-apiserver.js';
+import { writeKubeconfig } from '../../support/kubeconfig.js';
 import { BIN, ROOT } from '../inject/built-cli.js';
 import { find, NAMESPACE, type K8sObject } from './render.js';
 import { webhookCalled, type AdmissionAttributes, type Labels } from './selectors.js';
@@ -92,22 +93,7 @@ export async function startFromChart(
   });
 
   const kubeconfig = join(root, 'kubeconfig');
-  await writeFile(
-    kubeconfig,
-    `apiVersion: v1
-kind: Config
-clusters:
-  - name: fake
-    cluster: { server: "${api.url}", certificate-authority-data: ${Buffer.from(api.caPem).toString('base64')}, tls-server-name: localhost }
-users:
-  - name: aigress
-    user: { token: ${api.adminToken} }
-contexts:
-  - name: fake
-    context: { cluster: fake, user: aigress }
-current-context: fake
-`,
-  );
+  await writeKubeconfig(kubeconfig, api, 'aigress');
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH };
   for (const e of container.env ?? []) env[e.name] = e.value;
@@ -150,37 +136,6 @@ current-context: fake
   return cluster;
 }
 
-export function httpsCall(o: {
-  port: number;
-  servername: string;
-  ca: string;
-  method: string;
-  path: string;
-  headers?: Record<string, string>;
-  body?: string;
-}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: o.port,
-        servername: o.servername,
-        ca: o.ca,
-        method: o.method,
-        path: o.path,
-        headers: { ...o.headers, ...(o.body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(o.body)) } : {}) },
-      },
-      (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end(o.body);
-  });
-}
-
 export interface Admission {
   /** Whether the API server sent the request to the webhook at all. */
   called: boolean;
@@ -213,6 +168,7 @@ export async function admit(
     ca: caOverride ?? caBundlePem(cluster.mwc())!,
     method: 'POST',
     path: svc.path,
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify(review),
   });
   if (res.status !== 200) throw new Error(`webhook answered ${res.status}: ${res.body}`);

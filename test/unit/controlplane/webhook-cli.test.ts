@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeApiServer } from '../../support/fake-apiserver.js';
+import { writeKubeconfig } from '../../support/kubeconfig.js';
 // rebuilds dist/ when webhook/, cli/ or shared/ sources are newer than it
 import { ensureBuilt } from '../inject/built-cli.js';
 
@@ -51,22 +52,7 @@ describe('aigress webhook with a cluster', () => {
     });
     dir = await mkdtemp(join(tmpdir(), 'aigress-cli-'));
     kubeconfig = join(dir, 'kubeconfig');
-    await writeFile(
-      kubeconfig,
-      `apiVersion: v1
-kind: Config
-clusters:
-  - name: fake
-    cluster: { server: "${api.url}", certificate-authority-data: ${Buffer.from(api.caPem).toString('base64')}, tls-server-name: localhost }
-users:
-  - name: cp
-    user: { token: ${api.adminToken} }
-contexts:
-  - name: fake
-    context: { cluster: fake, user: cp }
-current-context: fake
-`,
-    );
+    await writeKubeconfig(kubeconfig, api, 'cp');
   }, 120_000);
   afterAll(async () => {
     await api.close();

@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { ADAPTERS } from '../../../shared/providers/index.js';
 import { OPERATIONS } from '../../../shared/providers/types.js';
-import { fixture, prng } from './support.js';
+import { mulberry32 } from '../../support/prng.js';
+import { fixture } from './support.js';
 
 const HOSTS: Record<string, string> = {
   openai: 'api.openai.com',
@@ -18,7 +19,7 @@ const BODIES = ['', '{', '{"model":', '{"model":{"a":1},"stream":"yes"}', '[1,2]
 
 describe('adapters never throw', () => {
   it('describe(): random paths and bodies give a valid description', () => {
-    const rnd = prng(7);
+    const rnd = mulberry32(7);
     for (const a of ADAPTERS) {
       for (let i = 0; i < 500; i++) {
         const path = Array.from({ length: 1 + Math.floor(rnd() * 10) }, () => PIECES[Math.floor(rnd() * PIECES.length)]).join('');
@@ -33,7 +34,7 @@ describe('adapters never throw', () => {
   });
 
   it('usage readers: random bytes and truncated fixtures in every content type yield a result, not an exception', () => {
-    const rnd = prng(11);
+    const rnd = mulberry32(11);
     const samples = [fixture('openai', 'chat-stream-include-usage.sse'), fixture('bedrock', 'converse-stream.eventstream'), fixture('gemini', 'generate.json')];
     const types = ['text/event-stream', 'application/vnd.amazon.eventstream', 'application/json', 'text/plain', ''];
     for (const a of ADAPTERS) {

@@ -4,23 +4,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProviderAdapter, ProviderRequest, RequestDescription, UsageResult } from '../../../shared/providers/types.js';
+import { mulberry32 } from '../../support/prng.js';
 
 const FIXTURES = fileURLToPath(new URL('../../fixtures/providers/', import.meta.url));
 
 export function fixture(provider: string, name: string): Buffer {
   return readFileSync(join(FIXTURES, provider, name));
-}
-
-/** Deterministic PRNG (mulberry32) so a failing random chunking can be reproduced. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
@@ -31,7 +20,7 @@ export function chunkings(buf: Buffer, random = 40, seed = 1): { name: string; c
   const out: { name: string; chunks: Buffer[] }[] = [{ name: 'whole', chunks: [buf] }];
   for (let i = 0; i <= buf.length; i++) out.push({ name: `split@${i}`, chunks: [buf.subarray(0, i), buf.subarray(i)] });
   out.push({ name: 'bytewise', chunks: [...buf].map((b) => Buffer.from([b])) });
-  const rnd = prng(seed);
+  const rnd = mulberry32(seed);
   const max = Math.max(1, Math.floor(buf.length / 4));
   for (let r = 0; r < random; r++) {
     const chunks: Buffer[] = [];

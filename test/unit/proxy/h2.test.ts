@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { connect as h2Connect, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as h2Connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pipeline } from '../../../sidecar/pipeline/types.js';
@@ -75,17 +75,23 @@ interface H2Reply {
   body: Buffer;
 }
 
-function request(s: ClientHttp2Session, headers: OutgoingHttpHeaders, body?: string | Buffer): Promise<H2Reply> {
+/** The reply on stream `st`; listens from the moment it is called, so call it before writing the body. */
+function reply(st: ClientHttp2Stream): Promise<H2Reply> {
   return new Promise((done, reject) => {
-    const st = s.request({ ':method': 'POST', ':path': '/v1/chat/completions', ...headers }, { endStream: body === undefined });
     let head: IncomingHttpHeaders = {};
     const chunks: Buffer[] = [];
     st.on('response', (h) => (head = h));
     st.on('data', (c: Buffer) => chunks.push(c));
     st.on('end', () => done({ status: Number(head[':status']), headers: head, body: Buffer.concat(chunks) }));
     st.on('error', reject);
-    if (body !== undefined) st.end(body);
   });
+}
+
+function request(s: ClientHttp2Session, headers: OutgoingHttpHeaders, body?: string | Buffer): Promise<H2Reply> {
+  const st = s.request({ ':method': 'POST', ':path': '/v1/chat/completions', ...headers }, { endStream: body === undefined });
+  const replied = reply(st);
+  if (body !== undefined) st.end(body);
+  return replied;
 }
 
 const requestsTotal = async (p: TestProxy, labels: Record<string, string>): Promise<number> =>
@@ -248,17 +254,11 @@ describe('HTTP/2 from the app through the proxy', () => {
     const n = seen.length;
     const declared = await request(s, { 'content-length': '5000' }, Buffer.alloc(5000, 'a'));
     // No content-length: the limit is found while reading.
-    const streamed = await new Promise<H2Reply>((done, reject) => {
-      const st = s.request({ ':method': 'POST', ':path': '/v1/chat/completions' });
-      let head: IncomingHttpHeaders = {};
-      const chunks: Buffer[] = [];
-      st.on('response', (h) => (head = h));
-      st.on('data', (c: Buffer) => chunks.push(c));
-      st.on('end', () => done({ status: Number(head[':status']), headers: head, body: Buffer.concat(chunks) }));
-      st.on('error', reject);
-      st.write(Buffer.alloc(800, 'b'));
-      st.write(Buffer.alloc(800, 'c'), () => st.end(Buffer.alloc(800, 'd')));
-    });
+    const st = s.request({ ':method': 'POST', ':path': '/v1/chat/completions' });
+    const streamedReply = reply(st);
+    st.write(Buffer.alloc(800, 'b'));
+    st.write(Buffer.alloc(800, 'c'), () => st.end(Buffer.alloc(800, 'd')));
+    const streamed = await streamedReply;
     handler = (_req, res) => res.end('{"ok":true}');
     const ok = await request(s, {}, '{}');
     s.close();

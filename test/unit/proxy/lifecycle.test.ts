@@ -1,5 +1,4 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
@@ -9,6 +8,7 @@ import type { EgressPolicy } from '../../../shared/policy/types.js';
 import type { Exchange, Pipeline } from '../../../sidecar/pipeline/types.js';
 import type { PolicySource } from '../../../sidecar/proxy/sources.js';
 import {
+  adminRequest,
   callTls,
   captureLogger,
   createTestPki,
@@ -43,18 +43,6 @@ afterAll(async () => {
 
 const resolve = () => ({ 'api.openai.com': { host: '127.0.0.1', port: upstreamPort } });
 
-function admin(p: TestProxy, path: string, method = 'GET'): Promise<{ status: number; body: string }> {
-  return new Promise((res, rej) => {
-    const req = httpRequest({ host: '127.0.0.1', port: p.handle.adminPort, path, method }, (r) => {
-      let b = '';
-      r.on('data', (c: Buffer) => (b += c.toString()));
-      r.on('end', () => res({ status: r.statusCode!, body: b }));
-    });
-    req.on('error', rej);
-    req.end();
-  });
-}
-
 /** A policy source that answers only when the test says so. */
 function gatedPolicy(): { source: PolicySource; release(): void } {
   const policy: EgressPolicy = parsePolicy(policyYaml(), 'test');
@@ -75,13 +63,13 @@ describe('readiness and the CA bundle', () => {
   it('says not ready until certificate, policy and bundle are in place, then ready, with bundle.pem = roots + CA', async () => {
     const gated = gatedPolicy();
     const p = await startTestProxy(pki, { policy: gated.source, resolve: resolve() });
-    expect((await admin(p, '/healthz')).status).toBe(200);
-    const before = await admin(p, '/readyz');
+    expect((await adminRequest(p, '/healthz')).status).toBe(200);
+    const before = await adminRequest(p, '/readyz');
     expect(before.status).toBe(503);
     expect(existsSync(join(p.bundleDir, 'bundle.pem'))).toBe(false);
     gated.release();
     await p.handle.ready;
-    expect((await admin(p, '/readyz')).status).toBe(200);
+    expect((await adminRequest(p, '/readyz')).status).toBe(200);
     const pem = readFileSync(join(p.bundleDir, 'bundle.pem'), 'utf8');
     expect(pem.match(/BEGIN CERTIFICATE/g)!.length).toBe(rootCertificates.length + 1);
     expect(pem).toContain(pki.caPem.trim());
@@ -93,7 +81,7 @@ describe('readiness and the CA bundle', () => {
     const { LocalCaCertificateSource } = await import('../../../sidecar/proxy/standalone.js');
     const p = await startTestProxy(pki, { certificates: new LocalCaCertificateSource(join(pki.dir, 'missing')) });
     await expect(p.handle.ready).rejects.toThrow(/--ca-dir: cannot read .*ca\.crt: ENOENT/);
-    expect((await admin(p, '/readyz')).status).toBe(503);
+    expect((await adminRequest(p, '/readyz')).status).toBe(503);
     await p.handle.close();
   });
 });
@@ -133,7 +121,7 @@ describe('drain', () => {
     void drained.then(() => (drainedYet = true));
     // New connections are refused while the stream is still open.
     await expect(callTls(p.handle.capturePort, 'api.openai.com', pki.caPem, { body: '{}' })).rejects.toThrow(/ECONNREFUSED/);
-    expect((await admin(p, '/readyz')).status).toBe(503);
+    expect((await adminRequest(p, '/readyz')).status).toBe(503);
     expect(drainedYet).toBe(false);
     finishStream();
     expect(await streamed).toEqual({ text: 'data: 1\n\ndata: 2\n\n', complete: true });
@@ -168,8 +156,8 @@ describe('drain', () => {
   it('POST /shutdown from localhost drains and stops; other verbs are refused', async () => {
     const p = await startTestProxy(pki, { resolve: resolve() });
     await p.handle.ready;
-    expect((await admin(p, '/shutdown')).status).toBe(405);
-    expect((await admin(p, '/shutdown', 'POST')).status).toBe(202);
+    expect((await adminRequest(p, '/shutdown')).status).toBe(405);
+    expect((await adminRequest(p, '/shutdown', 'POST')).status).toBe(202);
     await p.handle.stopped;
   });
 });

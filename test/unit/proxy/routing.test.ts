@@ -1,4 +1,3 @@
-import { request as httpRequest } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { writeFileSync } from 'node:fs';
@@ -6,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CertificateSource } from '../../../sidecar/proxy/sources.js';
 import { LocalCaCertificateSource } from '../../../sidecar/proxy/standalone.js';
 import {
+  adminRequest,
   callPlain,
   callTls,
   eventually,
@@ -44,18 +44,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(closers.map((c) => c()));
 });
-
-function adminGet(p: TestProxy, path: string, method = 'GET'): Promise<{ status: number; body: string }> {
-  return new Promise((res, rej) => {
-    const req = httpRequest({ host: '127.0.0.1', port: p.handle.adminPort, path, method }, (r) => {
-      let b = '';
-      r.on('data', (c: Buffer) => (b += c.toString()));
-      r.on('end', () => res({ status: r.statusCode!, body: b }));
-    });
-    req.on('error', rej);
-    req.end();
-  });
-}
 
 /** Sends `bytes` raw and resolves with what came back once the proxy closed the connection. */
 function rawExchange(port: number, bytes: Buffer): Promise<{ reply: string; closed: boolean }> {
@@ -156,7 +144,7 @@ describe('connections without a name', () => {
     expect(silent.closed).toBe(true); // by the peek timeout, not by the test's own timer
     const noHost = await rawExchange(proxy.handle.capturePort, Buffer.from('GET / HTTP/1.0\r\n\r\n'));
     expect(noHost.reply).toMatch(/^HTTP\/1\.1 400 /);
-    const metrics = await adminGet(proxy, '/metrics');
+    const metrics = await adminRequest(proxy, '/metrics');
     expect(metrics.status).toBe(200);
     expect(metricValue(metrics.body, 'aigress_connections_total', { route: 'unmediated' })).toBe(4);
   });

@@ -126,6 +126,19 @@ export async function startTestProxy(
   return { handle, bundleDir, policyFile };
 }
 
+/** A request to the proxy's admin port (probes, /metrics, /shutdown). */
+export function adminRequest(p: TestProxy, path: string, method = 'GET'): Promise<{ status: number; body: string }> {
+  return new Promise((res, rej) => {
+    const req = httpRequest({ host: '127.0.0.1', port: p.handle.adminPort, path, method }, (r) => {
+      let b = '';
+      r.on('data', (c: Buffer) => (b += c.toString()));
+      r.on('end', () => res({ status: r.statusCode!, body: b }));
+    });
+    req.on('error', rej);
+    req.end();
+  });
+}
+
 export interface Reply {
   status: number;
   headers: IncomingHttpHeaders;

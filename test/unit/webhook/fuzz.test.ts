@@ -3,6 +3,7 @@ import fastJsonPatch from 'fast-json-patch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../../webhook/config.js';
 import { admit } from '../../../webhook/admission.js';
+import { mulberry32 } from '../../support/prng.js';
 import { docs, loadCases, podsOf } from '../inject/support.js';
 import { call, review, startWebhook, type Running } from './support.js';
 
@@ -13,17 +14,6 @@ import { call, review, startWebhook, type Running } from './support.js';
 const SEED = Number(process.env.FUZZ_SEED ?? 20240611);
 const HTTPS_CASES = 1500;
 const DIRECT_CASES = 6000;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
