@@ -106,30 +106,30 @@ function describe(host: string, path: string): RequestDescription {
   return { ...base, ...(reach.length > 0 && { region: region ?? reach[0]!, reach }), regionNote: note };
 }
 
-/** `usage` of Converse / the ConverseStream `metadata` event. */
-export function converseUsage(u: JsonObject): Usage | undefined {
-  const fresh = count(u.inputTokens);
-  const read = count(u.cacheReadInputTokens);
-  const write = count(u.cacheWriteInputTokens);
+/**
+ * Bedrock reports fresh input apart from cache reads and writes; aigress counts input as all three, with the
+ * cached part also under cachedInput (as the other providers report it).
+ */
+function cacheAwareUsage(inputTokens: unknown, cacheRead: unknown, cacheWrite: unknown, outputTokens: unknown): Usage | undefined {
+  const fresh = count(inputTokens);
+  const read = count(cacheRead);
+  const write = count(cacheWrite);
   return compactUsage({
     input: fresh === undefined ? undefined : sumPresent(fresh, read, write),
-    output: count(u.outputTokens),
+    output: count(outputTokens),
     cachedInput: read,
     cacheWriteInput: write,
   });
 }
 
+/** `usage` of Converse / the ConverseStream `metadata` event. */
+export function converseUsage(u: JsonObject): Usage | undefined {
+  return cacheAwareUsage(u.inputTokens, u.cacheReadInputTokens, u.cacheWriteInputTokens, u.outputTokens);
+}
+
 /** `amazon-bedrock-invocationMetrics` in the last InvokeModelWithResponseStream chunk. */
 function invocationMetricsUsage(m: JsonObject): Usage | undefined {
-  const fresh = count(m.inputTokenCount);
-  const read = count(m.cacheReadInputTokenCount);
-  const write = count(m.cacheWriteInputTokenCount);
-  return compactUsage({
-    input: fresh === undefined ? undefined : sumPresent(fresh, read, write),
-    output: count(m.outputTokenCount),
-    cachedInput: read,
-    cacheWriteInput: write,
-  });
+  return cacheAwareUsage(m.inputTokenCount, m.cacheReadInputTokenCount, m.cacheWriteInputTokenCount, m.outputTokenCount);
 }
 
 function headerCount(res: ResponseMeta, name: string): number | undefined {
