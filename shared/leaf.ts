@@ -119,7 +119,8 @@ function serialBytes(): Buffer {
   return b;
 }
 
-function pem(der: Buffer, label: string): string {
+/** DER → PEM with 64-character lines. */
+export function pem(der: Buffer, label: string): string {
   const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }

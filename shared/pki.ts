@@ -1,7 +1,7 @@
 import 'reflect-metadata'; // @peculiar/x509 needs it loaded first (tsyringe)
 import { createPrivateKey, KeyObject, randomBytes, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { mintLeaf, type SigningCa } from './leaf.js';
+import { mintLeaf, pem, type SigningCa } from './leaf.js';
 
 export { certificateValidity, createCsr } from './leaf.js';
 
@@ -34,10 +34,7 @@ export interface CertificateAuthority {
   signingAlgorithm: Algorithm | EcdsaParams;
 }
 
-function toPem(der: ArrayBuffer, label: string): string {
-  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
-  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
-}
+const pemOf = (der: ArrayBuffer, label: string): string => pem(Buffer.from(der), label);
 
 function serial(): string {
   const b = randomBytes(16);
@@ -46,7 +43,7 @@ function serial(): string {
 }
 
 async function exportKeyPem(key: CryptoKey): Promise<string> {
-  return toPem(await crypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
+  return pemOf(await crypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
 }
 
 /** A new self-signed CA (ECDSA P-256), for standalone mode, tests and the demo. */

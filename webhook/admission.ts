@@ -1,5 +1,6 @@
 import type { InjectionConfig } from './config.js';
 import { inject, type InjectionResult } from './inject/inject.js';
+import { isObj, type Obj } from '../shared/json.js';
 
 // AdmissionReview in, HTTP answer out: the webhook's whole decision as a pure function of the request bytes.
 // The server around it only moves bytes, times the call and counts the outcome.
@@ -28,8 +29,6 @@ export interface AdmissionOutcome {
   };
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 function badRequest(reason: string, message: string, log: AdmissionOutcome['log'] = {}): AdmissionOutcome {

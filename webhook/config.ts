@@ -4,6 +4,7 @@ import { ADMIN_PORT, CAPTURE_PORT, DEFAULT_INCLUDE_PORTS, PROXY_GID, PROXY_UID, 
 import { UserError } from '../shared/errors.js';
 import { checkCidrItem, mergePorts, parsePortItem, type PortRange } from './inject/capture.js';
 import { parseQuantity } from './inject/quantity.js';
+import { isObj, type Obj } from '../shared/json.js';
 
 // The control plane's configuration: how pods are injected (shared by the webhook and `aigress inject`) and how
 // the webhook server listens. Every field has a built-in default, so no file at all is a valid configuration; a
@@ -119,8 +120,6 @@ export function useNativeSidecar(config: InjectionConfig): boolean {
   return v === undefined || v[0] > 1 || (v[0] === 1 && v[1] >= 29);
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 interface Issue {
   path: string;

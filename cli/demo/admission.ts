@@ -11,6 +11,7 @@ import { httpsCall } from './https-client.js';
 import { applyPatch, checkPatch, type PatchOp } from './json-patch.js';
 import { summarizeInjection, type InjectedPodSummary } from './pod-summary.js';
 import { SAMPLE_NAMESPACE, sampleAdmissionReview, samplePod } from './sample.js';
+import { isObj } from '../../shared/json.js';
 
 // Step 1, the API server's side of admission played honestly: the control plane's webhook server on loopback
 // with a serving certificate from the demo CA, one AdmissionReview over HTTPS verified against that CA for the
@@ -29,8 +30,6 @@ export interface AdmissionStep {
   matchesInjector: boolean;
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export async function admitSamplePod(opts: { ca: CertificateAuthority; caPem: string; injection: InjectionConfig; logger: Logger }): Promise<AdmissionStep> {
   const serviceName = `aigress.${opts.injection.controlPlane.namespace}.svc`;

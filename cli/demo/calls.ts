@@ -1,4 +1,5 @@
 import type { FakeAnswer, RequestRecord } from './fake-provider.js';
+import { isObj } from '../../shared/json.js';
 
 // The calls the demo makes as the app, each with the outcome the demo policy must produce, and the pure check of
 // what was observed against it. Observations come from three independent places: what the app got back, what
@@ -99,8 +100,6 @@ function parseJson(text: string): unknown {
   }
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 /** The value at a path of keys (list positions as digits), or undefined. */
 const field = (v: unknown, ...path: string[]): unknown =>
   path.reduce<unknown>((cur, k) => (Array.isArray(cur) ? (/^\d+$/.test(k) ? cur[Number(k)] : undefined) : isObj(cur) ? cur[k] : undefined), v);

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { FakeProviderOptions, PemCertificate } from './fake-provider.js';
+import { isObj, type Obj } from '../../shared/json.js';
 
 // The fake provider's CONFIG.json, as the e2e suite writes it (certificates as file paths, records to a file):
 //   { "httpsPort": 443, "httpPort": 80, "listenAddress": "::",
@@ -23,8 +24,6 @@ export interface FakeProviderConfigFile {
 /** A bad config: the message names the field. */
 export class FakeProviderConfigError extends Error {}
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function port(doc: Obj, field: string): number {
   const v = doc[field];

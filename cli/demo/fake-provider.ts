@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import { isObj } from '../../shared/json.js';
 
 // A stand-in for the outside world: one server pair that plays api.openai.com, api.anthropic.com, Bedrock runtime
 // hosts and a non-AI host over HTTPS (certificates chosen by SNI, from a root of the caller's that stands in for
@@ -125,7 +126,6 @@ const SLOW_CHUNK_MS = 250;
 const SLOW_CHUNKS = 12;
 
 type Json = Record<string, unknown>;
-const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** IPv4 clients of a dual-stack listener show up as ::ffff:a.b.c.d; report the address they used. */
 const addr = (a: string | undefined): string | null => (typeof a === 'string' ? a.replace(/^::ffff:/, '') : null);

@@ -12,6 +12,7 @@ import {
   type PriceEntry,
   type ProviderId,
 } from './types.js';
+import { isObj, type Obj } from '../json.js';
 
 /** One problem in a policy document, with the path of the field it is about (e.g. `spec.regions.unknown`). */
 export interface PolicyIssue {
@@ -34,8 +35,6 @@ export function defaultPolicySpec(): EgressPolicySpec {
   };
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 

@@ -1,8 +1,10 @@
 // Small, total helpers for reading requests: none of them throws on hostile input.
+import { isObj } from '../json.js';
 
 export type JsonObject = Readonly<Record<string, unknown>>;
 
-export const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** The shared plain-object check, typed read-only: adapters only read the bodies they parse. */
+export const isObject: (v: unknown) => v is JsonObject = isObj;
 
 export interface SplitPath {
   /** Path without query, repeated slashes collapsed (`//v1//x` and `/v1/x` name the same resource upstream). */

@@ -4,6 +4,7 @@ import type { InjectionConfig } from '../config.js';
 import { inject } from './inject.js';
 import { checkPodShape, formatShapeIssues } from './shape.js';
 import type { Pod } from './types.js';
+import { isObj, type Obj } from '../../shared/json.js';
 
 // `aigress inject`'s core: multi-document YAML in, YAML out, with the same decision the webhook makes applied to
 // every pod and pod template. Pure (text in, text out); the CLI only reads the file and prints.
@@ -20,8 +21,6 @@ export interface ManifestResult {
   notes: string[];
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Where the pod template of each supported kind lives; undefined for kinds kept as they are. */
 function templatePath(apiVersion: string, kind: string): string[] | undefined {

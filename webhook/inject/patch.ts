@@ -1,4 +1,5 @@
 import type { PatchOperation } from './types.js';
+import { isObj, type Obj } from '../../shared/json.js';
 
 // Builds an RFC 6902 patch the API server applies exactly as intended, while applying each operation to a working
 // copy so the next one is computed against the document as it will then be. Rules it enforces:
@@ -6,9 +7,7 @@ import type { PatchOperation } from './types.js';
 // instead of added into; array positions are never past the end (appends use `-`).
 
 export type Segment = string | number;
-type Obj = Record<string, unknown>;
 
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export function escapePointerSegment(s: Segment): string {
   return String(s).replace(/~/g, '~0').replace(/\//g, '~1');

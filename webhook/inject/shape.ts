@@ -1,4 +1,5 @@
 import type { Pod } from './types.js';
+import { isObj, type Obj } from '../../shared/json.js';
 
 // The API server hands the webhook well-typed pods, but `aigress inject` reads whatever YAML it is given and the
 // webhook must survive anything on the wire. This checks exactly the fields injection reads, so everything after
@@ -9,8 +10,6 @@ export interface ShapeIssue {
   message: string;
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 class Shape {
   readonly issues: ShapeIssue[] = [];

@@ -3,6 +3,7 @@ import type { EgressPolicy, EgressPolicySpec } from '../../shared/policy/types.j
 import { UserError } from '../../shared/errors.js';
 import { parsePolicy } from '../../shared/policy/load.js';
 import { formatIssues, validatePolicy, type PolicyIssue } from '../../shared/policy/validate.js';
+import { isObj } from '../../shared/json.js';
 
 // The effective policy of a namespace: the cluster default (from the chart's values) merged with the
 // namespace's own EgressPolicy. Pure: same inputs, same output, byte for byte (the ETag depends on it).
@@ -18,8 +19,6 @@ export const CLUSTER_DEFAULT_NAME = 'cluster-default';
 
 export type CompileResult = { ok: true; policy: EgressPolicy } | { ok: false; issues: PolicyIssue[] };
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const has = (o: unknown, k: string): boolean => isObj(o) && Object.hasOwn(o, k);
 
 /**
