@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect as h2Connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pipelineOf } from '../../../sidecar/pipeline/index.js';
 import type { Pipeline } from '../../../sidecar/pipeline/types.js';
 import { h1RequestHeaders, h2ResponseHeaders } from '../../../sidecar/proxy/h2.js';
 import {
@@ -302,10 +303,14 @@ describe('HTTP/2 from the app through the proxy', () => {
 
 describe('HTTP/2 and the pipeline', () => {
   it('a deny from a request processor is answered in the provider\'s shape with its headers; nothing is forwarded', async () => {
-    const deny: Pipeline = {
-      request: [{ name: 'budget', onRequest: () => ({ action: 'deny', kind: 'budget', status: 429, message: 'aigress: token budget exhausted', headers: { 'retry-after': '7' } }) }],
-      response: [],
-    };
+    const deny: Pipeline = pipelineOf([
+      {
+        name: 'budget',
+        type: 'test',
+        phase: 'admit',
+        onRequest: () => ({ action: 'deny', kind: 'budget', status: 429, reason: 'test', message: 'aigress: token budget exhausted', headers: { 'retry-after': '7' } }),
+      },
+    ]);
     const p = await startTestProxy(pki, { resolve, buildPipeline: () => deny });
     try {
       await p.handle.ready;
