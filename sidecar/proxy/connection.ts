@@ -43,7 +43,13 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
 
   async function handleCaptured(socket: Socket): Promise<void> {
     const peeked = await peekConnection(socket, deps.peekTimeoutMs);
-    if (peeked.kind === 'closed') return;
+    // The capture server allows half-open sockets (pass-through needs them), so a client that hung up before
+    // it could be routed (Happy Eyeballs losers, pre-warmed connections, TCP probes) is not closed by Node:
+    // without this its descriptor stays open for good.
+    if (peeked.kind === 'closed') {
+      socket.destroy();
+      return;
+    }
     if (!deps.state()) {
       // Apps start after the proxy is ready; a connection before that waits for it rather than bypassing policy.
       const ok = await Promise.race([
@@ -142,7 +148,12 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
   return handleCaptured;
 }
 
+/** After a refusal, how long the client gets to read it before the socket is destroyed regardless. */
+const REFUSAL_LINGER_MS = 2_000;
+
 function refuseRaw(socket: Socket, status: number, reason: string, message: string): void {
   const body = `${message}\n`;
   socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  // Half-open is allowed on the capture socket: a client that neither reads nor closes must not hold it.
+  setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
 }
