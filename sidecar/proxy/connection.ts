@@ -4,10 +4,12 @@ import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { H1Front } from './h1.js';
 import type { H2Front } from './h2.js';
+import { answerAndDiscard, rawResponse } from './limits.js';
 import { peekConnection } from './listener.js';
 import type { MediatedConnection, PolicyState } from './mediate.js';
 import type { ProxyMetrics } from './metrics.js';
 import { passThrough } from './passthrough.js';
+import { PEEK_LIMIT } from './peek.js';
 import { decideRoute, type Route } from './route.js';
 import type { CertificateSource } from './sources/types.js';
 import { terminateTls } from './tls.js';
@@ -86,12 +88,13 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
       case 'denied':
         log.info({ host: route.host, tls: route.tls, reason: route.reason }, 'egress denied');
         if (route.tls) socket.destroy();
-        else refuseRaw(socket, 403, 'Forbidden', `aigress: egress to ${route.host ?? 'this host'} is not allowed (${route.reason})`);
+        else refuseRaw(socket, 403, `aigress: egress to ${route.host ?? 'this host'} is not allowed (${route.reason})`);
         return;
       case 'unmediated':
         // Without a name the proxy cannot know where the app meant to go; it never forwards blind.
         log.warn({ reason: route.reason, remotePort: socket.remotePort, bytes: head.length }, 'unmediated connection closed');
-        if (route.http) refuseRaw(socket, 400, 'Bad Request', 'aigress: HTTP request without a Host header');
+        if (route.status === 431) refuseRaw(socket, 431, `aigress: HTTP header block over ${PEEK_LIMIT} bytes`);
+        else if (route.http) refuseRaw(socket, 400, 'aigress: HTTP request without a Host header');
         else socket.destroy();
         return;
     }
@@ -148,12 +151,8 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
   return handleCaptured;
 }
 
-/** After a refusal, how long the client gets to read it before the socket is destroyed regardless. */
-const REFUSAL_LINGER_MS = 2_000;
-
-function refuseRaw(socket: Socket, status: number, reason: string, message: string): void {
-  const body = `${message}\n`;
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-  // Half-open is allowed on the capture socket: a client that neither reads nor closes must not hold it.
-  setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+/** A refusal on the raw socket (no HTTP server has it yet): answered, then read and discarded briefly. */
+function refuseRaw(socket: Socket, status: 400 | 403 | 431, message: string): void {
+  socket.allowHalfOpen = false;
+  answerAndDiscard(socket, rawResponse(status, message));
 }

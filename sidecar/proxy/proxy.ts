@@ -124,7 +124,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     state: () => state,
   });
   // HTTP/2 sessions (ALPN h2) get the same Mediator through h2.ts.
-  const h2 = createH2Front(mediator, { idleTimeoutMs: KEEP_ALIVE_MS, log });
+  const h2 = createH2Front(mediator, { idleTimeoutMs: KEEP_ALIVE_MS, log, state: () => state });
 
   const readyOrFail = (async () => {
     const t0 = performance.now();
