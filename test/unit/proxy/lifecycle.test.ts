@@ -7,7 +7,7 @@ import { parsePolicy } from '../../../shared/policy/load.js';
 import type { EgressPolicy } from '../../../shared/policy/types.js';
 import { pipelineOf } from '../../../sidecar/pipeline/index.js';
 import type { Exchange, Pipeline } from '../../../sidecar/pipeline/types.js';
-import type { PolicySource } from '../../../sidecar/proxy/sources.js';
+import type { PolicySource } from '../../../sidecar/proxy/sources/types.js';
 import {
   adminRequest,
   callTls,
@@ -79,7 +79,7 @@ describe('readiness and the CA bundle', () => {
   });
 
   it('rejects `ready` with the source\'s error (bad CA dir) and stays not ready', async () => {
-    const { LocalCaCertificateSource } = await import('../../../sidecar/proxy/standalone.js');
+    const { LocalCaCertificateSource } = await import('../../../sidecar/proxy/sources/standalone.js');
     const p = await startTestProxy(pki, { certificates: new LocalCaCertificateSource(join(pki.dir, 'missing')) });
     await expect(p.handle.ready).rejects.toThrow(/--ca-dir: cannot read .*ca\.crt: ENOENT/);
     expect((await adminRequest(p, '/readyz')).status).toBe(503);
