@@ -206,11 +206,26 @@ export class PipelineRunner {
     const stream = framing === 'sse' || framing === 'eventstream';
     const transforms = stream ? parts.filter((x) => x.h.event || x.h.flush) : [];
     const holders = !stream ? parts.filter((x) => x.h.body) : [];
-    const bytes = parts.filter((x) => x.h.bytes).map((x) => x.h.bytes!.bind(x.h));
-    const observers = stream ? parts.filter((x) => x.h.observe).map((x) => x.h.observe!.bind(x.h)) : [];
+    // Read-only hooks still follow their failure mode: one that throws in `closed` mode breaks the response
+    // (it can no longer be answered in place), never lets it pass unobserved.
+    let broken = false;
+    const guard = <A>(p: Processor, fn: (a: A) => void) => (a: A): void => {
+      if (broken) return;
+      try {
+        fn(a);
+      } catch (err) {
+        if (this.failed(ex, { processor: p, err }, 'response')) {
+          broken = true;
+          sink.abortUpstream();
+          sink.destroy();
+        }
+      }
+    };
+    const bytes = parts.filter((x) => x.h.bytes).map((x) => guard(x.p, x.h.bytes!.bind(x.h)));
+    const observers = stream ? parts.filter((x) => x.h.observe).map((x) => guard(x.p, x.h.observe!.bind(x.h))) : [];
     if (transforms.length > 0) return new EventDriver(this, ex, head, framing as 'sse' | 'eventstream', sink, transforms, bytes, observers);
     if (holders.length > 0) return new HeldDriver(this, ex, head, sink, holders, bytes);
-    return new PassiveDriver(sink, bytes, observers.length > 0 ? { framer: createFramer(framing as 'sse' | 'eventstream'), observers } : undefined);
+    return new PassiveDriver(sink, bytes, observers.length > 0 ? { framer: createFramer(framing as 'sse' | 'eventstream'), observers } : undefined, () => broken);
   }
 
   /** Runs every reached processor's onEnd (awaited: drain waits for budgets to settle). Never throws. */
@@ -307,7 +322,8 @@ class PassiveDriver implements ResponseDriver {
   constructor(
     private readonly sink: ResponseSink,
     private readonly bytes: ((c: Buffer) => void)[],
-    private readonly events?: { framer: Framer; observers: ((ev: StreamEvent) => void)[] },
+    private readonly events: { framer: Framer; observers: ((ev: StreamEvent) => void)[] } | undefined,
+    private readonly broken: () => boolean,
   ) {}
   get framingFailed(): boolean {
     return this.events?.framer.failed ?? false;
@@ -315,13 +331,14 @@ class PassiveDriver implements ResponseDriver {
   data(chunk: Buffer): void {
     for (const b of this.bytes) b(chunk);
     if (this.events) for (const ev of this.events.framer.push(chunk)) for (const o of this.events.observers) o(ev);
+    if (this.broken()) return;
     if (!this.sink.write(chunk)) {
       this.sink.pauseUpstream();
       this.sink.onDrain(() => this.sink.resumeUpstream());
     }
   }
   end(): void {
-    this.sink.end();
+    if (!this.broken()) this.sink.end();
   }
 }
 

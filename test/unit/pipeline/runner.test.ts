@@ -255,3 +255,26 @@ describe('the response plans', () => {
     expect(got.body.equals(body)).toBe(true);
   });
 });
+
+describe('read-only response hooks', () => {
+  it('an observer that throws follows its failure mode: closed breaks the response, open lets it pass', async () => {
+    const observer = (failureMode: 'closed' | 'open'): Processor =>
+      step({ name: `obs-${failureMode}`, phase: 'transform', failureMode, onResponse: () => ({
+        bytes() {
+          throw new Error('observer bug');
+        },
+      }) });
+    const body = Buffer.from('{"ok":true}');
+    const p = policy();
+    const closed = withRegistry(pipelineOf([observer('closed')]), new Registry());
+    const ex1 = (await runRequest(closed, exchange(p, 'api.openai.com', CHAT, {}))).ex;
+    const r1 = await respond(closed, ex1, 200, { 'content-type': 'application/json' }, [body]);
+    expect(r1.destroyed).toBe(true);
+    expect(r1.body.length).toBe(0);
+    const open = withRegistry(pipelineOf([observer('open')]), new Registry());
+    const ex2 = (await runRequest(open, exchange(p, 'api.openai.com', CHAT, {}))).ex;
+    const r2 = await respond(open, ex2, 200, { 'content-type': 'application/json' }, [body]);
+    expect(r2.destroyed).toBe(false);
+    expect(r2.body.equals(body)).toBe(true);
+  });
+});
