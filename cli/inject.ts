@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { UserError } from '../shared/errors.js';
 import { loadConfig } from '../webhook/config.js';
 import { injectManifests } from '../webhook/inject/manifests.js';
-import { readInputs } from './inputs.js';
+import { parseDocuments, readInputs } from './inputs.js';
 import { collect, joinStreams, manifestFormat, printManifests } from './output.js';
 
 interface InjectFlags {
@@ -44,6 +44,7 @@ Examples:
       const files = await readInputs(flags.filename, { recursive: flags.recursive });
       const outputs: string[] = [];
       for (const f of files) {
+        parseDocuments(f); // YAML errors with file, document, line and column, before anything is printed
         try {
           const result = injectManifests(f.text, { config: config.injection, namespace: flags.namespace });
           for (const note of result.notes) process.stderr.write(`aigress: ${files.length > 1 ? `${f.source}: ` : ''}${note}\n`);

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { inFile } from './inject.js';
-import { readInputs } from './inputs.js';
+import { parseDocuments, readInputs } from './inputs.js';
 import { collect, joinStreams, manifestFormat, printManifests } from './output.js';
 import { uninjectManifests } from './uninject/manifests.js';
 
@@ -27,6 +27,7 @@ Examples:
       const files = await readInputs(flags.filename, { recursive: flags.recursive });
       const outputs: string[] = [];
       for (const f of files) {
+        parseDocuments(f); // YAML errors with file, document, line and column
         try {
           const r = uninjectManifests(f.text);
           if (r.changed === 0) process.stderr.write(`aigress: ${f.source}: nothing of aigress found, printed unchanged\n`);
