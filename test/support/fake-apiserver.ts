@@ -103,6 +103,8 @@ export interface FakeApiServerOptions {
   bookmarkIntervalMs?: number;
   /** GET /version's gitVersion (default v1.31.0). */
   gitVersion?: string;
+  /** Resources (plurals) this server does not serve, as when their CRD is not installed: every path is 404. */
+  without?: string[];
 }
 
 class HttpError extends Error {
@@ -156,7 +158,10 @@ export class FakeApiServer {
     this.adminToken = opts.adminToken ?? 'control-plane-token';
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
     this.gitVersion = opts.gitVersion ?? 'v1.31.0';
+    this.without = opts.without ?? [];
   }
+
+  private readonly without: string[];
 
   private readonly gitVersion: string;
   /** Admission for Pod creates (with and without dryRun=All); see PodAdmission. */
@@ -376,7 +381,7 @@ export class FakeApiServer {
       rest = rest.slice(2);
     }
     const [plural, name, sub, ...extra] = rest;
-    const r = RESOURCES.find((x) => x.group === group && x.version === version && x.plural === plural);
+    const r = RESOURCES.find((x) => x.group === group && x.version === version && x.plural === plural && !this.without.includes(x.plural));
     if (!r || extra.length > 0) throw notFound();
     if (namespace !== undefined && !r.namespaced) throw notFound();
     if (namespace === undefined && r.namespaced && name !== undefined) throw notFound();
