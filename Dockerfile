@@ -32,6 +32,8 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/bin ./bin
+# the CRDs `aigress check` compares the installed ones with
+COPY charts/aigress/crds ./charts/aigress/crds
 RUN chmod 0755 bin/aigress.js && ln -s /opt/aigress/bin/aigress.js /usr/local/bin/aigress
 # The proxy's identity (shared/constants.ts PROXY_UID/PROXY_GID): its own traffic is exempt from capture.
 # The injected aigress-init container overrides this with runAsUser: 0 and NET_ADMIN/NET_RAW.

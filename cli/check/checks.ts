@@ -254,6 +254,24 @@ function versionSkew(f: Facts): CheckResult {
   return { id, status: 'warn', message: `control plane ${cp}; ${detail}`, hint: 'restart them to pick up the current proxy: kubectl rollout restart deployment -n NAMESPACE NAME' };
 }
 
+/**
+ * Injected pods in namespaces that are no longer opted in: the issuer refuses their proxies' certificate renewals
+ * (and the policy endpoint their policy), so they fail closed for AI hosts once their leaf expires.
+ */
+function orphans(f: Facts, o: CheckOptions): CheckResult {
+  const id = 'injected-pods-opted-in';
+  if (!f.pods.ok || !f.namespaces.ok) return { id, status: 'skip', message: 'cannot list pods or namespaces' };
+  const enabled = new Set(f.namespaces.value.filter((n) => labelsOf(n)[LABEL_INJECT] === 'enabled' && !isExcluded(nameOf(n), o.namespace)).map(nameOf));
+  const stray = [...proxyVersions(f.pods.value).values()].flat().filter((p) => !enabled.has(p.split('/')[0]!));
+  if (stray.length === 0) return { id, status: 'ok', message: 'every injected pod is in an opted-in namespace' };
+  const namespaces = [...new Set(stray.map((p) => p.split('/')[0]!))].sort();
+  return {
+    id, status: 'fail',
+    message: `${stray.length} injected pods in namespaces no longer labelled ${LABEL_INJECT}=enabled (${namespaces.join(', ')}): their proxies cannot renew certificates or fetch policy`,
+    hint: `label the namespace again, or restart those workloads so their pods start without the proxy (docs/operations.md, "Uninstall")`,
+  };
+}
+
 function notInstalled(f: Facts): CheckResult {
   if (f.webhookConfig.ok) return { id: 'existing-install', status: 'fail', message: 'a MutatingWebhookConfiguration aigress already exists: aigress is installed', hint: 'run aigress check (without --pre), or helm upgrade' };
   if (!notFound(f.webhookConfig)) return { id: 'existing-install', status: 'warn', message: `cannot tell whether aigress is installed: ${why(f.webhookConfig)}` };
@@ -266,7 +284,7 @@ export function evaluate(f: Facts, o: CheckOptions, pre: boolean): CheckResult[]
   if (api[0]!.status === 'fail') return api;
   if (pre) return [...api, notInstalled(f), ...crds(f, o, true), ...podSecurity(f, o).map((r) => (r.status === 'warn' && r.id === 'namespaces' ? { ...r, status: 'ok' as const, message: `no namespace is labelled ${LABEL_INJECT}=enabled yet` } : r))];
   const ca = caSecret(f, o);
-  return [...api, ...crds(f, o, false), controlPlane(f, o), ca.result, webhookBundle(f, ca.cert), dryRun(f), ...podSecurity(f, o), ...policies(f, o), versionSkew(f)];
+  return [...api, ...crds(f, o, false), controlPlane(f, o), ca.result, webhookBundle(f, ca.cert), dryRun(f), ...podSecurity(f, o), ...policies(f, o), versionSkew(f), orphans(f, o)];
 }
 
 const MARK: Record<Status, string> = { ok: '[ok]  ', warn: '[warn]', fail: '[FAIL]', skip: '[skip]' };

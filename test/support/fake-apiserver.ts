@@ -56,6 +56,25 @@ const RESOURCES: readonly ResourceType[] = [
 ];
 
 /**
+ * Kinds that discovery lists (so clients such as helm can map the kinds a chart renders) but whose objects this
+ * server does not keep: every request for them is a 404, as for any resource it does not serve.
+ */
+const DISCOVERY_ONLY: ReadonlyArray<Pick<ResourceType, 'group' | 'version' | 'plural' | 'kind' | 'namespaced'>> = [
+  { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
+  { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true },
+  { group: 'policy', version: 'v1', plural: 'poddisruptionbudgets', kind: 'PodDisruptionBudget', namespaced: true },
+  { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterroles', kind: 'ClusterRole', namespaced: false },
+  { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterrolebindings', kind: 'ClusterRoleBinding', namespaced: false },
+  { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'roles', kind: 'Role', namespaced: true },
+  { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'rolebindings', kind: 'RoleBinding', namespaced: true },
+  { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true },
+  { group: 'monitoring.coreos.com', version: 'v1', plural: 'podmonitors', kind: 'PodMonitor', namespaced: true },
+  { group: 'monitoring.coreos.com', version: 'v1', plural: 'servicemonitors', kind: 'ServiceMonitor', namespaced: true },
+  { group: 'cert-manager.io', version: 'v1', plural: 'certificates', kind: 'Certificate', namespaced: true },
+  { group: 'cert-manager.io', version: 'v1', plural: 'issuers', kind: 'Issuer', namespaced: true },
+];
+
+/**
  * What the API server's admission chain does to a Pod on create: the tests plug in the webhook they want to
  * play (the real one behind a harness, or a failing one). Absent: no mutating webhook is registered.
  */
@@ -103,6 +122,8 @@ export interface FakeApiServerOptions {
   bookmarkIntervalMs?: number;
   /** GET /version's gitVersion (default v1.31.0). */
   gitVersion?: string;
+  /** Resources (plurals) this server does not serve, as when their CRD is not installed: every path is 404. */
+  without?: string[];
 }
 
 class HttpError extends Error {
@@ -156,7 +177,10 @@ export class FakeApiServer {
     this.adminToken = opts.adminToken ?? 'control-plane-token';
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
     this.gitVersion = opts.gitVersion ?? 'v1.31.0';
+    this.without = opts.without ?? [];
   }
+
+  private readonly without: string[];
 
   private readonly gitVersion: string;
   /** Admission for Pod creates (with and without dryRun=All); see PodAdmission. */
@@ -275,6 +299,11 @@ export class FakeApiServer {
       const [, major, minor] = /^v(\d+)\.(\d+)/.exec(this.gitVersion) ?? [];
       return this.send(res, 200, { major, minor, gitVersion: this.gitVersion, platform: 'linux/amd64' });
     }
+    const discovery = this.discovery(parts);
+    if (discovery) {
+      if (method !== 'GET') throw fail(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+      return this.send(res, 200, discovery);
+    }
     const p = this.parsePath(parts);
     const q = url.searchParams;
     const dryRun = q.get('dryRun');
@@ -329,6 +358,32 @@ export class FakeApiServer {
     }
   }
 
+  /**
+   * Discovery (/api, /apis, /api/v1, /apis/{group}/{version}) for the resources this server serves, in the
+   * unaggregated v1 shapes: what clients such as helm's `lookup` read before their first request.
+   */
+  private discovery(parts: string[]): Obj | undefined {
+    const served = [...RESOURCES.filter((r) => !this.without.includes(r.plural)), ...DISCOVERY_ONLY.map((r) => ({ ...r, statusSubresource: false }))];
+    const resourceList = (group: string, version: string): Obj => ({
+      kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version,
+      resources: served.filter((r) => r.group === group && r.version === version).flatMap((r) => [
+        { name: r.plural, singularName: r.kind.toLowerCase(), namespaced: r.namespaced, kind: r.kind, verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] },
+        ...(r.statusSubresource ? [{ name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] }] : []),
+      ]),
+    });
+    if (parts.length === 1 && parts[0] === 'api') return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] };
+    if (parts.length === 2 && parts[0] === 'api' && parts[1] === 'v1') return resourceList('', 'v1');
+    if (parts.length === 1 && parts[0] === 'apis') {
+      const groups = [...new Set(served.filter((r) => r.group !== '').map((r) => `${r.group}/${r.version}`))].map((gv) => {
+        const [name, version] = gv.split('/') as [string, string];
+        return { name, versions: [{ groupVersion: gv, version }], preferredVersion: { groupVersion: gv, version } };
+      });
+      return { kind: 'APIGroupList', apiVersion: 'v1', groups };
+    }
+    if (parts.length === 3 && parts[0] === 'apis' && served.some((r) => r.group === parts[1] && r.version === parts[2])) return resourceList(parts[1]!, parts[2]!);
+    return undefined;
+  }
+
   /** Pod create through admission; with dryRun the result is returned and nothing is stored. */
   private async admitPod(res: ServerResponse, r: ResourceType, namespace: string, pod: Obj, dryRun: boolean): Promise<void> {
     try {
@@ -376,7 +431,7 @@ export class FakeApiServer {
       rest = rest.slice(2);
     }
     const [plural, name, sub, ...extra] = rest;
-    const r = RESOURCES.find((x) => x.group === group && x.version === version && x.plural === plural);
+    const r = RESOURCES.find((x) => x.group === group && x.version === version && x.plural === plural && !this.without.includes(x.plural));
     if (!r || extra.length > 0) throw notFound();
     if (namespace !== undefined && !r.namespaced) throw notFound();
     if (namespace === undefined && r.namespaced && name !== undefined) throw notFound();

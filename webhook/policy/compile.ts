@@ -108,6 +108,14 @@ export function compileNamespacePolicy(defaults: EgressPolicySpec, namespace: st
   return result(v.policy.metadata.name, spec);
 }
 
+/** The ClusterEgressPolicy's document, checked as the cluster default is (validator, then overlaps). */
+export function compileClusterDefault(doc: unknown): { ok: true; spec: EgressPolicySpec } | { ok: false; issues: PolicyIssue[] } {
+  const v = validatePolicy(doc);
+  if (!v.ok) return v;
+  const overlaps = overlapIssues(v.policy.spec);
+  return overlaps.length > 0 ? { ok: false, issues: overlaps } : { ok: true, spec: v.policy.spec };
+}
+
 /**
  * The cluster default from its file (an EgressPolicy document, rendered from the chart's values): fully checked
  * at start, since every namespace inherits it. Throws UserError naming the file and the field.

@@ -4,17 +4,26 @@ import type { EgressPolicy, EgressPolicySpec } from '../../shared/policy/types.j
 import { formatIssues } from '../../shared/policy/validate.js';
 import { systemClock, type Clock } from '../../shared/renewal.js';
 import { apiErrorMessage, apiStatus, type KubeClients } from '../kube.js';
-import { compileNamespacePolicy } from './compile.js';
+import { compileClusterDefault, compileNamespacePolicy } from './compile.js';
 import { Informer, type KubeObject } from './informer.js';
 import type { PolicyStore } from './store.js';
 
-// Watches namespaces and EgressPolicies, keeps every opted-in namespace's effective policy in the store, and
-// tells each EgressPolicy's author what became of it through status.conditions (type Accepted). A rejected
-// policy never changes what is served: the namespace keeps its previous effective policy.
+// Watches namespaces, EgressPolicies and the ClusterEgressPolicy, keeps every opted-in namespace's effective
+// policy in the store, and tells each policy's author what became of it through status.conditions (type
+// Accepted). A rejected policy never changes what is served: the namespace keeps its previous effective policy.
+//
+// The cluster default is the ClusterEgressPolicy named `default` when there is one and it is valid, else the
+// chart's value (`defaults`). An invalid one keeps the default that was in force (and says why in its status);
+// deleting it brings back the chart's value. Its CRD may be missing (a cluster upgraded with `helm upgrade`,
+// which installs no new CRDs): then the chart's value applies and the informer keeps trying in the background.
 
 export const GROUP = 'aigress.io';
 export const VERSION = 'v1alpha1';
 export const PLURAL = 'egresspolicies';
+export const CLUSTER_PLURAL = 'clusteregresspolicies';
+export const CLUSTER_KIND = 'ClusterEgressPolicy';
+/** The one ClusterEgressPolicy that counts. */
+export const CLUSTER_DEFAULT = 'default';
 
 export interface PolicyResource extends KubeObject {
   apiVersion?: string;
@@ -36,7 +45,7 @@ export interface Condition {
 /** The verdict on one EgressPolicy resource. */
 export interface Verdict {
   status: 'True' | 'False';
-  reason: 'Accepted' | 'Invalid' | 'NotEnforced' | 'Conflict' | 'NamespaceNotEnabled';
+  reason: 'Accepted' | 'Invalid' | 'NotEnforced' | 'Conflict' | 'NamespaceNotEnabled' | 'NotDefault';
   message: string;
 }
 
@@ -114,6 +123,36 @@ export function desiredStatus(res: PolicyResource, v: Verdict, now: Date): NonNu
   return { ...res.status, observedGeneration: generation, conditions: [...others, cond] };
 }
 
+/**
+ * Pure: the cluster default to use and the verdict on each ClusterEgressPolicy. `previous` is the default in
+ * force before (kept when `default` is invalid); `chart` is the chart's value (used when there is none).
+ */
+export function evaluateClusterDefault(
+  resources: readonly PolicyResource[],
+  chart: EgressPolicySpec,
+  previous: EgressPolicySpec,
+): { defaults: EgressPolicySpec; source: 'chart' | 'resource' | 'previous'; verdicts: Map<string, Verdict> } {
+  const verdicts = new Map<string, Verdict>();
+  for (const r of resources) {
+    const name = String(r.metadata?.name);
+    if (name !== CLUSTER_DEFAULT) {
+      verdicts.set(name, { status: 'False', reason: 'NotDefault', message: `only the ClusterEgressPolicy named ${CLUSTER_DEFAULT} is used; this one has no effect` });
+    }
+  }
+  const own = resources.find((r) => r.metadata?.name === CLUSTER_DEFAULT);
+  if (!own) return { defaults: chart, source: 'chart', verdicts };
+  // Checked as a namespace policy over nothing: the validator, then the overlaps, no merge.
+  const doc = { apiVersion: own.apiVersion, kind: EGRESS_POLICY_KIND, metadata: { name: CLUSTER_DEFAULT }, spec: own.spec };
+  const r = compileClusterDefault(doc);
+  if (!r.ok) {
+    const text = formatIssues(r.issues);
+    verdicts.set(CLUSTER_DEFAULT, { status: 'False', reason: 'Invalid', message: `${text.length > MAX_MESSAGE ? text.slice(0, MAX_MESSAGE) + '…' : text}; the previous cluster default stays in force` });
+    return { defaults: previous, source: 'previous', verdicts };
+  }
+  verdicts.set(CLUSTER_DEFAULT, { status: 'True', reason: 'Accepted', message: 'in effect as the cluster default (the chart\'s defaultPolicy is not used while this exists)' });
+  return { defaults: r.spec, source: 'resource', verdicts };
+}
+
 function statusUpToDate(res: PolicyResource, want: NonNullable<PolicyResource['status']>): boolean {
   return JSON.stringify(res.status ?? {}) === JSON.stringify(want);
 }
@@ -132,6 +171,9 @@ export interface PolicyControllerOptions {
 export class PolicyController {
   private readonly namespaces: Informer<KubeObject>;
   private readonly policies: Informer<PolicyResource>;
+  private readonly clusterPolicies: Informer<PolicyResource>;
+  /** The cluster default in force: the ClusterEgressPolicy's spec, or the chart's value. */
+  private defaults: EgressPolicySpec;
   private readonly excluded: Set<string>;
   private readonly clock: Clock;
   /** Status writes in flight per policy key, and keys whose status must be looked at again afterwards. */
@@ -141,6 +183,7 @@ export class PolicyController {
 
   constructor(private readonly opts: PolicyControllerOptions) {
     this.clock = opts.clock ?? systemClock;
+    this.defaults = opts.defaults;
     this.excluded = new Set([...SYSTEM_NAMESPACES, opts.ownNamespace]);
     const { core, custom, watch } = opts.clients;
     this.namespaces = new Informer<KubeObject>({
@@ -163,12 +206,36 @@ export class PolicyController {
       clock: this.clock,
       watchTimeoutSeconds: opts.watchTimeoutSeconds,
     });
+    this.clusterPolicies = new Informer<PolicyResource>({
+      name: 'clusteregresspolicies',
+      watch,
+      path: `/apis/${GROUP}/${VERSION}/${CLUSTER_PLURAL}`,
+      list: async () => {
+        try {
+          return (await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: CLUSTER_PLURAL })) as { items: PolicyResource[]; metadata?: { resourceVersion?: string } };
+        } catch (err) {
+          // No CRD: nothing to list, so the chart's value applies; the watch fails and is retried with backoff.
+          if (apiStatus(err) === 404) return { items: [], metadata: { resourceVersion: '' } };
+          throw err;
+        }
+      },
+      onEvent: () => this.onClusterChange(),
+      log: opts.log,
+      clock: this.clock,
+      watchTimeoutSeconds: opts.watchTimeoutSeconds,
+    });
+  }
+
+  /** The cluster default in force (for tests and logs). */
+  clusterDefault(): EgressPolicySpec {
+    return this.defaults;
   }
 
   /** Resolves once namespaces and policies are listed and every namespace's policy is in the store. */
   async start(): Promise<void> {
-    await Promise.all([this.namespaces.start(), this.policies.start()]);
+    await Promise.all([this.namespaces.start(), this.policies.start(), this.clusterPolicies.start()]);
     this.started = true;
+    this.updateClusterDefault();
     const all = new Set([...this.namespaces.items().map((n) => String(n.metadata?.name)), ...this.policies.items().map((p) => String(p.metadata?.namespace))]);
     for (const ns of all) this.reconcile(ns);
     this.opts.store.markSynced();
@@ -178,6 +245,25 @@ export class PolicyController {
   stop(): void {
     this.namespaces.stop();
     this.policies.stop();
+    this.clusterPolicies.stop();
+  }
+
+  private onClusterChange(): void {
+    if (!this.started) return;
+    const before = JSON.stringify(this.defaults);
+    this.updateClusterDefault();
+    if (JSON.stringify(this.defaults) === before) return;
+    const all = new Set([...this.namespaces.items().map((n) => String(n.metadata?.name)), ...this.policies.items().map((p) => String(p.metadata?.namespace))]);
+    for (const ns of all) this.reconcile(ns);
+  }
+
+  /** Picks the cluster default from the ClusterEgressPolicies and writes their status. */
+  private updateClusterDefault(): void {
+    const resources = this.clusterPolicies.items().filter((p) => p.kind === CLUSTER_KIND);
+    const { defaults, source, verdicts } = evaluateClusterDefault(resources, this.opts.defaults, this.defaults);
+    if (JSON.stringify(defaults) !== JSON.stringify(this.defaults)) this.opts.log.info({ source }, 'cluster default policy changed');
+    this.defaults = defaults;
+    for (const [name, verdict] of verdicts) this.writeStatus(`/${name}`, verdict);
   }
 
   private onChange(namespace: string): void {
@@ -188,7 +274,7 @@ export class PolicyController {
     const ns = this.namespaces.items().find((n) => n.metadata?.name === namespace);
     const enabled = !!ns && ns.metadata?.labels?.[LABEL_INJECT] === 'enabled' && !this.excluded.has(namespace);
     const policies = this.policies.items().filter((p) => p.metadata?.namespace === namespace && p.kind === EGRESS_POLICY_KIND);
-    const { outcome, verdicts } = evaluateNamespace(namespace, enabled, policies, this.opts.defaults);
+    const { outcome, verdicts } = evaluateNamespace(namespace, enabled, policies, this.defaults);
     const store = this.opts.store;
     if (outcome.kind === 'not-enabled') store.delete(namespace);
     else if (outcome.kind === 'policy') {
@@ -210,15 +296,21 @@ export class PolicyController {
       this.rewrite.add(key);
       return;
     }
-    const res = this.policies.items().find((p) => `${p.metadata?.namespace}/${p.metadata?.name}` === key);
+    // `namespace/name` for an EgressPolicy, `/name` for a ClusterEgressPolicy.
+    const cluster = key.startsWith('/');
+    const res = cluster
+      ? this.clusterPolicies.items().find((p) => `/${p.metadata?.name}` === key)
+      : this.policies.items().find((p) => `${p.metadata?.namespace}/${p.metadata?.name}` === key);
     if (!res) return;
     const status = desiredStatus(res, verdict, new Date(this.clock.now()));
     if (statusUpToDate(res, status)) return;
     this.writing.add(key);
     let failed = false;
     const [namespace, name] = key.split('/') as [string, string];
-    this.opts.clients.custom
-      .replaceNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body: { ...res, status } })
+    const write = cluster
+      ? this.opts.clients.custom.replaceClusterCustomObjectStatus({ group: GROUP, version: VERSION, plural: CLUSTER_PLURAL, name, body: { ...res, status } })
+      : this.opts.clients.custom.replaceNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body: { ...res, status } });
+    write
       .then(
         () => this.opts.log.info({ policy: key, accepted: verdict.status, reason: verdict.reason }, 'policy status written'),
         (err: unknown) => {
@@ -235,7 +327,7 @@ export class PolicyController {
         this.writing.delete(key);
         if (this.rewrite.delete(key)) {
           // Retry after a pause when the write failed; at once when only a newer verdict is waiting.
-          this.clock.setTimeout(() => this.reconcile(namespace), failed ? 1000 : 0);
+          this.clock.setTimeout(() => (cluster ? this.updateClusterDefault() : this.reconcile(namespace)), failed ? 1000 : 0);
         }
       });
   }

@@ -175,7 +175,8 @@ export class Informer<T extends KubeObject> {
         done,
       );
       this.abort = () => ctl.abort();
-      if (ended) ctl.abort();
+      // stop() may have run while the watch was being opened: it had nothing to abort then.
+      if (ended || this.stopped) ctl.abort();
     } catch (err) {
       done(err);
     }

@@ -20,8 +20,13 @@ app.kubernetes.io/name: aigress
 app.kubernetes.io/component: control-plane
 {{- end -}}
 
+{{/* repository@digest when image.digest is set (the tag is then ignored), else repository:tag. */}}
 {{- define "aigress.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
 {{- end -}}
 
 {{/* The cert-manager Certificate (and its Secret) holding the CA, when certManager.enabled. */}}

@@ -70,6 +70,13 @@ describe('admission harness: the chart\'s control plane, called as kube-apiserve
           metadata: { name: 'eu-only', namespace: 'team-a' },
           spec: { regions: { allow: ['eu'], unknown: 'deny' } },
         });
+        // the cluster default as a resource: the same as the chart's value, so the rest of this suite is unchanged
+        api.put('aigress.io/v1alpha1', 'clusteregresspolicies', {
+          apiVersion: 'aigress.io/v1alpha1',
+          kind: 'ClusterEgressPolicy',
+          metadata: { name: 'default' },
+          spec: { providers: ['openai', 'azure-openai', 'anthropic', 'gemini', 'vertex-ai', 'bedrock', 'mistral'], unmatchedEgress: 'passthrough' },
+        });
         api.addToken('proxy-token', { namespace: 'team-a', serviceAccount: 'app', audiences: ['aigress'], podName: 'app' });
       },
     });
@@ -153,6 +160,10 @@ describe('admission harness: the chart\'s control plane, called as kube-apiserve
     const status = (): unknown => c.api.get('aigress.io/v1alpha1', 'egresspolicies', 'team-a', 'eu-only')?.status;
     for (let i = 0; i < 100 && !status(); i++) await new Promise((r) => setTimeout(r, 50));
     expect(status()).toMatchObject({ conditions: [{ type: 'Accepted', status: 'True' }] });
+    // and the ClusterEgressPolicy's (clusteregresspolicies/status update)
+    const cstatus = (): unknown => c.api.get('aigress.io/v1alpha1', 'clusteregresspolicies', undefined, 'default')?.status;
+    for (let i = 0; i < 100 && !cstatus(); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(cstatus()).toMatchObject({ conditions: [{ type: 'Accepted', status: 'True' }] });
     const { denied, usedRules } = everyRequestAuthorized(c);
     expect(c.api.requests.length).toBeGreaterThan(5);
     expect(denied).toEqual([]);

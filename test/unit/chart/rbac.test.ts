@@ -18,6 +18,8 @@ describe('chart RBAC', () => {
       { apiGroups: [''], resources: ['namespaces'], verbs: ['list', 'watch'] },
       { apiGroups: ['aigress.io'], resources: ['egresspolicies'], verbs: ['list', 'watch'] },
       { apiGroups: ['aigress.io'], resources: ['egresspolicies/status'], verbs: ['update'] },
+      { apiGroups: ['aigress.io'], resources: ['clusteregresspolicies'], verbs: ['list', 'watch'] },
+      { apiGroups: ['aigress.io'], resources: ['clusteregresspolicies/status'], verbs: ['update'] },
       { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: ['aigress'], verbs: ['get', 'patch'] },
     ]);
     expect(find(objects, 'ClusterRoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', ...SA }]);

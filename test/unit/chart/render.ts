@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { ConfigMap, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
@@ -63,6 +64,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'v1/ServiceAccount': ServiceAccount,
   'apps/v1/Deployment': Deployment,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
   'rbac.authorization.k8s.io/v1/Role': Role,
@@ -70,8 +72,8 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': MutatingWebhookConfiguration,
 };
 
-/** cert-manager's kinds: kubernetes-models has no schema for them; the tests check their fields by hand. */
-export const UNMODELLED = new Set(['cert-manager.io/v1/Certificate', 'cert-manager.io/v1/Issuer']);
+/** cert-manager's and the Prometheus Operator's kinds: kubernetes-models has no schema for them; the tests check their fields by hand. */
+export const UNMODELLED = new Set(['cert-manager.io/v1/Certificate', 'cert-manager.io/v1/Issuer', 'monitoring.coreos.com/v1/PodMonitor', 'monitoring.coreos.com/v1/ServiceMonitor']);
 
 /** Validates against the Kubernetes OpenAPI schema of its kind; an unknown kind is an error, not a pass. */
 export function validateObject(o: K8sObject): void {

@@ -259,10 +259,10 @@ describe('helm template: what the value combinations change', () => {
   });
 
   it('a default policy the schema allows but the control plane refuses is caught by the control plane\'s own check', () => {
-    // the schema checks shape; semantic checks (a known provider) are the shared validator's — this is what the
-    // control plane would fail its start with, naming the field
-    const objects = render({ defaultPolicy: { providers: ['openia'] } });
+    // the schema checks shape and the closed vocabularies (providers, regions: lint.test.ts); a bad regular
+    // expression is the shared validator's to find — this is what the control plane would fail its start with
+    const objects = render({ defaultPolicy: { filters: [{ type: 'regex', pattern: '(unclosed' }] } });
     const text = configMapData(objects, 'aigress-default-policy')['default-policy.yaml']!;
-    expect(() => parseClusterDefault(text, 'default-policy.yaml')).toThrow(/spec\.providers\[0\].*openia/);
+    expect(() => parseClusterDefault(text, 'default-policy.yaml')).toThrow(/spec\.filters\[0\]\.pattern: invalid regular expression/);
   });
 });

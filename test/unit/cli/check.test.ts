@@ -48,6 +48,7 @@ describe('aigress check', () => {
     expect(r.results.map((x) => x.id)).toEqual([
       'kubernetes-api', 'kubernetes-version', 'crd egresspolicies.aigress.io', 'crd clusteregresspolicies.aigress.io',
       'control-plane', 'ca', 'webhook-ca-bundle', 'webhook-dry-run', 'namespace team-a', 'policy team-a/eu-only', 'proxy-versions',
+      'injected-pods-opted-in',
     ]);
     expect(byId(r.results, 'webhook-dry-run').message).toMatch(/dry-run pod in team-a is injected/);
     // the dry run created nothing
@@ -56,7 +57,7 @@ describe('aigress check', () => {
     const text = await runCli(['check', '--kubeconfig', cluster.kubeconfig]);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^\[ok\] {3}kubernetes-api: reachable at https:\/\/127\.0\.0\.1:\d+\n/);
-    expect(text.stdout).toMatch(/\ncheck passed: 11 ok, 0 warnings, 0 failed, 0 skipped\n$/);
+    expect(text.stdout).toMatch(/\ncheck passed: 12 ok, 0 warnings, 0 failed, 0 skipped\n$/);
   });
 
   it('fails, with a hint, each thing that is broken, and exits 1 naming them', async () => {
@@ -87,6 +88,7 @@ describe('aigress check', () => {
     expect(byId(r.results, 'proxy-versions')).toMatchObject({ status: 'warn', message: `control plane ${VERSION}; 1 on 0.0.9 (e.g. team-a/old-1)` });
     expect(byId(r.results, 'crd egresspolicies.aigress.io')).toMatchObject({ status: 'fail', message: expect.stringMatching(/schema differs/), hint: expect.stringMatching(/kubectl apply --server-side -f charts\/aigress\/crds/) });
     expect(byId(r.results, 'crd clusteregresspolicies.aigress.io').status).toBe('ok');
+    expect(byId(r.results, 'injected-pods-opted-in').status).toBe('ok');
     expect(r.stderr).toBe('aigress: 6 checks failed: crd egresspolicies.aigress.io, control-plane, webhook-ca-bundle, webhook-dry-run, namespace team-r, policy team-r/typo\n');
   });
 
@@ -103,6 +105,14 @@ describe('aigress check', () => {
     expect(byId(r.results, 'ca').message).toBe(`no Secret ${NS}/aigress-ca`);
     expect(byId(r.results, 'webhook-ca-bundle').message).toMatch(/no MutatingWebhookConfiguration aigress/);
     expect(byId(r.results, 'crd clusteregresspolicies.aigress.io')).toMatchObject({ status: 'fail', message: 'not installed' });
+  });
+
+  it('fails on injected pods left in a namespace whose label was removed (their renewals are refused)', async () => {
+    cluster = await healthyCluster();
+    cluster.api.put('v1', 'namespaces', { metadata: { name: 'team-a', labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } });
+    const r = await check(cluster);
+    expect(r.code).toBe(1);
+    expect(byId(r.results, 'injected-pods-opted-in')).toMatchObject({ status: 'fail', message: expect.stringMatching(/^1 injected pods in namespaces no longer labelled aigress.io\/inject=enabled \(team-a\)/) });
   });
 
   it('warns on a cluster without native sidecars', async () => {

@@ -48,7 +48,8 @@ describe('docs/grafana-dashboard.json', () => {
         expect(code.has(base), `${title}: ${name}`).toBe(true);
         const histogram = base !== name;
         for (const [, label] of selector!.matchAll(/([a-z_]+)\s*(?:=~|!=|=)/g)) {
-          if (label === 'namespace') continue; // added by the Prometheus scrape, not by aigress
+          // target labels the Prometheus scrape adds, not aigress: namespace always, workload by the chart's PodMonitor
+          if (label === 'namespace' || label === 'workload') continue;
           const known = code.get(base)!.includes(label!) || (histogram && label === 'le');
           expect(known, `${title}: ${name} has no label ${label}`).toBe(true);
         }
