@@ -5,9 +5,10 @@ import { errorMessage } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/log.js';
 import type { EgressPolicy } from '../../shared/policy/types.js';
 import { compileHostMatcher } from '../../shared/providers/index.js';
-import { buildPipeline, type PipelineDeps } from '../pipeline/index.js';
-import type { Pipeline, PodIdentity } from '../pipeline/types.js';
+import { buildPipeline, PipelineRunner } from '../pipeline/index.js';
+import type { Pipeline, PipelineServices, PodIdentity } from '../pipeline/types.js';
 import { createAdminServer } from './admin.js';
+import { createServices } from './services.js';
 import { PROXY_DEFAULTS } from './defaults.js';
 import { writeTrustBundle } from './bundle.js';
 import { createConnectionHandler } from './connection.js';
@@ -49,7 +50,7 @@ export interface ProxyOptions {
   /** Metrics registry to serve (cluster mode passes the one its sources registered in); a new one by default. */
   registry?: Registry;
   /** Builds the processors for a policy; the real pipeline unless a test supplies its own. */
-  buildPipeline?: (policy: EgressPolicy, deps: PipelineDeps) => Pipeline;
+  buildPipeline?: (policy: EgressPolicy, services: PipelineServices) => Pipeline;
 }
 
 /** A listener could not bind; `which` tells the CLI which flag to name. */
@@ -102,13 +103,31 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   let state: PolicyState | undefined;
   let isReady = false;
   let draining = false;
+  // Process-lifetime services: created once, handed to every pipeline build (a policy change rebuilds only the
+  // processors, and closes the replaced ones).
+  const serviceSet = createServices({ registry: metrics.registry, log });
+  const services = serviceSet.services;
+  const runner = new PipelineRunner({ registry: metrics.registry, log });
   const compile = (policy: EgressPolicy): PolicyState => ({
     policy,
     matchHost: compileHostMatcher(policy.spec.providers),
-    pipeline: (opts.buildPipeline ?? buildPipeline)(policy, { registry: metrics.registry }),
+    pipeline: (opts.buildPipeline ?? buildPipeline)(policy, services),
   });
+  const replace = (next: PolicyState): void => {
+    const old = state;
+    state = next;
+    // In-flight exchanges keep their processors; what the old build holds is freed once they are done.
+    if (old) void Promise.allSettled([...ending]).then(() => old.pipeline.close());
+  };
+  /** onEnd work still running (budget settlement): drain waits for it. */
+  const ending = new Set<Promise<void>>();
 
   const mediator = new Mediator({
+    runner,
+    track: (work) => {
+      ending.add(work);
+      void work.finally(() => ending.delete(work));
+    },
     state: () => state!,
     upstreams,
     metrics,
@@ -132,7 +151,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     state = compile(policy);
     opts.policy.onChange((next) => {
       try {
-        state = compile(next);
+        replace(compile(next));
         log.info({ policy: next.metadata.name }, 'policy applied');
       } catch (err) {
         log.error({ policy: next.metadata.name, err: errorMessage(err) }, 'policy could not be compiled; keeping the previous one');
@@ -244,6 +263,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       const cut = conns.size;
       for (const s of conns) s.destroy();
       for (const c of mediated) c.io.destroy();
+      await Promise.allSettled([...ending]);
+      await state?.pipeline.close();
+      await serviceSet.close();
       await upstreams.close();
       certs.close();
       opts.policy.close();

@@ -7,6 +7,7 @@ import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { createCA, issueLeaf, loadCA } from '../../../shared/pki.js';
+import { pipelineOf } from '../../../sidecar/pipeline/index.js';
 import type { Pipeline } from '../../../sidecar/pipeline/types.js';
 import { startProxy, type ProxyHandle, type ProxyOptions } from '../../../sidecar/proxy/proxy.js';
 import { FilePolicySource, LocalCaCertificateSource } from '../../../sidecar/proxy/sources/standalone.js';
@@ -99,7 +100,7 @@ export interface TestProxy {
 }
 
 /** No processors: these tests are about the proxy, not the policy steps (which have their own tests). */
-export const emptyPipeline = (): Pipeline => ({ request: [], response: [] });
+export const emptyPipeline = (): Pipeline => pipelineOf([]);
 
 export async function startTestProxy(
   pki: TestPki,
