@@ -219,4 +219,14 @@ describe('fuzz: the EgressPolicy loader', () => {
       params,
     );
   });
+
+  // Regressions found by `npm run fuzz` (seed 1796400000): yaml's toJS threw a ReferenceError past the loader.
+  it.each([
+    ['an unresolved alias', '*s'],
+    ['an alias in a field', 'apiVersion: aigress.io/v1alpha1\nkind: EgressPolicy\nspec: { providers: *p }'],
+    ['a billion-laughs document', ['a: &a [x,x,x,x,x,x,x,x,x,x]', ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(10).fill('*' + 'abcdefg'[i]).join(',')}]`)].join('\n')],
+  ])('%s is a UserError naming the file', (_what, text) => {
+    expect(() => parsePolicy(text, 'policy.yaml')).toThrow(UserError);
+    expect(() => parsePolicy(text, 'policy.yaml')).toThrow(/^policy\.yaml: invalid YAML/);
+  });
 });
