@@ -1,6 +1,6 @@
 import type { InjectionConfig } from './config.js';
 import { inject, type InjectionResult } from './inject/inject.js';
-import { isObj, type Obj } from '../shared/json.js';
+import { isObj, jsonDepthOver, type Obj } from '../shared/json.js';
 
 // AdmissionReview in, HTTP answer out: the webhook's whole decision as a pure function of the request bytes.
 // The server around it only moves bytes, times the call and counts the outcome.
@@ -51,11 +51,19 @@ function resultOf(r: InjectionResult): AdmissionResult {
   return 'skipped';
 }
 
+/**
+ * Deepest object/array nesting accepted. A Pod is about ten levels deep; the API server's own decoder stops at
+ * 10,000, deep enough to overflow the recursive walks behind injection (which answered 500).
+ */
+export const MAX_JSON_DEPTH = 100;
+
 /** Answers one AdmissionReview request body. Never throws: every input gets an HTTP status and a JSON body. */
 export function admit(body: Buffer | string, config: InjectionConfig): AdmissionOutcome {
   let parsed: unknown;
+  const text = typeof body === 'string' ? body : body.toString('utf8');
+  if (jsonDepthOver(text, MAX_JSON_DEPTH)) return badRequest('too-deep', `JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
   try {
-    parsed = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
+    parsed = JSON.parse(text);
   } catch (err) {
     return badRequest('malformed-json', `malformed JSON: ${(err as Error).message}`);
   }

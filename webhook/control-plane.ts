@@ -75,7 +75,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const controller = new PolicyController({ clients: opts.clients, defaults: opts.defaults, store, log: opts.log, ownNamespace: opts.namespace, clock: opts.clock });
   const synced = controller.start();
   const reviewer = new TokenReviewer(opts.clients.authn, { clock: opts.clock });
-  const identify = (token: string): ReturnType<TokenReviewer['identify']> => reviewer.identify(token);
+  const identify = (token: string, source?: string): ReturnType<TokenReviewer['identify']> => reviewer.identify(token, source);
   const routes = [
     ...issuerRoutes({ ca, identify, store, log: opts.log, registry: opts.registry, leafValidityMs: opts.leafValidityMs, rateLimit: opts.rateLimit, clock: opts.clock }),
     ...policyRoutes({ store, identify, log: opts.log, registry: opts.registry }),

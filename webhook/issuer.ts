@@ -8,6 +8,7 @@ import { nameIssuable } from '../shared/certificate-names.js';
 import { bearerToken, HttpRefusal, jsonBody, refusalResponse, type Route } from './policy/http.js';
 import type { RouteRequest } from './server.js';
 import type { PolicyStore } from './policy/store.js';
+import { RateLimiter } from './rate-limit.js';
 import type { TokenIdentity } from './tokenreview.js';
 
 // The issuer: POST /v1/certificates turns a proxy's CSR into a short-lived server-auth leaf for the AI hosts of
@@ -44,35 +45,12 @@ export function decideCsr(facts: CsrFacts, providers: readonly ProviderId[]): Cs
   return { ok: true, names };
 }
 
-/** Token buckets per key (ServiceAccount): `burst` at once, refilled at `perSecond`. */
-export class RateLimiter {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-
-  constructor(
-    private readonly burst: number,
-    private readonly perSecond: number,
-    private readonly clock: Clock = systemClock,
-  ) {}
-
-  /** 0 when allowed (and counted); otherwise the seconds to wait. */
-  take(key: string): number {
-    const now = this.clock.now();
-    const b = this.buckets.get(key) ?? { tokens: this.burst, at: now };
-    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
-    b.at = now;
-    if (this.buckets.size > 50_000) this.buckets.clear(); // bounded memory; worst case a fresh burst
-    this.buckets.set(key, b);
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return 0;
-    }
-    return Math.max(1, Math.ceil((1 - b.tokens) / this.perSecond));
-  }
-}
+export { RateLimiter } from './rate-limit.js';
 
 export interface IssuerOptions {
   ca: CertificateAuthority;
-  identify(token: string): Promise<TokenIdentity>;
+  /** `source`: the caller's address, for the reviewer's per-source limit on unknown tokens. */
+  identify(token: string, source?: string): Promise<TokenIdentity>;
   store: PolicyStore;
   log: Logger;
   registry?: Registry;
@@ -105,7 +83,7 @@ export function issuerRoutes(opts: IssuerOptions): Route[] {
   });
 
   async function issue(req: RouteRequest): Promise<IssueResponse> {
-    const who = await opts.identify(bearerToken(req));
+    const who = await opts.identify(bearerToken(req), req.raw.socket.remoteAddress);
     if (!opts.store.isSynced()) throw new HttpRefusal(503, 'Starting', 'the control plane is still loading policies', { 'retry-after': '2' });
     const entry = opts.store.get(who.namespace);
     if (!entry) {

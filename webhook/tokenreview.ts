@@ -4,10 +4,15 @@ import { TOKEN_AUDIENCE } from '../shared/constants.js';
 import { systemClock, type Clock } from '../shared/renewal.js';
 import { apiErrorMessage } from './kube.js';
 import { HttpRefusal } from './policy/http.js';
+import { RateLimiter } from './rate-limit.js';
 
 // Who is calling the issuer and the policy endpoint: the proxy sends its pod's projected ServiceAccount token
 // (audience `aigress`), and the API server says whose it is (TokenReview). The token itself is never logged or
-// kept; the cache is keyed by its SHA-256.
+// kept; the caches are keyed by its SHA-256.
+
+function refusal(r: { status: 401 | 403; message: string }): HttpRefusal {
+  return new HttpRefusal(r.status, r.status === 401 ? 'Unauthenticated' : 'Forbidden', r.message);
+}
 
 export interface TokenIdentity {
   namespace: string;
@@ -40,18 +45,35 @@ export interface TokenReviewerOptions {
   audience?: string;
   /** How long a positive answer is reused: each proxy long-polls every ~30 s; one review per minute is plenty. */
   cacheTtlMs?: number;
+  /** How long a refusal (401/403) is reused: garbage tokens must not cost one API-server call each. */
+  negativeTtlMs?: number;
   maxEntries?: number;
+  /**
+   * Reviews of tokens not in the cache, per source address: `burst` at once, `perSecond` after. An honest proxy
+   * needs one a minute (its token is then cached); a flood of made-up tokens from one pod is answered 429
+   * without reaching the API server, while cached callers are not limited at all.
+   */
+  sourceLimit?: { burst: number; perSecond: number };
   clock?: Clock;
 }
 
-/** TokenReview with a short positive cache and one in-flight review per token. */
+export const NEGATIVE_TTL_MS = 10_000;
+export const SOURCE_LIMIT = { burst: 10, perSecond: 1 } as const;
+
+/**
+ * TokenReview with a short positive cache, a shorter negative one, one in-flight review per token, and a
+ * per-source limit on reviews of unknown tokens.
+ */
 export class TokenReviewer {
   private readonly cache = new Map<string, { at: number; identity: TokenIdentity }>();
+  private readonly refused = new Map<string, { at: number; status: 401 | 403; message: string }>();
   private readonly inflight = new Map<string, Promise<ReviewOutcome>>();
   private readonly audience: string;
   private readonly ttl: number;
+  private readonly negativeTtl: number;
   private readonly max: number;
   private readonly clock: Clock;
+  private readonly sources: RateLimiter;
 
   constructor(
     private readonly authn: AuthenticationV1Api,
@@ -59,22 +81,40 @@ export class TokenReviewer {
   ) {
     this.audience = opts.audience ?? TOKEN_AUDIENCE;
     this.ttl = opts.cacheTtlMs ?? 60_000;
+    this.negativeTtl = opts.negativeTtlMs ?? NEGATIVE_TTL_MS;
     this.max = opts.maxEntries ?? 10_000;
     this.clock = opts.clock ?? systemClock;
+    const limit = opts.sourceLimit ?? SOURCE_LIMIT;
+    this.sources = new RateLimiter(limit.burst, limit.perSecond, this.clock);
   }
 
-  /** The caller's identity, or an HttpRefusal: 401 (no/invalid token), 403 (not a ServiceAccount), 503 (API down). */
-  async identify(token: string): Promise<TokenIdentity> {
+  /**
+   * The caller's identity, or an HttpRefusal: 401 (no/invalid token), 403 (not a ServiceAccount), 429 (too many
+   * unknown tokens from `source`), 503 (API down).
+   */
+  async identify(token: string, source?: string): Promise<TokenIdentity> {
     const key = createHash('sha256').update(token).digest('hex');
+    const now = this.clock.now();
     const hit = this.cache.get(key);
-    if (hit && this.clock.now() - hit.at < this.ttl) return hit.identity;
+    if (hit && now - hit.at < this.ttl) return hit.identity;
+    const no = this.refused.get(key);
+    if (no && now - no.at < this.negativeTtl) throw refusal(no);
     let p = this.inflight.get(key);
     if (!p) {
+      const wait = source === undefined ? 0 : this.sources.take(source);
+      if (wait > 0) {
+        throw new HttpRefusal(429, 'RateLimited', 'too many unknown tokens from this address', { 'retry-after': String(wait) });
+      }
       p = this.review(token).finally(() => this.inflight.delete(key));
       this.inflight.set(key, p);
     }
     const out = await p;
-    if (!out.ok) throw new HttpRefusal(out.status, out.status === 401 ? 'Unauthenticated' : 'Forbidden', out.message);
+    if (!out.ok) {
+      if (this.refused.size >= this.max) this.refused.clear();
+      this.refused.set(key, { at: this.clock.now(), status: out.status, message: out.message });
+      throw refusal(out);
+    }
+    this.refused.delete(key);
     if (this.cache.size >= this.max) this.cache.clear(); // bounded; a refill costs one review per proxy
     this.cache.set(key, { at: this.clock.now(), identity: out.identity });
     return out.identity;

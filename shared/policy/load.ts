@@ -10,7 +10,15 @@ export function parsePolicy(text: string, source: string): EgressPolicy {
   if (docs.length !== 1) throw new UserError(`${source}: expected exactly one EgressPolicy document, found ${docs.length}`);
   const doc = docs[0]!;
   if (doc.errors.length > 0) throw new UserError(`${source}: invalid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
-  const result = validatePolicy(doc.toJS());
+  let value: unknown;
+  try {
+    // toJS resolves aliases: an unresolved one (`*a` without `&a`) or too many (a billion-laughs document)
+    // throws here, found by fuzzing (test/hostile/fuzz.test.ts).
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new UserError(`${source}: invalid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const result = validatePolicy(value);
   if (!result.ok) throw new UserError(`${source}: invalid EgressPolicy: ${formatIssues(result.issues)}`);
   return result.policy;
 }

@@ -12,12 +12,33 @@ import { passThrough } from './passthrough.js';
 import { PEEK_LIMIT } from './peek.js';
 import { decideRoute, type Route } from './route.js';
 import type { CertificateSource } from './sources/types.js';
+import { LogThrottle } from './throttle.js';
 import { terminateTls } from './tls.js';
 
 // One captured connection, from its first byte to where it goes: peek (SNI or Host) → route (pure, route.ts)
 // → terminate TLS and serve HTTP/1.1 or HTTP/2 / serve plain HTTP / pass through untouched / refuse.
 
 const PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
+/** One warning per host and kind of TLS failure per minute; the metric counts them all. */
+const TLS_END_LOG_WINDOW_MS = 60_000;
+
+/** TLS alerts by which a client says it does not accept the certificate it was shown. */
+const CERT_REJECTED = /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|UNSUPPORTED_CERTIFICATE|DECRYPT_ERROR)$/;
+
+export type ClientTlsEnd = 'certificate-rejected' | 'handshake-failed' | 'closed-during-handshake' | 'no-request';
+
+/** What a terminated TLS connection that carried no request tells the operator, worded for what happened. */
+export function clientTlsEnd(stage: 'handshake' | 'after_handshake', err: string | undefined): { reason: ClientTlsEnd; message: string } {
+  if (err !== undefined && CERT_REJECTED.test(err)) {
+    return { reason: 'certificate-rejected', message: 'app rejected the aigress certificate: does it trust the aigress CA bundle?' };
+  }
+  if (stage === 'after_handshake') {
+    return { reason: 'no-request', message: 'app closed the TLS connection without sending a request (a pre-warmed or probing connection, or a client that checks the certificate only after the handshake)' };
+  }
+  if (err !== undefined && err !== 'ECONNRESET') return { reason: 'handshake-failed', message: 'TLS handshake with the app failed' };
+  // Node's TLS 1.3 client sends no alert when it rejects a certificate: it just closes, so this may be that too.
+  return { reason: 'closed-during-handshake', message: 'app closed the connection during the TLS handshake (Node clients do so, without an alert, when they do not trust the certificate)' };
+}
 
 export interface ConnectionDeps {
   /** The compiled policy; undefined until the first one is in place. */
@@ -42,6 +63,7 @@ export type ConnectionHandler = (socket: Socket) => Promise<void>;
 
 export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler {
   const { metrics, log, certificates: certs } = deps;
+  const tlsEndLog = new LogThrottle(TLS_END_LOG_WINDOW_MS);
 
   async function handleCaptured(socket: Socket): Promise<void> {
     const peeked = await peekConnection(socket, deps.peekTimeoutMs);
@@ -125,7 +147,12 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
     // handshake never completed. That is the usual sign of an app that does not trust the aigress bundle.
     let handshakeError: string | undefined;
     tlsSocket.on('error', (err: NodeJS.ErrnoException) => {
-      if (secured) return; // after the handshake, errors are the HTTP server's (clientError)
+      // After the handshake, errors are the HTTP server's (clientError); but a TLS 1.3 client's certificate
+      // alert arrives only then, and it is what tells "does not trust us" from "hung up".
+      if (secured) {
+        if (conn.requests === 0) handshakeError ??= err.code ?? err.message;
+        return;
+      }
       handshakeError ??= err.code ?? err.message;
       tlsSocket.destroy();
     });
@@ -135,7 +162,9 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
       if (secured && conn.requests > 0) return;
       const stage = secured ? 'after_handshake' : 'handshake';
       metrics.clientTlsErrors.inc({ provider, stage });
-      log.warn({ host, stage, err: handshakeError ?? 'closed without a request' }, 'app ended the TLS connection without a request (does it trust the aigress CA bundle?)');
+      const what = clientTlsEnd(stage, handshakeError);
+      const t = tlsEndLog.check(`${host} ${what.reason}`);
+      if (t.log) log.warn({ host, stage, reason: what.reason, err: handshakeError, similarSinceLast: t.suppressed }, what.message);
     });
   }
 

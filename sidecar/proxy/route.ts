@@ -19,6 +19,8 @@ export type Route =
 export const ASSUMED_TLS_PORT = 443;
 export const ASSUMED_HTTP_PORT = 80;
 
+const IPV4_LITERAL = /^\d{1,3}(?:\.\d{1,3}){3}$/;
+
 export function decideRoute(
   peeked: Exclude<PeekResult, { kind: 'more' }>,
   matchHost: (host: string) => ProviderAdapter | undefined,
@@ -29,7 +31,9 @@ export function decideRoute(
       return peeked.headTooLarge ? { route: 'unmediated', reason: peeked.reason, http: true, status: 431 } : { route: 'unmediated', reason: peeked.reason };
     case 'tls': {
       if (peeked.sni === undefined) return { route: 'unmediated', reason: 'TLS ClientHello without SNI' };
-      if (peeked.sni.startsWith('[')) return { route: 'unmediated', reason: 'SNI is an IP literal' };
+      // RFC 6066 §3 forbids IP literals in SNI; a client that connects by address sends none. One that sends an
+      // address names no host the proxy could check, so it is treated as nameless: closed, never passed through.
+      if (peeked.sni.startsWith('[') || IPV4_LITERAL.test(peeked.sni)) return { route: 'unmediated', reason: 'SNI is an IP literal' };
       const adapter = matchHost(peeked.sni);
       if (adapter) return { route: 'mediated', tls: true, host: peeked.sni, adapter };
       if (unmatchedEgress === 'deny') return { route: 'denied', tls: true, host: peeked.sni, reason: 'unmatchedEgress: deny' };

@@ -1,3 +1,4 @@
+import { jsonDepthOver } from '../../shared/json.js';
 import type { RouteHandler, RouteOptions, RouteRequest, RouteResponse } from '../server.js';
 
 // Helpers for the control plane's own endpoints (issuer, policy, CA), mounted on the webhook's route table:
@@ -41,8 +42,10 @@ export function jsonBody(req: RouteRequest): Record<string, unknown> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json') throw new HttpRefusal(415, 'UnsupportedMediaType', 'content-type must be application/json');
   let v: unknown;
+  const text = req.body.toString('utf8');
+  if (jsonDepthOver(text, 32)) throw new HttpRefusal(400, 'BadRequest', 'request body is nested too deeply');
   try {
-    v = JSON.parse(req.body.toString('utf8'));
+    v = JSON.parse(text);
   } catch {
     throw new HttpRefusal(400, 'BadRequest', 'request body is not valid JSON');
   }

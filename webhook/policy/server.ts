@@ -16,7 +16,8 @@ export const DEFAULT_MAX_WAIT_MS = 60_000;
 
 export interface PolicyServerOptions {
   store: PolicyStore;
-  identify(token: string): Promise<TokenIdentity>;
+  /** `source`: the caller's address, for the reviewer's per-source limit on unknown tokens. */
+  identify(token: string, source?: string): Promise<TokenIdentity>;
   log: Logger;
   registry?: Registry;
   maxWaitMs?: number;
@@ -48,7 +49,7 @@ export function policyRoutes(opts: PolicyServerOptions): Route[] {
       if (ms === undefined) throw new HttpRefusal(400, 'BadRequest', `wait must be a duration like 30s (got ${JSON.stringify(waitParam)})`);
       waitMs = Math.min(ms, maxWait);
     }
-    const who = await opts.identify(bearerToken(req));
+    const who = await opts.identify(bearerToken(req), req.raw.socket.remoteAddress);
     const { store } = opts;
     if (!store.isSynced()) throw new HttpRefusal(503, 'Starting', 'the control plane is still loading policies', { 'retry-after': '2' });
     const known = req.headers['if-none-match'];
