@@ -158,51 +158,47 @@ export async function sequential(client, n, body) {
   return { n, errors, p50: percentile(times, 0.5), p90: percentile(times, 0.9) };
 }
 
+const SSE_BODY = JSON.stringify({ model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'stream please' }] });
+
 /**
- * SSE streams one after another. The fake provider sends event 0, pauses, then the other 199: time to first
- * event shows any buffering; (last − second) / 198 is the cost of passing one event on.
+ * One SSE stream. The fake provider sends event 0, pauses, then the other 199: time to first event shows any
+ * buffering; (last − second) / (events − 2) is the cost of passing one event on.
  */
-export async function sse(client, streams) {
-  const body = JSON.stringify({ model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'stream please' }] });
-  const firsts = [];
-  const spans = [];
-  let errors = 0;
-  let events = 0;
-  for (let s = 0; s < streams; s++) {
-    const t0 = performance.now();
-    try {
-      const r = await client.pool.request({ method: 'POST', path: client.path, headers: client.headers, body });
-      if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}`);
-      let text = '';
-      let seen = 0;
-      let first = NaN;
-      let second = NaN;
-      let last = NaN;
-      for await (const chunk of r.body) {
-        text += chunk.toString('utf8');
-        let idx;
-        while ((idx = text.indexOf('\n\n')) >= 0) {
-          const ev = text.slice(0, idx);
-          text = text.slice(idx + 2);
-          if (!ev.includes('"tok')) continue;
-          seen++;
-          const now = performance.now();
-          if (seen === 1) first = now - t0;
-          if (seen === 2) second = now;
-          last = now;
-        }
-      }
-      events = seen;
-      if (seen < 2) throw new Error(`only ${seen} events`);
-      firsts.push(first);
-      spans.push((last - second) / (seen - 2));
-    } catch {
-      errors++;
+export async function sseStream(client) {
+  const t0 = performance.now();
+  const r = await client.pool.request({ method: 'POST', path: client.path, headers: client.headers, body: SSE_BODY });
+  if (r.statusCode !== 200) {
+    await r.body.dump();
+    throw new Error(`status ${r.statusCode}`);
+  }
+  let text = '';
+  let seen = 0;
+  let first = NaN;
+  let second = NaN;
+  let last = NaN;
+  for await (const chunk of r.body) {
+    text += chunk.toString('utf8');
+    let idx;
+    while ((idx = text.indexOf('\n\n')) >= 0) {
+      const ev = text.slice(0, idx);
+      text = text.slice(idx + 2);
+      if (!ev.includes('"tok')) continue;
+      seen++;
+      const now = performance.now();
+      if (seen === 1) first = now - t0;
+      if (seen === 2) second = now;
+      last = now;
     }
   }
-  firsts.sort((a, b) => a - b);
-  spans.sort((a, b) => a - b);
-  return { streams, errors, events, ttfeP50: percentile(firsts, 0.5), ttfeP99: percentile(firsts, 0.99), perEventMs: percentile(spans, 0.5) };
+  if (seen < 3) throw new Error(`only ${seen} events`);
+  return { events: seen, firstMs: first, perEventMs: (last - second) / (seen - 2) };
+}
+
+/** Summary of a list of sseStream results (and failures). */
+export function sseSummary(samples, errors) {
+  const firsts = samples.map((x) => x.firstMs).sort((a, b) => a - b);
+  const spans = samples.map((x) => x.perEventMs).sort((a, b) => a - b);
+  return { streams: samples.length + errors, errors, events: samples[0]?.events ?? 0, ttfeP50: percentile(firsts, 0.5), ttfeP99: percentile(firsts, 0.99), perEventMs: percentile(spans, 0.5) };
 }
 
 /** Full TLS handshakes (no session resumption) per second against 127.0.0.1:port with SNI api.openai.com. */

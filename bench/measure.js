@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { clearInterval, setInterval } from 'node:timers';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { closedLoop, createClient, handshakes, openLoop, requestBody, sequential, smoke, sse, warmUp } from './load.js';
+import { closedLoop, createClient, handshakes, openLoop, requestBody, sequential, smoke, sseStream, sseSummary, warmUp } from './load.js';
 import { HOST, writeCertificates } from './pki.js';
 import { cpuMicros, loadAverage, memory } from './proc.js';
 import { policyYaml, startAigress, startMitmproxy, startNginx, startPortkey } from './peers.js';
@@ -214,6 +214,7 @@ export async function measure({ root, dir, peers, quick, runs, only }) {
       try {
         const h = def.name === 'direct' ? { pid: upstream.pid, target: { port: PORTS.upstream, tls: true, ca: upstreamRoot }, stop: async () => {} } : await def.start();
         if (h.readyMs !== undefined) entry.readyMs = h.readyMs;
+        await sleep(1000); // aigress loads undici just after ready: not idle yet
         const idleCpu0 = cpuMicros(h.pid);
         await sleep(2000);
         entry.idleCpuMsPerS = (cpuMicros(h.pid) - idleCpu0) / 2000;
@@ -248,21 +249,53 @@ export async function measure({ root, dir, peers, quick, runs, only }) {
       }
     }
 
-    for (const p of live) {
-      const client = await createClient(p.target, 1);
-      try {
-        await sse(client, 2);
-        p.entry.sse = await sse(client, cfg.sseStreams);
-        log(`${p.name} sse: first event p50 ${p.entry.sse.ttfeP50.toFixed(2)} ms, ${(p.entry.sse.perEventMs * 1000).toFixed(0)} µs/event`);
-        p.entry.sizes = [];
-        for (const size of cfg.sizes) {
-          const body = requestBody(size, size);
-          await sequential(client, 3, body);
-          p.entry.sizes.push({ size, ...(await sequential(client, cfg.sizeRequests, body)) });
+    // SSE and body sizes: one stream / request per path in turn, so every path sees the same moments of the
+    // machine's (shared, noisy) load rather than one path a quiet minute and the next a busy one.
+    const clients = new Map();
+    for (const p of live) clients.set(p.name, await createClient(p.target, 1));
+    try {
+      const samples = new Map(live.map((p) => [p.name, { ok: [], errors: 0, firstError: undefined }]));
+      for (let i = 0; i < cfg.sseStreams + 2; i++) {
+        for (const p of live) {
+          const acc = samples.get(p.name);
+          try {
+            const x = await sseStream(clients.get(p.name));
+            if (i >= 2) acc.ok.push(x); // the first two warm the path
+          } catch (err) {
+            if (i >= 2) acc.errors++;
+            acc.firstError ??= err.message;
+          }
         }
-      } finally {
-        await client.pool.destroy();
       }
+      for (const p of live) {
+        const acc = samples.get(p.name);
+        p.entry.sse = { ...sseSummary(acc.ok, acc.errors), ...(acc.firstError ? { firstError: acc.firstError } : {}) };
+        log(`${p.name} sse: first event p50 ${p.entry.sse.ttfeP50.toFixed(2)} ms, ${(p.entry.sse.perEventMs * 1000).toFixed(0)} µs/event${acc.errors ? `, ${acc.errors} failed (${acc.firstError})` : ''}`);
+      }
+      for (const p of live) p.entry.sizes = [];
+      for (const size of cfg.sizes) {
+        const body = requestBody(size, size);
+        const times = new Map(live.map((p) => [p.name, { t: [], errors: 0 }]));
+        for (let i = 0; i < cfg.sizeRequests + 3; i++) {
+          for (const p of live) {
+            const r = await sequential(clients.get(p.name), 1, body);
+            if (i < 3) continue;
+            const acc = times.get(p.name);
+            if (r.errors) acc.errors++;
+            else acc.t.push(r.p50);
+          }
+        }
+        for (const p of live) {
+          const acc = times.get(p.name);
+          acc.t.sort((a, b) => a - b);
+          p.entry.sizes.push({ size, n: acc.t.length, errors: acc.errors, p50: median(acc.t), p90: acc.t[Math.floor(acc.t.length * 0.9)] });
+        }
+      }
+    } finally {
+      for (const c of clients.values()) await c.pool.destroy();
+    }
+
+    for (const p of live) {
       if (p.target.tls) {
         p.entry.handshakes = await withCpu(p.pid, () => handshakes(p.target.port, p.target.ca, { seconds: cfg.handshakeSeconds }));
         log(`${p.name} TLS handshakes: ${p.entry.handshakes.perSecond}/s`);

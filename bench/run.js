@@ -12,7 +12,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measure } from './measure.js';
 import { installPeers } from './peers.js';
@@ -22,7 +22,7 @@ import { renderMarkdown } from './report.js';
 const ROOT = join(fileURLToPath(import.meta.url), '../..');
 
 function parseArgs(argv) {
-  const a = { quick: false, inside: false, write: true, runs: undefined, only: undefined, state: undefined };
+  const a = { quick: false, inside: false, write: true, runs: undefined, only: undefined, state: undefined, render: undefined };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--quick') a.quick = true;
@@ -31,8 +31,10 @@ function parseArgs(argv) {
     else if (k === '--runs') a.runs = Number(argv[++i]);
     else if (k === '--only') a.only = argv[++i].split(',');
     else if (k === '--state') a.state = argv[++i];
+    else if (k === '--render') a.render = argv[++i];
     else if (k === '--help' || k === '-h') {
       console.log('usage: node bench/run.js [--quick] [--runs N] [--no-write] [--only direct,aigress,aigress-node24,nginx,mitmproxy,portkey]');
+      console.log('       node bench/run.js --render bench/results/FILE.json   (BENCHMARKS.md again from a results file)');
       process.exit(0);
     } else {
       console.error(`bench: unknown argument '${k}' (see --help)`);
@@ -120,6 +122,20 @@ async function inside(args) {
   console.log(`bench: wrote ${jsonPath.slice(ROOT.length + 1)} and BENCHMARKS.md`);
 }
 
+function render(file) {
+  let results;
+  try {
+    results = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    console.error(`bench: --render ${file}: ${err.code === 'ENOENT' ? 'no such file' : `not a results file (${err.message})`}`);
+    process.exit(2);
+  }
+  const rel = relative(ROOT, resolve(file));
+  writeFileSync(join(ROOT, 'BENCHMARKS.md'), renderMarkdown(results, { jsonPath: rel }));
+  console.log(`bench: BENCHMARKS.md rendered from ${rel}`);
+}
+
 const args = parseArgs(process.argv.slice(2));
-if (args.inside) await inside(args);
+if (args.render) render(args.render);
+else if (args.inside) await inside(args);
 else await outside(args);
