@@ -68,6 +68,10 @@ async function outside(args) {
     }
   }
   const log = (m) => console.log(`bench: ${m}`);
+  if (spawnSync('sh', ['-c', 'command -v ip']).status !== 0) {
+    log('installing iproute2 (ip netns) from Debian…');
+    spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'iproute2'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  }
   const peers = installPeers(ROOT, log);
   for (const [name, p] of Object.entries(peers)) log(p.ok ? `${name} ${p.version}` : `${name} skipped: ${p.reason}`);
 
