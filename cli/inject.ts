@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { UserError } from '../shared/errors.js';
-import { loadConfig } from '../webhook/config.js';
+import { loadConfig, withRuntimeDefaults } from '../webhook/config.js';
 import { injectManifests } from '../webhook/inject/manifests.js';
 
 interface InjectFlags {
@@ -38,7 +38,7 @@ export function registerInject(program: Command): void {
       }
       const config = await loadConfig(flags.config);
       const text = await readInput(flags.filename);
-      const result = injectManifests(text, { config: config.injection, namespace: flags.namespace });
+      const result = injectManifests(text, { config: withRuntimeDefaults(config.injection, process.env), namespace: flags.namespace });
       for (const note of result.notes) process.stderr.write(`aigress: ${note}\n`);
       process.stdout.write(result.output);
     });
