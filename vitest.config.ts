@@ -1,6 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: `unit` (pure functions, loopback servers; any machine) and `e2e` (network namespaces, root).
+// Projects: `unit` (pure functions, loopback servers; any machine), `hostile` (hostile app-side and control-plane
+// input) and `faults` (provider-side faults), both loopback too, and `e2e` (network namespaces, root).
 // e2e files run one at a time: they share iptables state and fixed namespace names.
 export default defineConfig({
   test: {
@@ -11,6 +12,20 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: 'hostile',
+          include: ['test/hostile/**/*.test.ts'],
+          testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: 'faults',
+          include: ['test/faults/**/*.test.ts'],
+          testTimeout: 60_000,
         },
       },
       {

@@ -1,45 +1,58 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { UserError } from '../shared/errors.js';
 import { loadConfig, withRuntimeDefaults } from '../webhook/config.js';
 import { injectManifests } from '../webhook/inject/manifests.js';
+import { parseDocuments, readInputs } from './inputs.js';
+import { collect, joinStreams, manifestFormat, printManifests } from './output.js';
 
 interface InjectFlags {
-  filename: string;
+  filename: string[];
+  recursive?: boolean;
   config?: string;
   namespace?: string;
+  output?: string;
 }
 
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
-async function readInput(file: string): Promise<string> {
-  if (file === '-') {
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks).toString('utf8');
-  }
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    throw new UserError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
+/** With several inputs each message says which file it is about; with one, the message is as before. */
+export function inFile(err: unknown, source: string, several: boolean): unknown {
+  return several && err instanceof UserError ? new UserError(`${source}: ${err.message}`, err.exitCode) : err;
 }
 
 export function registerInject(program: Command): void {
   program
     .command('inject')
-    .description('Print Kubernetes manifests with aigress injected (like istioctl kube-inject).')
-    .requiredOption('-f, --filename <file>', 'manifests to inject (multi-document YAML); - reads stdin')
+    .description('Print Kubernetes manifests with aigress injected (like istioctl kube-inject): the webhook\'s decision, offline.')
+    .requiredOption('-f, --filename <file>', 'manifests to inject: a file (multi-document YAML), a directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable', collect)
+    .option('-R, --recursive', 'also read the subdirectories of directories given with -f')
     .option('--config <file>', 'injection config, the same file the webhook uses (default: built-in defaults)')
     .option('-n, --namespace <name>', 'namespace for the skip rules (default: each object\'s own, else "default")')
+    .option('-o, --output <format>', 'yaml or json', 'yaml')
+    .addHelpText('after', `
+Examples:
+  aigress inject -f deploy.yaml | kubectl apply -f -
+  aigress inject -f manifests/ -R -o json
+  aigress inject -f app.yaml -f worker.yaml -n team-a
+  helm template my-app ./chart | aigress inject -f -`)
     .action(async (flags: InjectFlags) => {
       if (flags.namespace !== undefined && (!NAMESPACE.test(flags.namespace) || flags.namespace.length > 63)) {
         throw new UserError(`--namespace ${JSON.stringify(flags.namespace)}: not a valid namespace name`, 2);
       }
+      const format = manifestFormat(flags.output);
       const config = await loadConfig(flags.config);
-      const text = await readInput(flags.filename);
-      const result = injectManifests(text, { config: withRuntimeDefaults(config.injection, process.env), namespace: flags.namespace });
-      for (const note of result.notes) process.stderr.write(`aigress: ${note}\n`);
-      process.stdout.write(result.output);
+      const files = await readInputs(flags.filename, { recursive: flags.recursive });
+      const outputs: string[] = [];
+      for (const f of files) {
+        parseDocuments(f); // YAML errors with file, document, line and column, before anything is printed
+        try {
+          const result = injectManifests(f.text, { config: withRuntimeDefaults(config.injection, process.env), namespace: flags.namespace });
+          for (const note of result.notes) process.stderr.write(`aigress: ${files.length > 1 ? `${f.source}: ` : ''}${note}\n`);
+          outputs.push(result.output);
+        } catch (err) {
+          throw inFile(err, f.source, files.length > 1);
+        }
+      }
+      process.stdout.write(printManifests(joinStreams(outputs), format));
     });
 }

@@ -11,6 +11,11 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   proxy: async () => (await import('../sidecar/proxy/cli.js')).registerProxy,
   init: async () => (await import('../sidecar/init/cli.js')).registerInit,
   inject: async () => (await import('./inject.js')).registerInject,
+  uninject: async () => (await import('./uninject.js')).registerUninject,
+  policy: async () => (await import('./policy.js')).registerPolicy,
+  check: async () => (await import('./check.js')).registerCheck,
+  version: async () => (await import('./version.js')).registerVersion,
+  completion: async () => (await import('./completion.js')).registerCompletion,
   demo: async () => (await import('./demo.js')).registerDemo,
 };
 
@@ -22,7 +27,8 @@ export async function buildProgram(argv: readonly string[] = []): Promise<Comman
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   const first = argv[0];
-  const wanted = first !== undefined && first in COMMANDS ? [first] : Object.keys(COMMANDS);
+  // `completion` describes every command, so it loads them all, as the top-level help does.
+  const wanted = first !== undefined && first in COMMANDS && first !== 'completion' ? [first] : Object.keys(COMMANDS);
   for (const register of await Promise.all(wanted.map((name) => COMMANDS[name]!()))) register(program);
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(`(run "aigress ${cmd.name()} --help" for usage)`);
   return program;

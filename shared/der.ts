@@ -21,7 +21,6 @@ export const octets = (b: Buffer): Buffer => tlv(0x04, b);
 /** A BIT STRING of whole bytes (no unused bits). */
 export const bits = (b: Buffer): Buffer => tlv(0x03, Buffer.concat([Buffer.from([0]), b]));
 export const utf8 = (text: string): Buffer => tlv(0x0c, Buffer.from(text, 'utf8'));
-export const ia5 = (text: string): Buffer => tlv(0x16, Buffer.from(text, 'ascii'));
 /** Context-specific, constructed: `[n] EXPLICIT` or an IMPLICIT constructed type. */
 export const explicit = (n: number, inner: Buffer): Buffer => tlv(0xa0 | n, inner);
 /** Context-specific, primitive: `[n] IMPLICIT` of a primitive type. */

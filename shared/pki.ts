@@ -72,13 +72,16 @@ export async function loadCA(certPem: string, keyPem: string): Promise<Certifica
   const keyObject = createPrivateKey(keyPem);
   const der = keyObject.export({ format: 'der', type: 'pkcs8' });
   const pkcs8 = der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength) as ArrayBuffer;
+  // The node:crypto KeyObject signs leaves (issueLeaf): keeping it here avoids KeyObject.from() on a
+  // non-extractable CryptoKey, which Node 24 deprecates (DEP0204).
+  const withSigner = (ca: CertificateAuthority): CertificateAuthority => (signers.set(ca, { certPem, key: keyObject }), ca);
   if (keyObject.asymmetricKeyType === 'ec') {
     const key = await crypto.subtle.importKey('pkcs8', pkcs8, EC, false, ['sign']);
-    return { certPem, cert, key, signingAlgorithm: EC_SIGN };
+    return withSigner({ certPem, cert, key, signingAlgorithm: EC_SIGN });
   }
   if (keyObject.asymmetricKeyType === 'rsa') {
     const key = await crypto.subtle.importKey('pkcs8', pkcs8, RSA_SIGN, false, ['sign']);
-    return { certPem, cert, key, signingAlgorithm: RSA_SIGN };
+    return withSigner({ certPem, cert, key, signingAlgorithm: RSA_SIGN });
   }
   throw new Error(`unsupported CA key type ${keyObject.asymmetricKeyType ?? 'unknown'} (use EC P-256 or RSA)`);
 }

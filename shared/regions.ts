@@ -64,6 +64,20 @@ azure('me', 'uaenorth uaecentral qatarcentral israelcentral saudiarabiaeast');
 azure('af', 'southafricanorth southafricawest');
 azure('cn', 'chinaeast chinaeast2 chinaeast3 chinanorth chinanorth2 chinanorth3');
 
+/**
+ * The names a policy may list in `spec.regions.allow`, as JSON Schema: the chart's values.schema.json is built
+ * from this, so a typo in the chart's defaultPolicy fails `helm install` with the same rule the validator uses.
+ */
+export function knownPlaceSchema(): { anyOf: Array<{ enum: string[] } | { pattern: string }> } {
+  return {
+    anyOf: [
+      { enum: [...REGION_GROUPS, GLOBAL, ...Object.keys(AZURE)] },
+      { pattern: AWS_REGION.source },
+      { pattern: GCP_REGION.source },
+    ],
+  };
+}
+
 export function isRegionGroup(name: string): name is RegionGroup {
   return (REGION_GROUPS as readonly string[]).includes(name);
 }

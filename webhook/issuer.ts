@@ -4,7 +4,7 @@ import type { Logger } from '../shared/log.js';
 import type { ProviderId } from '../shared/policy/types.js';
 import { readCsr, signCsr, type CertificateAuthority, type CsrFacts } from '../shared/pki.js';
 import { systemClock, type Clock } from '../shared/renewal.js';
-import { nameIssuable } from './policy/hosts.js';
+import { nameIssuable } from '../shared/certificate-names.js';
 import { bearerToken, HttpRefusal, jsonBody, refusalResponse, type Route } from './policy/http.js';
 import type { RouteRequest } from './server.js';
 import type { PolicyStore } from './policy/store.js';

@@ -50,7 +50,17 @@ export interface ControlPlaneServerOptions {
   tls: TlsSource;
   logger: Logger;
   metrics?: WebhookMetrics;
+  /** A connection that has not finished its TLS handshake by then is closed (default HANDSHAKE_TIMEOUT_MS). */
+  handshakeTimeoutMs?: number;
 }
+
+/**
+ * The API server and proxies handshake at once; Node's default (120 s) would let idle connections from any pod
+ * hold file descriptors for two minutes each.
+ */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** After an error answer, how long the peer gets to read it before the socket is destroyed regardless. */
+const ERROR_LINGER_MS = 2_000;
 
 interface Route extends RouteOptions {
   handler: RouteHandler;
@@ -107,17 +117,27 @@ export class ControlPlaneServer {
     this.log = opts.logger;
     this.metrics = opts.metrics ?? createWebhookMetrics();
     this.current = pem;
-    this.server = createServer({ cert: pem.cert, key: pem.key, minVersion: 'TLSv1.2' }, (req, res) => {
+    const handshakeTimeout = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    this.server = createServer({ cert: pem.cert, key: pem.key, minVersion: 'TLSv1.2', handshakeTimeout }, (req, res) => {
       this.dispatch(req, res).catch((err: unknown) => this.fail(res, err));
     });
     // The API server gives up on a webhook after at most 30 s; nothing here should take longer.
     this.server.requestTimeout = 30_000;
     this.server.headersTimeout = 20_000;
-    this.server.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS handshake failed'));
-    this.server.on('clientError', (err, socket) => {
-      this.log.debug({ err: err.message }, 'malformed HTTP request');
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      else socket.destroy();
+    // node:https forwards TLS handshake failures (including the handshake timeout) to 'clientError' as well.
+    // Only an HTTP parse error (HPE_*) on an established connection can be answered; a socket whose handshake
+    // never finished cannot carry an answer, and end() on it would wait for ever, holding its descriptor.
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      const code = err.code ?? '';
+      if (!code.startsWith('HPE_') || !socket.writable) {
+        this.log.debug({ err: err.message, code }, 'connection failed before a request (TLS handshake or transport)');
+        socket.destroy();
+        return;
+      }
+      this.log.debug({ err: err.message, code }, 'malformed HTTP request');
+      const status = code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      setTimeout(() => socket.destroy(), ERROR_LINGER_MS).unref();
     });
     if ('certFile' in opts.tls) this.watchCertificate(opts.tls);
     this.addRoute('GET', '/healthz', () => ({ status: 200, text: 'ok\n' }));

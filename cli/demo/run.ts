@@ -10,7 +10,7 @@ import { createLogger, type Logger } from '../../shared/log.js';
 import { createCA, issueLeaf, loadCA } from '../../shared/pki.js';
 import { parsePolicy } from '../../shared/policy/load.js';
 import { startProxy, type ProxyHandle } from '../../sidecar/proxy/proxy.js';
-import { FilePolicySource, LocalCaCertificateSource } from '../../sidecar/proxy/standalone.js';
+import { FilePolicySource, LocalCaCertificateSource } from '../../sidecar/proxy/sources/standalone.js';
 import { defaultConfig, type InjectionConfig } from '../../webhook/config.js';
 import { admitSamplePod, type AdmissionStep } from './admission.js';
 import {

@@ -87,7 +87,13 @@ export interface Credential {
   secretRef: { name: string; key: string };
 }
 
+/** enforce: denials are answered; audit: every decision is computed, logged and counted, and the call passes. */
+export const POLICY_MODES = ['enforce', 'audit'] as const;
+export type PolicyMode = (typeof POLICY_MODES)[number];
+
 export interface EgressPolicySpec {
+  /** Absent means enforce. */
+  mode?: PolicyMode;
   /** Providers whose hosts are intercepted. Hosts of providers not listed are treated as unmatched egress. */
   providers: ProviderId[];
   regions: RegionRules;

@@ -11,13 +11,17 @@ import {
   type MeteringSpec,
   type PriceEntry,
   type ProviderId,
+  POLICY_MODES,
 } from './types.js';
 import { isObj, type Obj } from '../json.js';
+import { notEnforced } from './enforced.js';
 
 /** One problem in a policy document, with the path of the field it is about (e.g. `spec.regions.unknown`). */
 export interface PolicyIssue {
   path: string;
   message: string;
+  /** Set when the field is valid but this version does not enforce it (the controller's reason NotEnforced). */
+  reason?: 'NotEnforced';
 }
 
 export type PolicyResult = { ok: true; policy: EgressPolicy } | { ok: false; issues: PolicyIssue[] };
@@ -258,6 +262,7 @@ export function validatePolicy(doc: unknown): PolicyResult {
     'credentials',
     'unmatchedEgress',
     'metering',
+    'mode',
   ]);
 
   let providers: ProviderId[] = d.providers;
@@ -330,7 +335,9 @@ export function validatePolicy(doc: unknown): PolicyResult {
     credentials: listOf(spec.credentials, 'spec.credentials', checkCredential),
     unmatchedEgress: c.oneOf(spec.unmatchedEgress, 'spec.unmatchedEgress', ['passthrough', 'deny'] as const, 'passthrough'),
     ...(metering && { metering }),
+    ...(spec.mode !== undefined && { mode: c.oneOf(spec.mode, 'spec.mode', POLICY_MODES, 'enforce') }),
   };
+  if (c.issues.length === 0) c.issues.push(...notEnforced(result));
   if (c.issues.length > 0) return { ok: false, issues: c.issues };
   const metadata: EgressPolicy['metadata'] = { name };
   if (typeof meta.namespace === 'string') metadata.namespace = meta.namespace;

@@ -1,7 +1,7 @@
 import { jsonError } from './errors.js';
-import { isObject, modelField, parseJsonObject, splitPath, type JsonObject } from './request.js';
+import { isObject, modelField, bodyJson, splitPath, type JsonObject } from './request.js';
 import type { DenyKind, ErrorResponse, Operation, ProviderAdapter, Usage } from './types.js';
-import { bodyUsageReader, compactUsage, count, tryJson, type UsageHandlers } from './usage.js';
+import { compactUsage, count, tryJson, type UsageHandlers } from './usage.js';
 
 // Anthropic's Messages API (api.anthropic.com). The wire format is also spoken by Claude on Vertex AI
 // (rawPredict/streamRawPredict) and on Bedrock (InvokeModel), so its usage readers are exported here.
@@ -123,7 +123,7 @@ export const anthropic: ProviderAdapter = {
   errorResponse: anthropicError,
   describe(req) {
     const { pathname } = splitPath(req.path);
-    const json = parseJsonObject(req.body);
+    const json = bodyJson(req);
     const model = modelField(json?.model);
     return {
       operation: OPERATIONS[pathname.replace(/\/$/, '')] ?? 'unknown',
@@ -135,5 +135,5 @@ export const anthropic: ProviderAdapter = {
       regionNote: "Anthropic's first-party API (US)",
     };
   },
-  usageReader: (_d, res) => bodyUsageReader(res, anthropicUsageHandlers()),
+  usageHandlers: () => anthropicUsageHandlers(),
 };

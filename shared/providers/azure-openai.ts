@@ -1,8 +1,7 @@
 import { openAiStyleError } from './errors.js';
 import { describeOpenAiBody, openAiUsageHandlers } from './openai.js';
-import { decodeSegment, parseJsonObject, splitPath } from './request.js';
+import { decodeSegment, bodyJson, splitPath } from './request.js';
 import type { Operation, ProviderAdapter } from './types.js';
-import { bodyUsageReader } from './usage.js';
 
 // Azure OpenAI: `{resource}.openai.azure.com`. The host does not say where a resource lives, so the region comes
 // from the policy's `spec.regions.azureResources` map and is unknown otherwise. Two API shapes:
@@ -35,7 +34,7 @@ export const azureOpenai: ProviderAdapter = {
       ? { region, reach: [region], regionNote: `Azure OpenAI resource "${resource}" (spec.regions.azureResources)` }
       : { regionNote: `Azure OpenAI resource "${resource}" is not listed in spec.regions.azureResources` };
     const { pathname } = splitPath(req.path);
-    const json = parseJsonObject(req.body);
+    const json = bodyJson(req);
     const dep = DEPLOYMENT.exec(pathname);
     if (dep) {
       const deployment = decodeSegment(dep[1]!);
@@ -45,5 +44,5 @@ export const azureOpenai: ProviderAdapter = {
     const v1 = V1.exec(pathname);
     return { ...describeOpenAiBody(json, v1 ? TAIL[v1[1]!]! : 'unknown'), ...where };
   },
-  usageReader: (_d, res) => bodyUsageReader(res, openAiUsageHandlers()),
+  usageHandlers: () => openAiUsageHandlers(),
 };

@@ -3,8 +3,8 @@ import { jsonError } from './errors.js';
 import type { EventStreamMessage } from './event-stream.js';
 import { decodeSegment, isObject, splitPath, type JsonObject } from './request.js';
 import { GLOBAL } from '../regions.js';
-import type { Operation, ProviderAdapter, RequestDescription, ResponseMeta, Usage, UsageReader } from './types.js';
-import { bodyUsageReader, compactUsage, count, header, sumPresent, tryJson, type UsageHandlers } from './usage.js';
+import type { Operation, ProviderAdapter, RequestDescription, ResponseMeta, Usage } from './types.js';
+import { compactUsage, count, header, sumPresent, tryJson, type UsageHandlers } from './usage.js';
 
 // Amazon Bedrock runtime: `bedrock-runtime[-fips].{region}.amazonaws.com`.
 //   /model/{modelId}/converse            JSON, `usage`
@@ -212,19 +212,19 @@ export const bedrock: ProviderAdapter = {
     return jsonError(status, kind, { message }, { 'x-amzn-errortype': type });
   },
   describe: (req) => describe(req.host, req.path),
-  usageReader(d, res): UsageReader {
+  usageHandlers(d, res): UsageHandlers {
     switch (d.action) {
       case 'converse':
       case 'converse-stream':
-        return bodyUsageReader(res, converseHandlers());
+        return converseHandlers();
       case 'invoke-with-response-stream':
-        return bodyUsageReader(res, invokeStreamHandlers());
+        return invokeStreamHandlers();
       case 'invoke': {
         const usage = invokeHeaderUsage(res);
-        return { push: () => {}, finish: () => (usage ? { usage } : {}) };
+        return { result: () => (usage ? { usage } : {}) };
       }
       default:
-        return { push: () => {}, finish: () => ({}) };
+        return { result: () => ({}) };
     }
   },
 };

@@ -43,7 +43,8 @@ export class EventStreamDecoder {
   private need = 0;
   private broken = false;
 
-  constructor(private readonly onMessage: (m: EventStreamMessage) => void) {}
+  /** `onMessage` also gets the message's bytes as they came (valid until the next push). */
+  constructor(private readonly onMessage: (m: EventStreamMessage, raw: Buffer) => void) {}
 
   /** True once the stream turned out not to be a valid event stream. */
   get failed(): boolean {
@@ -69,6 +70,7 @@ export class EventStreamDecoder {
       } catch {
         return this.fail();
       }
+      const raw = all.subarray(0, this.need);
       const rest = all.subarray(this.need);
       this.pieces = rest.length > 0 ? [rest] : [];
       this.length = rest.length;
@@ -77,7 +79,7 @@ export class EventStreamDecoder {
       for (const [name, h] of Object.entries(decoded.headers)) {
         if (h.type === 'string') headers[name] = h.value;
       }
-      this.onMessage({ headers, body: decoded.body });
+      this.onMessage({ headers, body: decoded.body }, raw);
     }
   }
 
@@ -93,3 +95,11 @@ export class EventStreamDecoder {
     this.length = 0;
   }
 }
+
+/** One message with string headers, framed with both CRCs, as the AWS SDKs decode it. */
+export function encodeEventStreamMessage(m: EventStreamMessage): Buffer {
+  const headers: Record<string, { type: 'string'; value: string }> = {};
+  for (const [name, value] of Object.entries(m.headers)) headers[name] = { type: 'string', value };
+  return Buffer.from(eventStreamCodec().encode({ headers, body: m.body }));
+}
+

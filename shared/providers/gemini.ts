@@ -1,9 +1,9 @@
 import { googleStyleError } from './errors.js';
 import { describeOpenAiBody, openAiUsageHandlers } from './openai.js';
-import { decodeSegment, isObject, parseJsonObject, splitPath, type JsonObject } from './request.js';
+import { decodeSegment, isObject, bodyJson, splitPath, type JsonObject } from './request.js';
 import { GLOBAL } from '../regions.js';
 import type { Operation, ProviderAdapter, RequestDescription, Usage } from './types.js';
-import { bodyUsageReader, compactUsage, count, tryJson, type UsageHandlers } from './usage.js';
+import { compactUsage, count, tryJson, type UsageHandlers } from './usage.js';
 
 // The Gemini Developer API (generativelanguage.googleapis.com). Google gives it no data-residency guarantee and
 // may serve it from any region, so its reach is `global`. The GenerateContent wire format is shared with Gemini
@@ -86,7 +86,7 @@ export const gemini: ProviderAdapter = {
     const compat = OPENAI_COMPAT.exec(pathname);
     if (compat) {
       const op = compat[1] === 'embeddings' ? 'embeddings' : 'chat';
-      return { ...describeOpenAiBody(parseJsonObject(req.body), op), api: 'openai', ...WHERE };
+      return { ...describeOpenAiBody(bodyJson(req), op), api: 'openai', ...WHERE };
     }
     const m = MODEL_METHOD.exec(pathname);
     if (!m) return { operation: 'unknown', stream: false, ...WHERE };
@@ -94,7 +94,7 @@ export const gemini: ProviderAdapter = {
     const model = name === undefined ? undefined : m[1] === 'tunedModels' ? `tunedModels/${name}` : name;
     return { ...googleMethodOperation(m[3]!), action: m[3]!, ...(model && { model }), ...WHERE };
   },
-  usageReader(d, res) {
-    return bodyUsageReader(res, d.api === 'openai' ? openAiUsageHandlers() : geminiUsageHandlers());
+  usageHandlers(d) {
+    return d.api === 'openai' ? openAiUsageHandlers() : geminiUsageHandlers();
   },
 };

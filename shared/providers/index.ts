@@ -13,11 +13,6 @@ export type { ProviderAdapter } from './types.js';
 /** The provider catalogue, in match order. */
 export const ADAPTERS: readonly ProviderAdapter[] = [openai, azureOpenai, anthropic, gemini, vertexAi, bedrock, mistral];
 
-export function adapterById(id: ProviderId): ProviderAdapter {
-  const a = ADAPTERS.find((x) => x.id === id);
-  if (!a) throw new Error(`no adapter for provider ${id}`);
-  return a;
-}
 
 /**
  * Compiled once per policy: which adapter (if any) owns a host. Providers the policy does not list are not

@@ -1,8 +1,7 @@
 import { jsonError } from './errors.js';
 import { describeOpenAiBody, openAiUsageHandlers } from './openai.js';
-import { parseJsonObject, splitPath } from './request.js';
+import { bodyJson, splitPath } from './request.js';
 import type { Operation, ProviderAdapter } from './types.js';
-import { bodyUsageReader } from './usage.js';
 
 // Mistral AI's La Plateforme (api.mistral.ai): OpenAI-shaped bodies, usage in JSON bodies and in the last chunk
 // of every stream (no opt-in needed). Region: Mistral hosts La Plateforme in the EU, so the host counts as eu.
@@ -23,11 +22,11 @@ export const mistral: ProviderAdapter = {
   describe(req) {
     const { pathname } = splitPath(req.path);
     return {
-      ...describeOpenAiBody(parseJsonObject(req.body), OPERATIONS[pathname.replace(/\/$/, '')] ?? 'unknown'),
+      ...describeOpenAiBody(bodyJson(req), OPERATIONS[pathname.replace(/\/$/, '')] ?? 'unknown'),
       region: 'eu',
       reach: ['eu'],
       regionNote: 'Mistral La Plateforme is hosted in the EU',
     };
   },
-  usageReader: (_d, res) => bodyUsageReader(res, openAiUsageHandlers()),
+  usageHandlers: () => openAiUsageHandlers(),
 };

@@ -1,8 +1,8 @@
 import { openAiStyleError } from './errors.js';
 import { IncludeUsageStripper, injectIncludeUsage } from './openai-stream-usage.js';
-import { isObject, modelField, parseJsonObject, splitPath, type JsonObject } from './request.js';
+import { isObject, modelField, bodyJson, splitPath, type JsonObject } from './request.js';
 import type { Operation, ProviderAdapter, RequestDescription, Usage } from './types.js';
-import { bodyUsageReader, count, compactUsage, tryJson, type UsageHandlers } from './usage.js';
+import { count, compactUsage, tryJson, type UsageHandlers } from './usage.js';
 
 // OpenAI. Regions: eu.api.openai.com is OpenAI's European data-residency endpoint; api.openai.com is taken as
 // the US, OpenAI's default data residency (projects without a residency setting store and process data there).
@@ -19,13 +19,12 @@ const OPERATIONS: Record<string, Operation> = {
  * Operation, model and streaming of an OpenAI-shaped request (OpenAI, Azure OpenAI's v1 API, Mistral, the
  * OpenAI-compatible endpoints of Gemini and Vertex AI): the model is the body's `model`, on any path.
  */
-export function describeOpenAiBody(json: JsonObject | undefined, operation: Operation): Pick<RequestDescription, 'operation' | 'model' | 'stream' | 'json'> {
+export function describeOpenAiBody(json: JsonObject | undefined, operation: Operation): Pick<RequestDescription, 'operation' | 'model' | 'stream'> {
   const model = modelField(json?.model);
   return {
     operation,
     ...(model !== undefined && { model }),
     stream: json?.stream === true,
-    ...(json !== undefined && { json }),
   };
 }
 
@@ -84,15 +83,19 @@ export const openai: ProviderAdapter = {
     const operation = OPERATIONS[pathname.replace(/\/$/, '')] ?? 'unknown';
     const eu = req.host === 'eu.api.openai.com';
     return {
-      ...describeOpenAiBody(parseJsonObject(req.body), operation),
+      ...describeOpenAiBody(bodyJson(req), operation),
       region: eu ? 'eu' : 'us',
       reach: [eu ? 'eu' : 'us'],
       regionNote: eu ? 'OpenAI EU data-residency endpoint' : "OpenAI's default data residency (US)",
     };
   },
-  usageReader: (_d, res) => bodyUsageReader(res, openAiUsageHandlers()),
+  usageHandlers: () => openAiUsageHandlers(),
   streamUsage: {
-    inject: (req, d) => (d.operation === 'chat' && d.stream && d.json ? injectIncludeUsage(req.body, d.json) : undefined),
+    inject: (req, d) => {
+      if (d.operation !== 'chat' || !d.stream) return undefined;
+      const json = bodyJson(req);
+      return json ? injectIncludeUsage(req.body, json) : undefined;
+    },
     createStripper: () => new IncludeUsageStripper(),
   },
 };

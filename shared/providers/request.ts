@@ -42,6 +42,11 @@ export function parseJsonObject(body: Buffer): JsonObject | undefined {
   }
 }
 
+/** The request body as a JSON object: the caller's shared view when it has one, else parsed here. */
+export function bodyJson(req: { readonly body: Buffer; readonly json?: () => JsonObject | undefined }): JsonObject | undefined {
+  return req.json ? req.json() : parseJsonObject(req.body);
+}
+
 /** A model name from a body field: a non-empty string, length-capped so a hostile value cannot bloat logs. */
 export function modelField(v: unknown): string | undefined {
   return typeof v === 'string' && v !== '' && v.length <= 256 ? v : undefined;

@@ -79,19 +79,50 @@ export interface SseEvent {
   data: string;
 }
 
-/** Parses an event stream into events; an event not ended by a blank line when the stream ends is dropped. */
+/**
+ * Receives the raw bytes of each block of lines up to and including its blank line, with the event it
+ * dispatched (undefined for a block that dispatched none: comments, keep-alives, an event without data).
+ */
+export type RawBlockHandler = (raw: Buffer, ev: SseEvent | undefined) => void;
+
+/**
+ * Parses an event stream into events; an event not ended by a blank line when the stream ends is dropped. With
+ * `onBlock`, every byte is also handed on, block by block, so that a rewriter can relay what it does not change.
+ */
 export class SseParser {
   private readonly lines: LineSplitter;
   private event = '';
   private data: string[] = [];
   private first = true;
+  /** Raw lines of the block being read (only with onBlock); views into the current chunk until `push` returns. */
+  private block: Buffer[] = [];
 
-  constructor(private readonly onEvent: (ev: SseEvent) => void) {
-    this.lines = new LineSplitter((line) => this.line(line));
+  constructor(
+    private readonly onEvent: (ev: SseEvent) => void,
+    private readonly onBlock?: RawBlockHandler,
+  ) {
+    this.lines = onBlock
+      ? new LineSplitter(
+          (line, raw) => {
+            this.block.push(raw);
+            this.line(line);
+          },
+          (raw) => this.block.push(raw),
+        )
+      : new LineSplitter((line) => this.line(line));
   }
 
   push(chunk: Buffer): void {
     this.lines.push(chunk);
+    // An unfinished block outlives this call: copy its lines off the caller's buffer.
+    if (this.block.length > 0) this.block = this.block.map((b) => Buffer.from(b));
+  }
+
+  /** With onBlock: the bytes of an unfinished last block (an event the stream never ended), then forgets them. */
+  takeRest(): Buffer {
+    const rest = Buffer.concat([...this.block, this.lines.takePartial()]);
+    this.block = [];
+    return rest;
   }
 
   private line(bytes: Buffer): void {
@@ -101,9 +132,18 @@ export class SseParser {
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     }
     if (text === '') {
-      if (this.data.length > 0) this.onEvent({ event: this.event || 'message', data: this.data.join('\n') });
+      let ev: SseEvent | undefined;
+      if (this.data.length > 0) {
+        ev = { event: this.event || 'message', data: this.data.join('\n') };
+        this.onEvent(ev);
+      }
       this.event = '';
       this.data = [];
+      if (this.onBlock) {
+        const raw = this.block.length === 1 ? this.block[0]! : Buffer.concat(this.block);
+        this.block = [];
+        this.onBlock(raw, ev);
+      }
       return;
     }
     if (text.charCodeAt(0) === 0x3a) return; // `:` comment, e.g. keep-alives

@@ -1,5 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ProviderId } from '../policy/types.js';
+import type { ContentCodec } from './content.js';
+import type { UsageHandlers } from './usage.js';
 
 export type { ProviderId };
 
@@ -46,6 +48,11 @@ export interface ProviderRequest {
   readonly path: string;
   readonly headers: IncomingHttpHeaders;
   readonly body: Buffer;
+  /**
+   * The body's JSON object view, when the caller already holds one (the proxy parses each body once and shares
+   * it); adapters read the body through `bodyJson`, which falls back to parsing `body`.
+   */
+  readonly json?: () => Readonly<Record<string, unknown>> | undefined;
 }
 
 /** Policy data some adapters need to describe a request. */
@@ -71,8 +78,6 @@ export interface RequestDescription {
   readonly regionNote?: string;
   /** The response streams (SSE, AWS event stream, or a streamed JSON array). */
   readonly stream: boolean;
-  /** The request body parsed as JSON, when it is a JSON object; kept so later processors need not parse it again. */
-  readonly json?: Readonly<Record<string, unknown>>;
   /**
    * Which wire format the call speaks, for providers that host several (`openai` for the OpenAI-compatible
    * endpoints of Gemini and Vertex AI, `anthropic` for Claude on Vertex AI and Bedrock); absent for the native one.
@@ -147,7 +152,16 @@ export interface ProviderAdapter {
   errorResponse(kind: DenyKind, status: number, message: string): ErrorResponse;
   /** Operation, model, region and streaming of a request. Pure; never throws on hostile input. */
   describe(req: ProviderRequest, opts: DescribeOptions): RequestDescription;
-  /** A reader for the usage in one response to a request `describe` described. */
-  usageReader(d: RequestDescription, res: ResponseMeta): UsageReader;
+  /**
+   * What usage looks like in one response to a request `describe` described: handlers for its SSE events, AWS
+   * event-stream messages or JSON document (the proxy frames the body once and feeds them; `usageReader` in
+   * usage.ts frames a byte stream for them).
+   */
+  usageHandlers(d: RequestDescription, res: ResponseMeta): UsageHandlers;
+  /**
+   * The content codec for the wire format of a request `describe` described: the texts the provider reads and
+   * the app receives. Undefined for calls whose format has none (listing models, files…).
+   */
+  codec?(d: RequestDescription): ContentCodec | undefined;
   readonly streamUsage?: StreamUsageOptIn;
 }

@@ -5,7 +5,7 @@
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import { EventStreamDecoder, type EventStreamMessage } from './event-stream.js';
 import { SseParser, type SseEvent } from './sse.js';
-import type { ResponseMeta, Usage, UsageReader, UsageResult } from './types.js';
+import type { RequestDescription, ResponseMeta, Usage, UsageReader, UsageResult } from './types.js';
 
 export type { EventStreamMessage, SseEvent };
 
@@ -49,6 +49,11 @@ export function header(res: ResponseMeta, name: string): string | undefined {
 
 function mediaType(res: ResponseMeta): string {
   return (header(res, 'content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/** A reader for the usage in one response of `adapter`, framing its bytes by content type. */
+export function usageReader(adapter: { usageHandlers(d: RequestDescription, res: ResponseMeta): UsageHandlers }, d: RequestDescription, res: ResponseMeta): UsageReader {
+  return bodyUsageReader(res, adapter.usageHandlers(d, res));
 }
 
 /** A reader that frames the body by its content type and feeds `h`. */

@@ -2,10 +2,9 @@ import { anthropicUsageHandlers } from './anthropic.js';
 import { googleStyleError } from './errors.js';
 import { geminiUsageHandlers, googleMethodOperation } from './gemini.js';
 import { describeOpenAiBody, openAiUsageHandlers } from './openai.js';
-import { decodeSegment, modelField, parseJsonObject, splitPath } from './request.js';
+import { decodeSegment, modelField, bodyJson, splitPath } from './request.js';
 import { GLOBAL } from '../regions.js';
 import type { Operation, ProviderAdapter, RequestDescription } from './types.js';
-import { bodyUsageReader } from './usage.js';
 
 // Vertex AI: `{region}-aiplatform.googleapis.com` or the global `aiplatform.googleapis.com`. The region is the
 // host's and/or the path's `locations/{location}` (`global`, the multi-regions `us`/`eu`, or a region); when both
@@ -49,7 +48,7 @@ export const vertexAi: ProviderAdapter = {
     const compat = OPENAI_COMPAT.exec(rest);
     if (compat) {
       const op = compat[1] === 'embeddings' ? 'embeddings' : 'chat';
-      return { ...describeOpenAiBody(parseJsonObject(req.body), op), api: 'openai', ...place };
+      return { ...describeOpenAiBody(bodyJson(req), op), api: 'openai', ...place };
     }
     const pm = PUBLISHER_MODEL.exec(rest);
     if (pm) {
@@ -64,7 +63,7 @@ export const vertexAi: ProviderAdapter = {
       if (publisher === 'anthropic') {
         // Token counting is a pseudo-model: publishers/anthropic/models/count-tokens:rawPredict.
         if (name === 'count-tokens') {
-          const model = modelField(parseJsonObject(req.body)?.model);
+          const model = modelField(bodyJson(req)?.model);
           return { operation: 'count_tokens', stream: false, action: method, ...(model && { model }), api: 'anthropic', ...place };
         }
         return { ...rawPredictOperation(method), action: method, ...(name && { model: name }), api: 'anthropic', ...place };
@@ -79,8 +78,7 @@ export const vertexAi: ProviderAdapter = {
     }
     return { operation: 'unknown', stream: false, ...place };
   },
-  usageReader(d, res) {
-    const handlers = d.api === 'anthropic' ? anthropicUsageHandlers() : d.api === 'openai' ? openAiUsageHandlers() : geminiUsageHandlers();
-    return bodyUsageReader(res, handlers);
+  usageHandlers(d) {
+    return d.api === 'anthropic' ? anthropicUsageHandlers() : d.api === 'openai' ? openAiUsageHandlers() : geminiUsageHandlers();
   },
 };

@@ -11,6 +11,8 @@ export interface PipelineContext {
   readonly policy: EgressPolicy;
   /** `namespace/name` as denial messages name the policy. */
   readonly policyName: string;
+  /** spec.mode is audit: every denial is recorded as would-deny and the request goes on. */
+  readonly audit: boolean;
   readonly metrics: MeteringMetrics;
   readonly labeler: ModelLabeler;
   readonly prices: PriceTable;
@@ -27,6 +29,7 @@ export function pipelineContext(policy: EgressPolicy, registry: Registry): Pipel
   return {
     policy,
     policyName: namespace ? `${namespace}/${name}` : name,
+    audit: policy.spec.mode === 'audit',
     metrics: meteringMetrics(registry),
     labeler,
     prices,

@@ -1,35 +1,41 @@
-import type { Registry } from 'prom-client';
 import type { EgressPolicy } from '../../shared/policy/types.js';
+import { errorMessage } from '../../shared/errors.js';
 import { pipelineContext } from './context.js';
-import { describeProcessor } from './describe.js';
-import { meteringRequestProcessor, meteringResponseProcessor } from './metering.js';
-import { modelsProcessor } from './models.js';
-import { streamUsageRequestProcessor, streamUsageResponseProcessor } from './openai-stream-usage.js';
-import { regionsProcessor } from './regions.js';
-import type { Pipeline } from './types.js';
+import { PROCESSOR_KINDS } from './registry.js';
+import { orderProcessors } from './runner.js';
+import type { Pipeline, PipelineServices, Processor } from './types.js';
 
 export type * from './types.js';
 export { identityLabelValues, IDENTITY_LABEL_NAMES } from './metrics.js';
+export type { StreamEvent } from './framing.js';
+export { PipelineRunner, newExchange, type ResponseSink, type ResponseDriver, type RequestResult } from './runner.js';
 
 /**
- * The ordered processors for a policy, compiled once per policy (never per request). The data-plane issue
- * ships it empty; provider awareness, regions, models, metering, filters and budgets each add a processor.
+ * The ordered processors for a policy, compiled once per policy (never per request) from the processor kinds
+ * (registry.ts). Process-lifetime services come from the proxy; `close()` frees what this build holds.
  */
-export interface PipelineDeps {
-  /** The proxy's metrics registry (served on the admin port); processors register their metrics here once. */
-  registry: Registry;
+export function buildPipeline(policy: EgressPolicy, services: PipelineServices): Pipeline {
+  const ctx = pipelineContext(policy, services.registry);
+  const built: Processor[] = [];
+  for (const kind of PROCESSOR_KINDS) built.push(...kind.build(ctx, services));
+  return pipelineOf(built, services);
 }
 
-/**
- * Request side, in order: `describe` (what the call is: facts for the log line and request counter), `regions`
- * (451), `models` (403), `metering` (asks upstream for an unencoded body), `openai-stream-usage` (asks OpenAI
- * for streamed usage). Response side: `metering` must see the upstream bytes before `openai-stream-usage`
- * strips what it asked for, so it comes first.
- */
-export function buildPipeline(policy: EgressPolicy, deps: PipelineDeps): Pipeline {
-  const ctx = pipelineContext(policy, deps.registry);
+/** A pipeline over `processors` (sorted by phase); tests build their own with it. */
+export function pipelineOf(processors: readonly Processor[], services?: Pick<PipelineServices, 'log'>): Pipeline {
+  const ordered = orderProcessors(processors);
   return {
-    request: [describeProcessor(ctx), regionsProcessor(ctx), modelsProcessor(ctx), meteringRequestProcessor(), streamUsageRequestProcessor()],
-    response: [meteringResponseProcessor(ctx), streamUsageResponseProcessor()],
+    processors: ordered,
+    async close() {
+      await Promise.all(
+        ordered.map(async (p) => {
+          try {
+            await p.close?.();
+          } catch (err) {
+            services?.log.error({ processor: p.name, err: errorMessage(err) }, 'processor failed to close');
+          }
+        }),
+      );
+    },
   };
 }

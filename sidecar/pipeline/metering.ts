@@ -1,32 +1,15 @@
 import type { Operation, ProviderAdapter, Usage, UsageReader, UsageResult } from '../../shared/providers/types.js';
 import { costUsd } from '../../shared/providers/prices.js';
+import { usageReader, type UsageHandlers } from '../../shared/providers/usage.js';
 import type { PipelineContext } from './context.js';
 import { CONTINUE } from './deny.js';
-import type { Exchange, RequestProcessor, ResponseHead, ResponseObserver, ResponseProcessor } from './types.js';
+import type { Exchange, Framing, Processor, ResponseHead, ResponseHooks } from './types.js';
 
 /** Operations whose successful responses carry token usage; the others are counted, not metered. */
 const METERED: ReadonlySet<Operation> = new Set(['chat', 'responses', 'embeddings', 'text_completion', 'generate_content']);
 
 /** gen_ai.operation.name: OpenTelemetry's well-known values; the Responses API is a chat operation there. */
 const otelOperation = (op: Operation): string => (op === 'responses' ? 'chat' : op);
-
-/**
- * Usage must be read from the bytes the provider sends, and a compressed stream cannot be read (or rewritten)
- * chunk by chunk without inflating it on the hot path. So metered requests ask upstream for an unencoded
- * response; the app, which may have offered gzip, gets identity, which HTTP allows. The cost is some bandwidth
- * on the provider hop for JSON bodies (SSE streams are rarely compressed anyway).
- */
-export function meteringRequestProcessor(): RequestProcessor {
-  return {
-    name: 'metering',
-    onRequest(ex) {
-      const d = ex.described;
-      const enc = ex.request.headers['accept-encoding'];
-      if (!d || !METERED.has(d.operation) || enc === undefined || enc === 'identity') return CONTINUE;
-      return { action: 'rewrite', body: ex.request.body, headers: { 'accept-encoding': 'identity' } };
-    },
-  };
-}
 
 // Label sets are bounded (operations × providers × model labels) and identity is one object per proxy, so they
 // are built once per tuple rather than spread on every response; prom-client also hashes the same frozen shapes
@@ -76,67 +59,107 @@ function errorLabels(sets: LabelSets, errorType: string): Record<string, string>
 
 const seconds = (since: bigint): number => Number(process.hrtime.bigint() - since) / 1e9;
 
+/** Per exchange: what metering learned from the response, for `onEnd`. */
+interface Reading {
+  ok: boolean;
+  status: number;
+  reader?: UsageReader;
+  handlers?: UsageHandlers;
+  failed: boolean;
+  sets: LabelSets;
+  identity: Record<string, string>;
+}
+
 /**
  * Reads token usage from each response as it streams by (never changing a byte) and records tokens, estimated
  * cost, the OpenTelemetry GenAI histograms and time to first chunk; responses whose usage cannot be read are
  * counted in aigress_usage_missing_total. Metering never breaks a response: a reader failure counts as unreadable.
+ *
+ * Usage must be read from the bytes the provider sends, and a compressed stream cannot be read (or rewritten)
+ * event by event without inflating it on the hot path. So metered requests ask upstream for an unencoded
+ * response; the app, which may have offered gzip, gets identity, which HTTP allows. The cost is some bandwidth
+ * on the provider hop for JSON bodies (SSE streams are rarely compressed anyway).
+ *
+ * On streams the runner frames the events once and metering observes them; other bodies it reads as bytes.
+ * Usage lands in `ex.results` before the budget step (which runs earlier, so ends later) settles.
  */
-export function meteringResponseProcessor(ctx: PipelineContext): ResponseProcessor {
+export function meteringProcessor(ctx: PipelineContext): Processor {
   const m = ctx.metrics;
-  return {
+  const self: Processor = {
     name: 'metering',
-    onResponse(ex: Exchange, head: ResponseHead): ResponseObserver | undefined {
+    type: 'metering',
+    phase: 'transform',
+    onRequest(ex) {
+      const enc = ex.request.headers.get('accept-encoding');
+      if (METERED.has(ex.described.operation) && enc !== undefined && enc !== 'identity') ex.request.headers.set('accept-encoding', 'identity');
+      return CONTINUE;
+    },
+    onResponse(ex: Exchange, head: ResponseHead, framing: Framing): ResponseHooks | undefined {
       const d = ex.described;
-      if (!d) return undefined;
-      // The parsed request body is not needed once the response starts; a long stream must not pin it.
-      if (d.json !== undefined) ex.described = { ...d, json: undefined };
-      const { adapter } = ex.request;
+      const { adapter } = ex;
       const ok = head.status >= 200 && head.status < 300;
       const identity = ctx.identityLabels(ex.identity);
       const model = String(ex.facts.modelLabel ?? 'unknown');
-      const sets = labelSets(d.operation, adapter, model, identity);
-      const genAi = sets.genAi;
-      let reader: UsageReader | undefined;
-      let failed = false;
+      const r: Reading = { ok, status: head.status, failed: false, sets: labelSets(d.operation, adapter, model, identity), identity };
+      ex.slot(self, () => r);
+      const metered = ok && METERED.has(d.operation);
       try {
-        reader = ok && METERED.has(d.operation) ? adapter.usageReader(d, head) : undefined;
+        if (metered) {
+          if (framing === 'sse' || framing === 'eventstream') r.handlers = adapter.usageHandlers(d, head);
+          else r.reader = usageReader(adapter, d, head);
+        }
       } catch {
-        failed = true;
+        r.failed = true;
       }
       let first = true;
+      const firstChunk = (): void => {
+        if (!first) return;
+        first = false;
+        if (ok && d.stream) m.timeToFirstChunk.observe(r.sets.genAi, seconds(ex.startedAt));
+      };
+      const h = r.handlers;
       return {
-        passive: true,
-        onChunk(chunk) {
-          if (first && chunk.length > 0) {
-            first = false;
-            if (ok && d.stream) m.timeToFirstChunk.observe(genAi, seconds(ex.startedAt));
+        bytes(chunk) {
+          if (chunk.length > 0) firstChunk();
+          if (!r.reader || r.failed) return;
+          try {
+            r.reader.push(chunk);
+          } catch {
+            r.failed = true;
           }
-          if (reader && !failed) {
-            try {
-              reader.push(chunk);
-            } catch {
-              failed = true;
-            }
-          }
-          return undefined;
         },
-        onEnd(complete) {
-          const errorType = !ok ? String(head.status) : complete ? undefined : 'incomplete';
-          m.duration.observe(errorType ? errorLabels(sets, errorType) : genAi, seconds(ex.startedAt));
-          if (!ok || !METERED.has(d.operation)) return;
-          let result: UsageResult = { unreadable: true };
-          if (reader && !failed) {
+        ...(h && {
+          observe(ev) {
+            if (r.failed) return;
             try {
-              result = reader.finish();
+              if (ev.sse) h.sse?.(ev.sse);
+              else if (ev.message) h.eventStream?.(ev.message);
             } catch {
-              result = { unreadable: true };
+              r.failed = true;
             }
-          }
-          record(ctx, ex, d.operation, model, result, complete, identity, sets);
-        },
+          },
+        }),
       };
     },
+    onEnd(ex, end) {
+      const r = ex.slot<Reading | undefined>(self, () => undefined);
+      if (!r) return; // no response reached metering (denied, failed, client gone)
+      const d = ex.described;
+      const errorType = !r.ok ? String(r.status) : end.complete ? undefined : 'incomplete';
+      m.duration.observe(errorType ? errorLabels(r.sets, errorType) : r.sets.genAi, seconds(ex.startedAt));
+      if (!r.ok || !METERED.has(d.operation)) return;
+      let result: UsageResult = { unreadable: true };
+      if (!r.failed && !end.framingFailed) {
+        try {
+          result = r.reader ? r.reader.finish() : r.handlers ? r.handlers.result() : { unreadable: true };
+        } catch {
+          result = { unreadable: true };
+        }
+      }
+      record(ctx, ex, d.operation, String(ex.facts.modelLabel ?? 'unknown'), result, end.complete, r.identity, r.sets);
+    },
   };
+  return self;
 }
 
 const TYPES: readonly [keyof Usage, string][] = [
@@ -157,12 +180,13 @@ function record(
   sets: LabelSets,
 ): void {
   const m = ctx.metrics;
-  const provider = ex.request.adapter.id;
+  const provider = ex.adapter.id;
   const u = result.usage;
   if (!u || (u.input === undefined && u.output === undefined)) {
     const reason = result.unreadable ? 'unreadable' : complete ? 'not_reported' : 'incomplete';
     m.usageMissing.inc({ provider, operation, model, reason, ...identity });
     ex.facts.usageMissing = reason;
+    ex.results.usageMissing = reason;
     return;
   }
   for (const [field, type] of TYPES) {
@@ -172,19 +196,22 @@ function record(
   }
   if (u.input !== undefined) m.tokenUsage.observe(sets.tokenUsage.input, u.input);
   if (u.output !== undefined) m.tokenUsage.observe(sets.tokenUsage.output, u.output);
+  ex.results.usage = u;
+  if (result.responseModel !== undefined) ex.results.responseModel = result.responseModel;
   const f = ex.facts;
   f.inputTokens = u.input;
   f.outputTokens = u.output;
   f.cachedInputTokens = u.cachedInput;
   f.cacheWriteInputTokens = u.cacheWriteInput;
   f.reasoningTokens = u.reasoning;
-  if (result.responseModel !== undefined && result.responseModel !== ex.described?.model) f.responseModel = result.responseModel.slice(0, 128);
+  if (result.responseModel !== undefined && result.responseModel !== ex.described.model) f.responseModel = result.responseModel.slice(0, 128);
   const d = ex.described;
-  const names = [d?.model, ...(d?.modelAliases ?? []), result.responseModel].filter((n): n is string => n !== undefined);
+  const names = [d.model, ...(d.modelAliases ?? []), result.responseModel].filter((n): n is string => n !== undefined);
   const price = names.length > 0 ? ctx.prices.lookup(provider, names) : undefined;
   const cost = price ? costUsd(u, price) : undefined;
   if (cost !== undefined) {
     m.cost.inc(sets.cost, cost);
     f.costUsd = Number(cost.toPrecision(6));
+    ex.results.costUsd = cost;
   }
 }

@@ -25,7 +25,6 @@ export interface MeteringMetrics {
   readonly tokens: Counter;
   readonly cost: Counter;
   readonly usageMissing: Counter;
-  readonly denials: Counter;
   readonly tokenUsage: Histogram;
   readonly duration: Histogram;
   readonly timeToFirstChunk: Histogram;
@@ -62,7 +61,6 @@ export function meteringMetrics(registry: Registry): MeteringMetrics {
       'model',
       'reason',
     ]),
-    denials: counter(registry, 'aigress_denials_total', 'Requests the proxy answered itself because policy denied them.', ['provider', 'reason']),
     tokenUsage: histogram(registry, 'gen_ai_client_token_usage', 'Number of input and output tokens used (OpenTelemetry GenAI).', [
       ...GEN_AI,
       'gen_ai_token_type',
@@ -91,4 +89,34 @@ export function identityLabelValues(identity: PodIdentity, configured: readonly 
     if (v) out[IDENTITY_LABEL_NAMES[l]] = v;
   }
   return out;
+}
+
+export interface RunnerMetrics {
+  /** Denials by reason; mode=audit counts the ones audit mode let pass (would-deny). */
+  readonly denials: Counter;
+  readonly failures: Counter;
+}
+
+const runnerByRegistry = new WeakMap<Registry, RunnerMetrics>();
+
+/** The processor runner's metrics of `registry`, registered on first use. */
+export function runnerMetrics(registry: Registry): RunnerMetrics {
+  let m = runnerByRegistry.get(registry);
+  if (m) return m;
+  m = {
+    denials: counter(registry, 'aigress_denials_total', 'Requests policy denied (mode=enforce: answered by the proxy; mode=audit: would have been denied, let pass).', [
+      'provider',
+      'reason',
+      'mode',
+    ]),
+    failures: (registry.getSingleMetric('aigress_processor_failures_total') as Counter | undefined) ??
+      new Counter({
+        name: 'aigress_processor_failures_total',
+        help: 'Policy steps that threw or missed their deadline, by failure mode (closed: the request was refused; open: the step was skipped).',
+        labelNames: ['processor', 'type', 'phase', 'mode'],
+        registers: [registry],
+      }),
+  };
+  runnerByRegistry.set(registry, m);
+  return m;
 }

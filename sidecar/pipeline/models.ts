@@ -1,7 +1,7 @@
 import { compileGlobs } from '../../shared/glob.js';
 import type { PipelineContext } from './context.js';
 import { CONTINUE, deny } from './deny.js';
-import type { RequestProcessor } from './types.js';
+import type { Processor } from './types.js';
 
 /**
  * Holds calls to the models the policy allows (spec.models): a model matching a `deny` glob, or matching no
@@ -10,27 +10,30 @@ import type { RequestProcessor } from './types.js';
  * With an allow list, a model-bearing operation whose model cannot be read is denied too (fail closed); calls
  * that name no model (listing models, files…) pass.
  */
-export function modelsProcessor(ctx: PipelineContext): RequestProcessor {
+export function modelsProcessor(ctx: PipelineContext): Processor {
   const { allow, deny: denied } = ctx.policy.spec.models;
   const isAllowed = compileGlobs(allow);
   const isDenied = compileGlobs(denied);
   return {
     name: 'models',
+    type: 'models',
+    phase: 'admit',
+    audit: ctx.audit,
     onRequest(ex) {
       if (allow.length === 0 && denied.length === 0) return CONTINUE;
       const d = ex.described;
       const model = d?.model;
       if (model === undefined) {
         if (allow.length === 0 || !d || d.operation === 'unknown') return CONTINUE;
-        return deny(ctx, ex, 'policy', 403, 'model_unknown',
+        return deny('policy', 403, 'model_unknown',
           `aigress: the model of this ${d.operation} request cannot be determined and policy ${ctx.policyName} allows only listed models (allowed: ${allow.join(', ')})`);
       }
       const names = [model, ...(d?.modelAliases ?? [])];
       if (names.some(isDenied)) {
-        return deny(ctx, ex, 'policy', 403, 'model_denied', `aigress: model "${model}" is denied by policy ${ctx.policyName} (deny: ${denied.join(', ')})`);
+        return deny('policy', 403, 'model_denied', `aigress: model "${model}" is denied by policy ${ctx.policyName} (deny: ${denied.join(', ')})`);
       }
       if (allow.length > 0 && !names.some(isAllowed)) {
-        return deny(ctx, ex, 'policy', 403, 'model_not_allowed',
+        return deny('policy', 403, 'model_not_allowed',
           `aigress: model "${model}" is not allowed by policy ${ctx.policyName} (allowed: ${allow.join(', ')})`);
       }
       return CONTINUE;

@@ -11,7 +11,8 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import type { AppRequest, AppResponse, MediatedConnection, Mediator } from './mediate.js';
+import { checkHead, HARD_HEADER_BYTES, HARD_HEADER_FIELDS, MAX_CONCURRENT_STREAMS } from './limits.js';
+import type { AppRequest, AppResponse, MediatedConnection, Mediator, PolicyState } from './mediate.js';
 
 // HTTP/2 from the app (ALPN h2 on terminated TLS). The TLS socket is handed to one never-listening http2
 // server; each stream comes out of its compatibility API and is wrapped so the Mediator sees the same
@@ -206,10 +207,18 @@ export interface H2FrontOptions {
   /** A session without any frame for this long is closed gracefully (GOAWAY; open streams still finish). */
   idleTimeoutMs: number;
   log: Logger;
+  /** The current policy (for the provider's error shape in refusals). */
+  state?(): PolicyState | undefined;
 }
 
 export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue'>, opts: H2FrontOptions): H2Front {
-  const server = createH2Server();
+  // SETTINGS_MAX_CONCURRENT_STREAMS: without it a client may open streams without bound (10,000 on one session
+  // were accepted, each holding memory and, against a slow provider, an upstream connection). The header ceilings
+  // sit above limits.ts's limits so that a request just over them is parsed and answered 431 rather than reset.
+  const server = createH2Server({
+    settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: HARD_HEADER_BYTES },
+    maxHeaderListPairs: HARD_HEADER_FIELDS,
+  });
   const connOf = new WeakMap<Http2Session, MediatedConnection>();
   // The server creates the session synchronously inside emit('connection'); this carries the connection over.
   let handing: MediatedConnection | undefined;
@@ -236,6 +245,14 @@ export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
     const conn = session && connOf.get(session);
     if (!conn) {
       req.stream.close(h2.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    const problem = checkHead(req.rawHeaders);
+    if (problem) {
+      const adapter = opts.state?.()?.matchHost(conn.host);
+      const e = adapter?.errorResponse(problem.status === 431 ? 'too_large' : 'misdirected', problem.status, problem.message);
+      res.writeHead(problem.status, { 'content-type': e?.headers['content-type'] ?? 'text/plain' });
+      res.end(e?.body ?? `${problem.message}\n`); // node:http2 then closes the stream (NO_ERROR); the session lives on
       return;
     }
     const appReq = new H2Request(req);

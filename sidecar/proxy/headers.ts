@@ -1,3 +1,5 @@
+import { parseAuthority } from './peek.js';
+
 // Header rules for the hop between app and proxy and the hop between proxy and provider. Headers travel as
 // flat raw arrays [name, value, name, value, …] so that, when nothing changed them, the provider gets the
 // app's headers with their original case and order.
@@ -14,6 +16,18 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
+
+/**
+ * A Host value as the provider gets it: lower case, no trailing dot, the port kept as the app named it. undici
+ * takes the upstream TLS server name from Host, and opens a new connection whenever it changes: written as the
+ * app wrote it, `API.OpenAI.COM` reached the provider as such, and alternating case cost a TLS handshake per
+ * request. (The Mediator has already checked that the value names the connection's host.)
+ */
+export function normalizedAuthority(value: string): string {
+  const a = parseAuthority(value);
+  if (!a) return value;
+  return a.port === undefined ? a.host : `${a.host}:${a.port}`;
+}
 
 /** Header names listed in Connection: also hop-by-hop for this message. */
 function connectionListed(raw: readonly string[]): Set<string> | undefined {
@@ -58,8 +72,8 @@ export function upstreamRequestHeaders(raw: readonly string[], opts: UpstreamHea
       out.push(name, String(opts.bodyLength));
       continue;
     }
-    if (lower === 'host' && opts.host !== undefined) {
-      out.push(name, opts.host);
+    if (lower === 'host') {
+      out.push(name, opts.host ?? normalizedAuthority(raw[i + 1]!));
       continue;
     }
     out.push(name, raw[i + 1]!);

@@ -4,26 +4,16 @@ import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { EgressPolicy } from '../../shared/policy/types.js';
 import type { DenyKind, ProviderAdapter } from '../../shared/providers/types.js';
-import type {
-  Exchange,
-  Pipeline,
-  PodIdentity,
-  ProxiedRequest,
-  ResponseObserver,
-} from '../pipeline/types.js';
-import {
-  clientResponseHeaders,
-  hasContentLength,
-  originForm,
-  pathForLog,
-  upstreamRequestHeaders,
-} from './headers.js';
+import { newExchange, type PipelineRunner, type ResponseDriver, type ResponseSink } from '../pipeline/runner.js';
+import type { Deny, Exchange, Pipeline, PodIdentity } from '../pipeline/types.js';
+import { clientResponseHeaders, hasContentLength, originForm, pathForLog, upstreamRequestHeaders } from './headers.js';
 import type { Decision, ProxyMetrics } from './metrics.js';
 import { absoluteTargetAuthority, parseAuthority } from './peek.js';
 import { classifyUpstreamError, type Dispatcher, type Upstreams } from './upstream.js';
 
-// One AI request through the proxy: check it belongs on this connection, buffer its body, run the request
-// processors, forward it, stream the response back through the response processors, log and count it once.
+// One AI request through the proxy, transport only: check it belongs on this connection, buffer its body (with
+// the body limit and 100-continue), hand it to the pipeline runner, dispatch what the runner made final, relay
+// the response through the runner's response plan, log and count it once. Policy lives in sidecar/pipeline/.
 
 /** What the proxy knows about a captured connection carrying AI requests. */
 export interface MediatedConnection {
@@ -77,12 +67,15 @@ export interface PolicyState {
 
 export interface MediatorDeps {
   state(): PolicyState;
+  runner: PipelineRunner;
   upstreams: Upstreams;
   metrics: ProxyMetrics;
   log: Logger;
   identity: PodIdentity;
   maxBodyBytes: number;
   draining(): boolean;
+  /** Counts an exchange whose onEnd work is still running; drain waits for it. */
+  track?(work: Promise<void>): void;
 }
 
 /** Discarded body bytes after a 413 before the connection is cut: enough for the app to read the answer. */
@@ -94,11 +87,8 @@ interface Outcome {
   reqBytes: number;
   resBytes: number;
   upstreamError?: string;
-}
-
-/** Mutable view of an Exchange: a rewrite replaces `request` so later processors see the new body. */
-interface LiveExchange extends Exchange {
-  request: ProxiedRequest;
+  /** The request went to the provider. */
+  forwarded: boolean;
 }
 
 export class Mediator {
@@ -114,14 +104,18 @@ export class Mediator {
   handle(req: AppRequest, res: AppResponse, conn: MediatedConnection): void {
     const t0 = process.hrtime.bigint();
     const state = this.deps.state();
-    const out: Outcome = { decision: 'error', code: 0, reqBytes: 0, resBytes: 0 };
-    let ex: LiveExchange | undefined;
+    const out: Outcome = { decision: 'error', code: 0, reqBytes: 0, resBytes: 0, forwarded: false };
+    let ex: Exchange | undefined;
+    let relay: ResponseRelay | undefined;
+    const aborter = new AbortController();
     const adapter = state.matchHost(conn.host);
     conn.inflight++;
     conn.requests++;
     res.once('close', () => {
       conn.inflight--;
-      this.finish(conn, req, res, adapter, ex, out, t0);
+      // The client is gone (or the response is done): any step still working for it stops, nothing is sent.
+      aborter.abort();
+      this.finish(conn, req, res, adapter, ex, out, t0, relay?.framingFailed ?? false);
       if (conn.inflight === 0 && this.deps.draining()) (conn.goAway ?? (() => conn.io.end()))();
     });
     if (this.deps.draining()) res.shouldKeepAlive = false;
@@ -172,87 +166,59 @@ export class Mediator {
       if (over || res.destroyed) return;
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
       out.reqBytes = size;
-      ex = {
-        request: { host: conn.host, adapter, method: req.method ?? 'GET', path, headers: req.headers, body },
+      const hadBody = size > 0 || declared !== undefined || req.headers['transfer-encoding'] !== undefined;
+      ex = newExchange({
+        adapter,
+        host: conn.host,
+        method: req.method ?? 'GET',
+        path,
+        // Plain HTTP named port 80; the provider is reached on 443.
+        headers: upstreamRequestHeaders(req.rawHeaders, { host: conn.tls ? undefined : conn.host }),
+        appHeaders: req.headers,
+        body,
+        hadBody,
         policy: state.policy,
         identity: this.deps.identity,
-        startedAt: process.hrtime.bigint(),
-        facts: {},
-      };
-      const hasBody = size > 0 || declared !== undefined || req.headers['transfer-encoding'] !== undefined;
-      this.run(ex, state.pipeline, req, res, conn, hasBody, out).catch((err: unknown) => {
-        this.deps.log.error({ err: errorMessage(err) }, 'request handling failed');
-        if (res.headersSent) res.destroy();
-        else this.refuse(res, adapter, out, 'unavailable', 503, 'aigress: the proxy could not handle this request');
-        out.decision = 'error';
+        signal: aborter.signal,
       });
+      const live = ex;
+      this.run(live, state.pipeline, res, out)
+        .then((r) => (relay = r))
+        .catch((err: unknown) => {
+          this.deps.log.error({ err: errorMessage(err) }, 'request handling failed');
+          if (res.headersSent) res.destroy();
+          else this.refuse(res, adapter, out, 'unavailable', 503, 'aigress: the proxy could not handle this request');
+          out.decision = 'error';
+        });
     });
   }
 
-  private async run(
-    ex: LiveExchange,
-    pipeline: Pipeline,
-    req: AppRequest,
-    res: AppResponse,
-    conn: MediatedConnection,
-    hasBody: boolean,
-    out: Outcome,
-  ): Promise<void> {
-    const adapter = ex.request.adapter;
-    let changes: Record<string, string | null> | undefined;
-    let bodyChanged = false;
-    for (const p of pipeline.request) {
-      let verdict;
-      try {
-        const v = p.onRequest(ex);
-        verdict = v instanceof Promise ? await v : v;
-      } catch (err) {
-        // A processor that cannot decide must not wave the request through: fail closed.
-        this.deps.log.error({ processor: p.name, err: errorMessage(err) }, 'request processor failed');
-        this.refuse(res, adapter, out, 'unavailable', 503, 'aigress: policy could not be enforced for this request');
-        out.decision = 'error';
-        return;
-      }
-      if (res.destroyed) return;
-      if (verdict.action === 'deny') {
-        this.refuse(res, adapter, out, verdict.kind, verdict.status, verdict.message, verdict.headers);
-        return;
-      }
-      if (verdict.action === 'rewrite') {
-        bodyChanged = true;
-        let headers = ex.request.headers;
-        if (verdict.headers) {
-          changes = { ...changes, ...verdict.headers };
-          headers = { ...headers };
-          for (const [k, v] of Object.entries(verdict.headers)) {
-            if (v === null) delete headers[k.toLowerCase()];
-            else headers[k.toLowerCase()] = v;
-          }
-        }
-        ex.request = { ...ex.request, body: verdict.body, headers };
-      }
+  private async run(ex: Exchange, pipeline: Pipeline, res: AppResponse, out: Outcome): Promise<ResponseRelay | undefined> {
+    const r = await this.deps.runner.request(pipeline, ex);
+    if (r.kind === 'gone' || res.destroyed) return undefined; // the client left: nothing is sent anywhere
+    if (r.kind === 'deny') {
+      this.refuse(res, ex.adapter, out, r.deny.kind, r.deny.status, r.deny.message, r.deny.headers);
+      return undefined;
     }
-    const body = ex.request.body;
-    const raw = req.rawHeaders;
-    const headers = upstreamRequestHeaders(raw, {
-      host: conn.tls ? undefined : ex.request.host, // plain HTTP named port 80; the provider is on 443
-      changes,
-      bodyLength: hasBody || bodyChanged || hasContentLength(raw) ? body.length : undefined,
-    });
-    const pool = this.deps.upstreams.pool(ex.request.host);
+    const rq = ex.request;
+    const pool = this.deps.upstreams.pool(rq.host);
     const dispatcher = pool instanceof Promise ? await pool : pool;
-    if (res.destroyed) return;
+    if (res.destroyed || ex.signal.aborted) return undefined;
     const relay = new ResponseRelay(ex, pipeline, res, out, this.deps);
+    const body = rq.body.bytes();
     try {
+      out.forwarded = true;
       dispatcher.dispatch(
-        { origin: `https://${ex.request.host}`, method: ex.request.method, path: ex.request.path, headers, body: body.length > 0 || hasBody ? body : null },
+        { origin: `https://${rq.host}`, method: rq.method, path: rq.path, headers: rq.headers.toRaw(), body: body.length > 0 || rq.headers.has('content-length') ? body : null },
         relay,
       );
     } catch (err) {
       // undici refuses some requests outright (e.g. a header value it will not send).
-      this.refuse(res, adapter, out, 'bad_gateway', 502, `aigress: request could not be forwarded: ${errorMessage(err)}`);
+      out.forwarded = false;
+      this.refuse(res, ex.adapter, out, 'bad_gateway', 502, `aigress: request could not be forwarded: ${errorMessage(err)}`);
       out.decision = 'error';
     }
+    return relay;
   }
 
   private tooLarge(req: AppRequest, res: AppResponse, adapter: ProviderAdapter, out: Outcome): void {
@@ -276,7 +242,7 @@ export class Mediator {
     kind: DenyKind,
     status: number,
     message: string,
-    extra?: Record<string, string>,
+    extra?: Readonly<Record<string, string>>,
   ): void {
     out.decision = 'deny';
     out.code = status;
@@ -305,8 +271,23 @@ export class Mediator {
     ex: Exchange | undefined,
     out: Outcome,
     t0: bigint,
+    framingFailed: boolean,
   ): void {
     if (out.decision === 'allow' && !res.writableFinished) out.decision = 'error'; // client went away mid-response
+    if (ex?.facts.decision === 'deny') out.decision = 'deny'; // also a stream a response step stopped
+    else if (out.decision === 'allow' && ex?.facts.wouldDeny !== undefined) out.decision = 'would-deny';
+    const complete = (out.decision === 'allow' || out.decision === 'would-deny') && res.writableFinished;
+    const log = (): void => this.logLine(conn, req, adapter, ex, out, t0);
+    if (!ex) {
+      log();
+      return;
+    }
+    // onEnd work (metering, budget settlement) runs before the log line, so the line carries its results.
+    const ending = this.deps.runner.end(ex, { complete, forwarded: out.forwarded, status: out.code, framingFailed }).then(log, log);
+    this.deps.track?.(ending);
+  }
+
+  private logLine(conn: MediatedConnection, req: AppRequest, adapter: ProviderAdapter | undefined, ex: Exchange | undefined, out: Outcome, t0: bigint): void {
     const provider = adapter?.id ?? 'unknown';
     const facts = ex?.facts ?? {};
     const operation = typeof facts.operation === 'string' ? facts.operation : 'unknown';
@@ -327,6 +308,7 @@ export class Mediator {
         resBytes: out.resBytes,
         ...(out.upstreamError ? { upstreamError: out.upstreamError } : {}),
         ...(ex ? { facts: ex.facts } : {}),
+        ...(ex && ex.actions.length > 0 ? { processors: ex.actions } : {}),
       },
       'ai request',
     );
@@ -335,14 +317,22 @@ export class Mediator {
 
 type UndiciHeaders = Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>[2];
 
-/** Streams one provider response to the app as it arrives, through the response processors. */
-class ResponseRelay implements Dispatcher.DispatchHandler {
+/**
+ * Streams one provider response to the app as it arrives, through the runner's plan for it: the undici handler
+ * shell on one side, the ResponseSink the plan writes to on the other.
+ */
+class ResponseRelay implements Dispatcher.DispatchHandler, ResponseSink {
   private controller?: Dispatcher.DispatchController;
-  private observers: ResponseObserver[] = [];
-  private chunkObservers = false;
+  private driver?: ResponseDriver;
   private clientGone = false;
   private ended = false;
-  private waitingDrain = false;
+  private status = 0;
+  private statusMessage?: string;
+  private raw: (Buffer | string)[] = [];
+  private drainWaiters: (() => void)[] = [];
+  private listening = false;
+  /** The proxy itself stopped the upstream response (a block): its abort error is expected, not a failure. */
+  private aborted = false;
 
   constructor(
     private readonly ex: Exchange,
@@ -358,96 +348,40 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     });
   }
 
+  get framingFailed(): boolean {
+    return this.driver?.framingFailed ?? false;
+  }
+
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
     if (this.clientGone) controller.abort(new Error('client closed the connection'));
   }
 
-  onResponseStart(
-    controller: Dispatcher.DispatchController,
-    status: number,
-    headers: UndiciHeaders,
-    statusMessage?: string,
-  ): void {
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: UndiciHeaders, statusMessage?: string): void {
     if (status < 200) return; // 1xx informational: the app gets the final response only
     this.out.code = status;
-    for (const p of this.pipeline.response) {
-      try {
-        const o = p.onResponse(this.ex, { status, headers: headers as IncomingHttpHeaders });
-        if (o) this.observers.push(o);
-      } catch (err) {
-        this.deps.log.error({ processor: p.name, err: errorMessage(err) }, 'response processor failed');
-      }
-    }
-    this.chunkObservers = this.observers.some((o) => o.onChunk !== undefined || o.flush !== undefined);
-    const mayResize = this.observers.some((o) => !o.passive && (o.onChunk !== undefined || o.flush !== undefined));
-    const raw = (controller.rawHeaders as (Buffer | string)[] | null | undefined) ?? [];
-    const out = clientResponseHeaders(raw, mayResize);
-    if (this.deps.draining()) this.res.shouldKeepAlive = false;
-    if (statusMessage) this.res.writeHead(status, statusMessage, out);
-    else this.res.writeHead(status, out);
-    // A streamed (unsized) response: let the app see the head now, not with the first event.
-    if (!hasContentLength(out)) this.res.flushHeaders();
+    this.status = status;
+    this.statusMessage = statusMessage;
+    this.raw = (controller.rawHeaders as (Buffer | string)[] | null | undefined) ?? [];
+    this.driver = this.deps.runner.response(this.pipeline, this.ex, { status, headers: headers as IncomingHttpHeaders }, this);
+    if (!this.driver.holdsHead) this.head(this.driver.sized);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    const data = this.chunkObservers ? this.throughObservers(chunk, 0) : chunk;
-    if (data.length === 0) return;
-    this.out.resBytes += data.length;
-    if (!this.res.write(data) && !this.waitingDrain) {
-      this.waitingDrain = true;
-      controller.pause();
-      this.res.once('drain', () => {
-        this.waitingDrain = false;
-        controller.resume();
-      });
-    }
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.driver?.data(chunk);
   }
 
   onResponseEnd(): void {
     this.ended = true;
-    this.out.decision = 'allow';
-    // Bytes an observer held back (an event whose end never came) go out last, through the later observers.
-    for (let i = 0; i < this.observers.length; i++) {
-      const o = this.observers[i]!;
-      if (!o.flush) continue;
-      let held: Buffer | undefined;
-      try {
-        held = o.flush();
-      } catch (err) {
-        this.deps.log.error({ err: errorMessage(err) }, 'response observer failed');
-      }
-      if (!held || held.length === 0) continue;
-      const data = this.throughObservers(held, i + 1);
-      this.out.resBytes += data.length;
-      if (data.length > 0) this.res.write(data);
-    }
-    this.endObservers(true);
-    this.res.end();
-  }
-
-  /** Runs a chunk through the observers from index `from` on; an observer that throws leaves it unchanged. */
-  private throughObservers(chunk: Buffer, from: number): Buffer {
-    let data = chunk;
-    for (let i = from; i < this.observers.length; i++) {
-      const o = this.observers[i]!;
-      if (!o.onChunk) continue;
-      try {
-        data = o.onChunk(data) ?? data;
-      } catch (err) {
-        this.deps.log.error({ err: errorMessage(err) }, 'response observer failed');
-      }
-      if (data.length === 0) break;
-    }
-    return data;
+    if (this.out.decision !== 'deny') this.out.decision = 'allow';
+    this.driver?.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.ended = true;
-    this.endObservers(false);
-    if (this.clientGone) return;
+    if (this.aborted || this.clientGone || this.res.destroyed || this.res.writableFinished) return;
     const failure = classifyUpstreamError(err);
-    const provider = this.ex.request.adapter.id;
+    const provider = this.ex.adapter.id;
     this.out.decision = 'error';
     if (this.res.headersSent) {
       // Mid-stream: close the connection as the provider would have; never append an error to the body.
@@ -460,24 +394,80 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     this.out.upstreamError = failure.reason;
     this.out.code = failure.status;
     const message =
-      failure.kind === 'timeout'
-        ? `aigress: ${this.ex.request.host} did not answer in time`
-        : `aigress: cannot reach ${this.ex.request.host} (${failure.reason})`;
-    const e = this.ex.request.adapter.errorResponse(failure.kind, failure.status, message);
+      failure.kind === 'timeout' ? `aigress: ${this.ex.request.host} did not answer in time` : `aigress: cannot reach ${this.ex.request.host} (${failure.reason})`;
+    const e = this.ex.adapter.errorResponse(failure.kind, failure.status, message);
     const body = Buffer.from(e.body);
     this.out.resBytes = body.length;
     this.res.writeHead(e.status, { ...e.headers, 'content-length': String(body.length) });
     this.res.end(body);
   }
 
-  private endObservers(complete: boolean): void {
-    for (const o of this.observers) {
-      try {
-        o.onEnd?.(complete);
-      } catch (err) {
-        this.deps.log.error({ err: errorMessage(err) }, 'response observer failed');
-      }
+  // ---- ResponseSink: what the runner's plan writes ----
+
+  head(sized: boolean, contentLength?: number): void {
+    if (this.res.headersSent || this.res.destroyed) return;
+    const out = clientResponseHeaders(this.raw, !sized);
+    if (!sized && contentLength !== undefined) out.push('content-length', String(contentLength));
+    if (this.deps.draining()) this.res.shouldKeepAlive = false;
+    if (this.statusMessage) this.res.writeHead(this.status, this.statusMessage, out);
+    else this.res.writeHead(this.status, out);
+    // A streamed (unsized) response: let the app see the head now, not with the first event.
+    if (!hasContentLength(out)) this.res.flushHeaders();
+  }
+
+  write(chunk: Buffer): boolean {
+    if (chunk.length === 0 || this.res.destroyed) return true;
+    this.out.resBytes += chunk.length;
+    return this.res.write(chunk);
+  }
+
+  onDrain(cb: () => void): void {
+    this.drainWaiters.push(cb);
+    if (this.listening) return;
+    this.listening = true;
+    this.res.once('drain', () => {
+      this.listening = false;
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    });
+  }
+
+  end(): void {
+    if (!this.res.destroyed) this.res.end();
+  }
+
+  deny(d: Deny): void {
+    this.out.decision = 'deny';
+    this.out.code = d.status;
+    if (this.res.headersSent || this.res.destroyed) {
+      this.res.destroy();
+      return;
     }
-    this.observers = [];
+    const e = this.ex.adapter.errorResponse(d.kind, d.status, d.message);
+    const body = Buffer.from(e.body);
+    this.out.resBytes = body.length;
+    this.res.writeHead(e.status, { ...e.headers, ...d.headers, 'content-length': String(body.length) });
+    this.res.end(body);
+  }
+
+  destroy(): void {
+    this.out.decision = 'error';
+    this.res.destroy();
+  }
+
+  pauseUpstream(): void {
+    this.controller?.pause();
+  }
+
+  resumeUpstream(): void {
+    this.controller?.resume();
+  }
+
+  abortUpstream(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.aborted = true;
+    this.controller?.abort(new Error('aigress stopped this response'));
   }
 }

@@ -4,7 +4,8 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 // in one process); the pipeline registers its processors' metrics in the same registry.
 
 export type ConnectionRoute = 'mediated' | 'passthrough' | 'denied' | 'unmediated';
-export type Decision = 'allow' | 'deny' | 'error';
+/** `would-deny`: audit mode let through a request policy would have denied. */
+export type Decision = 'allow' | 'deny' | 'would-deny' | 'error';
 
 export interface ProxyMetrics {
   readonly registry: Registry;

@@ -12,7 +12,7 @@ export type PeekResult =
   | { kind: 'tls'; sni?: string }
   | { kind: 'http'; request: HttpHead }
   /** Neither TLS nor HTTP, or malformed beyond use; `reason` is for the log line. */
-  | { kind: 'unknown'; reason: string };
+  | { kind: 'unknown'; reason: string; /** An HTTP request whose head is over PEEK_LIMIT: answered 431. */ headTooLarge?: true };
 
 export interface HttpHead {
   method: string;
@@ -168,7 +168,7 @@ export function parseAuthority(value: string): { host: string; port?: number } |
 export function parseHttpHead(buf: Buffer): PeekResult {
   const end = buf.indexOf('\r\n\r\n', 0, 'latin1');
   if (end < 0) {
-    if (buf.length >= PEEK_LIMIT) return unknown('HTTP header block too long');
+    if (buf.length >= PEEK_LIMIT) return { kind: 'unknown', reason: 'HTTP header block too long', headTooLarge: true };
     // Reject early what cannot become a request line, rather than waiting for the timeout.
     const sp = buf.indexOf(0x20);
     const word = buf.toString('latin1', 0, sp < 0 ? Math.min(buf.length, 21) : sp);

@@ -1,29 +1,28 @@
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/log.js';
 import type { EgressPolicy } from '../../shared/policy/types.js';
 import { compileHostMatcher } from '../../shared/providers/index.js';
-import { buildPipeline, type PipelineDeps } from '../pipeline/index.js';
-import type { Pipeline, PodIdentity } from '../pipeline/types.js';
+import { buildPipeline, PipelineRunner } from '../pipeline/index.js';
+import type { Pipeline, PipelineServices, PodIdentity } from '../pipeline/types.js';
 import { createAdminServer } from './admin.js';
+import { createServices } from './services.js';
 import { PROXY_DEFAULTS } from './defaults.js';
 import { writeTrustBundle } from './bundle.js';
+import { createConnectionHandler } from './connection.js';
+import { createH1Front } from './h1.js';
 import { createH2Front } from './h2.js';
-import { listenCapture, peekConnection } from './listener.js';
+import { listenCapture } from './listener.js';
 import { Mediator, type MediatedConnection, type PolicyState } from './mediate.js';
 import { createMetrics } from './metrics.js';
-import { passThrough } from './passthrough.js';
-import { decideRoute, type Route } from './route.js';
-import type { CertificateSource, PolicySource } from './sources.js';
-import { terminateTls } from './tls.js';
+import type { CertificateSource, PolicySource } from './sources/types.js';
 import { Upstreams } from './upstream.js';
 
-// startProxy wires the parts: capture listener → peek → route → (TLS termination → HTTP → pipeline → undici)
-// or pass-through; the admin server; readiness (certificates, policy, CA bundle); drain.
+// startProxy wires the parts: the capture listener hands each socket to connection.ts (peek → route →
+// terminate / plain / pass-through / refuse), whose HTTP fronts (h1.ts, h2.ts) feed the Mediator; this file
+// keeps readiness (certificates, policy, CA bundle), the admin server and drain.
 
 export interface ProxyOptions {
   certificates: CertificateSource & { warmUp?(): Promise<void> };
@@ -51,7 +50,7 @@ export interface ProxyOptions {
   /** Metrics registry to serve (cluster mode passes the one its sources registered in); a new one by default. */
   registry?: Registry;
   /** Builds the processors for a policy; the real pipeline unless a test supplies its own. */
-  buildPipeline?: (policy: EgressPolicy, deps: PipelineDeps) => Pipeline;
+  buildPipeline?: (policy: EgressPolicy, services: PipelineServices) => Pipeline;
 }
 
 /** A listener could not bind; `which` tells the CLI which flag to name. */
@@ -83,7 +82,6 @@ export interface ProxyHandle {
 
 const DEFAULTS = PROXY_DEFAULTS;
 
-const PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
 const KEEP_ALIVE_MS = 30_000;
 const WARM_UP_FALLBACK_MS = 1_000;
 
@@ -105,13 +103,31 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   let state: PolicyState | undefined;
   let isReady = false;
   let draining = false;
+  // Process-lifetime services: created once, handed to every pipeline build (a policy change rebuilds only the
+  // processors, and closes the replaced ones).
+  const serviceSet = createServices({ registry: metrics.registry, log });
+  const services = serviceSet.services;
+  const runner = new PipelineRunner({ registry: metrics.registry, log });
   const compile = (policy: EgressPolicy): PolicyState => ({
     policy,
     matchHost: compileHostMatcher(policy.spec.providers),
-    pipeline: (opts.buildPipeline ?? buildPipeline)(policy, { registry: metrics.registry }),
+    pipeline: (opts.buildPipeline ?? buildPipeline)(policy, services),
   });
+  const replace = (next: PolicyState): void => {
+    const old = state;
+    state = next;
+    // In-flight exchanges keep their processors; what the old build holds is freed once they are done.
+    if (old) void Promise.allSettled([...ending]).then(() => old.pipeline.close());
+  };
+  /** onEnd work still running (budget settlement): drain waits for it. */
+  const ending = new Set<Promise<void>>();
 
   const mediator = new Mediator({
+    runner,
+    track: (work) => {
+      ending.add(work);
+      void work.finally(() => ending.delete(work));
+    },
     state: () => state!,
     upstreams,
     metrics,
@@ -121,41 +137,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     draining: () => draining,
   });
 
-  // One HTTP server, never listening: captured sockets (TLS-terminated or plain) are handed to it.
-  const http = createHttpServer({ noDelay: true, keepAliveTimeout: KEEP_ALIVE_MS });
-  http.timeout = upstreamTimeoutMs + 10_000; // idle socket; a long upstream wait must not trip it
-  const connOf = new WeakMap<Duplex, MediatedConnection>();
-  http.on('request', (req, res) => {
-    const conn = connOf.get(req.socket);
-    if (conn) mediator.handle(req, res, conn);
-    else res.destroy();
+  const h1 = createH1Front(mediator, {
+    keepAliveMs: KEEP_ALIVE_MS,
+    idleTimeoutMs: upstreamTimeoutMs + 10_000, // idle socket; a long upstream wait must not trip it
+    state: () => state,
   });
   // HTTP/2 sessions (ALPN h2) get the same Mediator through h2.ts.
-  const h2 = createH2Front(mediator, { idleTimeoutMs: KEEP_ALIVE_MS, log });
-  http.on('checkContinue', (req, res) => {
-    const conn = connOf.get(req.socket);
-    if (conn) mediator.checkContinue(req, res, conn);
-    else res.destroy();
-  });
-  http.on('connect', (_req, socket: Duplex) => {
-    socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-  });
-  http.on('upgrade', (_req, socket: Duplex) => {
-    // WebSocket and other upgrades cannot be inspected yet: refuse rather than forward blind.
-    const conn = connOf.get(socket);
-    const adapter = conn && state?.matchHost(conn.host);
-    const e = adapter?.errorResponse('policy', 501, 'aigress: protocol upgrades (WebSocket) to AI providers are not supported');
-    const body = e?.body ?? '';
-    const ct = e?.headers['content-type'] ?? 'text/plain';
-    socket.end(`HTTP/1.1 501 Not Implemented\r\ncontent-type: ${ct}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-  });
-  http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-  });
+  const h2 = createH2Front(mediator, { idleTimeoutMs: KEEP_ALIVE_MS, log, state: () => state });
 
   const readyOrFail = (async () => {
     const t0 = performance.now();
@@ -163,7 +151,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     state = compile(policy);
     opts.policy.onChange((next) => {
       try {
-        state = compile(next);
+        replace(compile(next));
         log.info({ policy: next.metadata.name }, 'policy applied');
       } catch (err) {
         log.error({ policy: next.metadata.name, err: errorMessage(err) }, 'policy could not be compiled; keeping the previous one');
@@ -191,115 +179,21 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     });
   }
 
-  async function whenRouted(socket: Socket): Promise<void> {
-    const peeked = await peekConnection(socket, peekTimeoutMs);
-    if (peeked.kind === 'closed') return;
-    if (!state) {
-      // Apps start after the proxy is ready; a connection before that waits for it rather than bypassing policy.
-      const ok = await Promise.race([
-        readyOrFail.then(() => true, () => false),
-        new Promise<boolean>((r) => setTimeout(() => r(false), peekTimeoutMs).unref()),
-      ]);
-      if (!ok || !state) {
-        socket.destroy();
-        return;
-      }
-    }
-    const s: PolicyState = state;
-    const route: Route =
-      peeked.kind === 'timeout'
-        ? { route: 'unmediated', reason: peeked.head.length === 0 ? 'client sent nothing' : 'client sent too little to route' }
-        : decideRoute(peeked.result, s.matchHost, s.policy.spec.unmatchedEgress);
-    metrics.connections.inc({ route: route.route });
-    const head = peeked.kind === 'peeked' ? peeked.head : Buffer.alloc(0);
-    switch (route.route) {
-      case 'mediated':
-        if (route.tls) await terminate(socket, head, route.host, route.adapter.id);
-        else servePlain(socket, head, route.host);
-        return;
-      case 'passthrough': {
-        const target = opts.resolve?.[route.host] ?? { host: route.host, port: route.port };
-        passThrough(socket, head, target, {
-          connectTimeoutMs: PASSTHROUGH_CONNECT_TIMEOUT_MS,
-          onClose: (error) => {
-            if (error) log.warn({ host: route.host, port: route.port, err: error }, 'pass-through connection failed');
-          },
-        });
-        return;
-      }
-      case 'denied':
-        log.info({ host: route.host, tls: route.tls, reason: route.reason }, 'egress denied');
-        if (route.tls) socket.destroy();
-        else refuseRaw(socket, 403, 'Forbidden', `aigress: egress to ${route.host ?? 'this host'} is not allowed (${route.reason})`);
-        return;
-      case 'unmediated':
-        // Without a name the proxy cannot know where the app meant to go; it never forwards blind.
-        log.warn({ reason: route.reason, remotePort: socket.remotePort, bytes: head.length }, 'unmediated connection closed');
-        if (route.http) refuseRaw(socket, 400, 'Bad Request', 'aigress: HTTP request without a Host header');
-        else socket.destroy();
-        return;
-    }
-  }
-
-  async function terminate(socket: Socket, head: Buffer, host: string, provider: string): Promise<void> {
-    let context;
-    try {
-      const c = certs.contextFor(host);
-      context = c instanceof Promise ? await c : c;
-    } catch (err) {
-      // Fail closed: an AI host the proxy cannot terminate is never passed through.
-      log.error({ host, err: errorMessage(err) }, 'no certificate for AI host; connection closed');
-      socket.destroy();
-      return;
-    }
-    if (socket.destroyed) return;
-    const tlsSocket: TLSSocket = terminateTls(socket, head, context);
-    const conn: MediatedConnection = { host, tls: true, io: tlsSocket, inflight: 0, requests: 0 };
-    track(conn);
-    let secured = false;
-    tlsSocket.once('secure', () => {
-      secured = true;
-      if (tlsSocket.alpnProtocol === 'h2') h2.serve(tlsSocket, conn);
-      else http.emit('connection', tlsSocket);
-    });
-    // A client that rejects our certificate may send an alert (error) or just hang up (close): either way the
-    // handshake never completed. That is the usual sign of an app that does not trust the aigress bundle.
-    let handshakeError: string | undefined;
-    tlsSocket.on('error', (err: NodeJS.ErrnoException) => {
-      if (secured) return; // after the handshake, errors are the HTTP server's (clientError)
-      handshakeError ??= err.code ?? err.message;
-      tlsSocket.destroy();
-    });
-    tlsSocket.once('close', () => {
-      // Node clients verify the certificate after the TLS 1.3 handshake completes, then hang up: a connection
-      // that ends without a single request is counted too (stage=after_handshake).
-      if (secured && conn.requests > 0) return;
-      const stage = secured ? 'after_handshake' : 'handshake';
-      metrics.clientTlsErrors.inc({ provider, stage });
-      log.warn({ host, stage, err: handshakeError ?? 'closed without a request' }, 'app ended the TLS connection without a request (does it trust the aigress CA bundle?)');
-    });
-    connOf.set(tlsSocket, conn);
-  }
-
-  function servePlain(socket: Socket, head: Buffer, host: string): void {
-    const conn: MediatedConnection = { host, tls: false, io: socket, inflight: 0, requests: 0 };
-    track(conn);
-    connOf.set(socket, conn);
-    socket.allowHalfOpen = false; // only pass-through keeps half-open connections
-    socket.unshift(head);
-    http.emit('connection', socket);
-    socket.resume();
-  }
-
-  function track(conn: MediatedConnection): void {
-    mediated.add(conn);
-    conn.io.once('close', () => mediated.delete(conn));
-  }
-
-  function refuseRaw(socket: Socket, status: number, reason: string, message: string): void {
-    const body = `${message}\n`;
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-  }
+  const handleCaptured = createConnectionHandler({
+    state: () => state,
+    ready: readyOrFail,
+    certificates: certs,
+    h1,
+    h2,
+    metrics,
+    log,
+    peekTimeoutMs,
+    resolve: opts.resolve,
+    track: (conn) => {
+      mediated.add(conn);
+      conn.io.once('close', () => mediated.delete(conn));
+    },
+  });
 
   const onCaptured = (socket: Socket): void => {
     if (draining) {
@@ -312,7 +206,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       if (draining && conns.size === 0) allClosed?.();
     });
     socket.on('error', () => socket.destroy()); // every stage reports its own failures; this keeps them from crashing
-    whenRouted(socket).catch((err: unknown) => {
+    handleCaptured(socket).catch((err: unknown) => {
       log.error({ err: errorMessage(err) }, 'connection handling failed');
       socket.destroy();
     });
@@ -369,6 +263,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       const cut = conns.size;
       for (const s of conns) s.destroy();
       for (const c of mediated) c.io.destroy();
+      await Promise.allSettled([...ending]);
+      await state?.pipeline.close();
+      await serviceSet.close();
       await upstreams.close();
       certs.close();
       opts.policy.close();

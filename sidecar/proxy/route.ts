@@ -13,7 +13,7 @@ export type Route =
   /** Refused by policy (`unmatchedEgress: deny`) or by the proxy's rules (CONNECT, conflicting targets). */
   | { route: 'denied'; tls: boolean; host?: string; reason: string }
   /** No name to route by: closed, counted and logged. */
-  | { route: 'unmediated'; reason: string; http?: boolean };
+  | { route: 'unmediated'; reason: string; http?: boolean; /** For HTTP: the status to answer (default 400). */ status?: 431 };
 
 /** HTTPS port assumed for pass-through TLS: without SO_ORIGINAL_DST the dialed port is unknown. */
 export const ASSUMED_TLS_PORT = 443;
@@ -26,7 +26,7 @@ export function decideRoute(
 ): Route {
   switch (peeked.kind) {
     case 'unknown':
-      return { route: 'unmediated', reason: peeked.reason };
+      return peeked.headTooLarge ? { route: 'unmediated', reason: peeked.reason, http: true, status: 431 } : { route: 'unmediated', reason: peeked.reason };
     case 'tls': {
       if (peeked.sni === undefined) return { route: 'unmediated', reason: 'TLS ClientHello without SNI' };
       if (peeked.sni.startsWith('[')) return { route: 'unmediated', reason: 'SNI is an IP literal' };

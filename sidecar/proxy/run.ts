@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { createLogger, type Logger } from '../../shared/log.js';
 import { identityFromEnv, type ProxyConfig } from './flags.js';
 import { ListenError, startProxy } from './proxy.js';
-import { FilePolicySource, LocalCaCertificateSource } from './standalone.js';
+import { FilePolicySource, LocalCaCertificateSource } from './sources/standalone.js';
 
 // The long-running `aigress proxy` process: sources for the mode, the proxy, and signals. SIGTERM (or POST
 // /shutdown) drains and exits 0; a startup failure is one line on stderr and a non-zero exit.
@@ -42,7 +42,7 @@ async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Pr
           certificates: new LocalCaCertificateSource(config.mode.caDir),
           policy: new FilePolicySource(config.mode.policyFile, log),
         }
-      : (await import('./cluster-factory.js')).createClusterSources({ controlPlane: config.mode.controlPlane, tokenFile: config.mode.tokenFile, log, bundleDir: config.bundleDir, registry });
+      : (await import('./sources/cluster-factory.js')).createClusterSources({ controlPlane: config.mode.controlPlane, tokenFile: config.mode.tokenFile, log, bundleDir: config.bundleDir, registry });
 
   let handle;
   try {

@@ -4,6 +4,9 @@ import type { DenyKind } from '../../shared/providers/types.js';
 
 // TLS to the providers: one undici Pool per provider host, kept alive and reused across the pod's requests.
 // undici takes ~100 ms to import, so it loads after the proxy reports ready, never before.
+// The pool map is bounded: an app cycling through Azure resource names (`<name>.openai.azure.com`) would
+// otherwise grow it (and memory: ~60 KiB per host) without end. Least recently used pools past MAX_POOLS, and
+// pools idle for IDLE_EVICT_MS, are closed gracefully (requests in flight on them finish).
 
 interface Undici {
   Pool: typeof import('undici').Pool;
@@ -37,7 +40,14 @@ export interface UpstreamOptions {
   resolve?: Readonly<Record<string, { host: string; port: number }>>;
   /** Extra roots to trust besides the public ones (tests); NODE_EXTRA_CA_CERTS works without this. */
   extraCa?: readonly string[];
+  /** Most hosts with a pool at once (default MAX_POOLS). */
+  maxPools?: number;
+  /** A pool not used for this long, with nothing in flight, is closed (default IDLE_EVICT_MS). */
+  idleEvictMs?: number;
 }
+
+export const MAX_POOLS = 256;
+export const IDLE_EVICT_MS = 5 * 60_000;
 
 /** Connections kept open to a provider between requests (undici closes sooner if the provider says so). */
 const KEEP_ALIVE_MS = 60_000;
@@ -46,7 +56,10 @@ const CONNECT_TIMEOUT_MS = 10_000;
 export class Upstreams {
   private mod?: Undici;
   private loading?: Promise<Undici>;
-  private readonly pools = new Map<string, Pool>();
+  /** In least recently used order: a hit moves its host to the end. */
+  private readonly pools = new Map<string, { pool: Pool; usedAt: number }>();
+  private readonly retiring = new Set<Pool>();
+  private sweeper?: NodeJS.Timeout;
   private closed = false;
 
   /**
@@ -68,7 +81,12 @@ export class Upstreams {
   /** The pool for `host` (sync once undici is loaded: the hot path does not await). */
   pool(host: string): Pool | Promise<Pool> {
     const hit = this.pools.get(host);
-    if (hit) return hit;
+    if (hit) {
+      this.pools.delete(host);
+      hit.usedAt = Date.now();
+      this.pools.set(host, hit);
+      return hit.pool;
+    }
     if (!this.mod) return this.load().then(() => this.pool(host));
     if (this.closed) throw new Error('upstreams closed');
     const { Pool: PoolCtor, buildConnector } = this.mod;
@@ -87,14 +105,49 @@ export class Upstreams {
       headersTimeout: this.opts.timeoutMs,
       bodyTimeout: this.opts.timeoutMs,
     });
-    this.pools.set(host, pool);
+    this.pools.set(host, { pool, usedAt: Date.now() });
+    const max = this.opts.maxPools ?? MAX_POOLS;
+    for (const [oldest] of this.pools) {
+      if (this.pools.size <= max) break;
+      this.retire(oldest);
+    }
+    this.sweeper ??= setInterval(() => this.sweep(), Math.max(1_000, (this.opts.idleEvictMs ?? IDLE_EVICT_MS) / 4));
+    this.sweeper.unref();
     return pool;
+  }
+
+  /** Hosts with a pool now. */
+  get size(): number {
+    return this.pools.size;
+  }
+
+  /** Closes pools idle past idleEvictMs with nothing running or queued. */
+  sweep(now = Date.now()): void {
+    const idleMs = this.opts.idleEvictMs ?? IDLE_EVICT_MS;
+    for (const [host, e] of this.pools) {
+      const st = e.pool.stats;
+      if (now - e.usedAt >= idleMs && st.running === 0 && st.pending === 0) this.retire(host);
+    }
+  }
+
+  /** Removes a host's pool; close() lets its requests in flight finish, then ends its connections. */
+  private retire(host: string): void {
+    const e = this.pools.get(host);
+    if (!e) return;
+    this.pools.delete(host);
+    this.retiring.add(e.pool);
+    e.pool.close().then(
+      () => this.retiring.delete(e.pool),
+      () => this.retiring.delete(e.pool),
+    );
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    const pools = [...this.pools.values()];
+    if (this.sweeper) clearInterval(this.sweeper);
+    const pools = [...[...this.pools.values()].map((e) => e.pool), ...this.retiring];
     this.pools.clear();
+    this.retiring.clear();
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
   }
 }

@@ -4,6 +4,8 @@
 // is an error, as `kubectl apply` asks for by default), maps via additionalProperties, and list-type map keys.
 // Keywords it does not know make it throw, so a schema never passes for a reason this file did not check.
 
+import { evaluate } from '@marcbachmann/cel-js';
+
 export interface Schema {
   type?: 'object' | 'array' | 'string' | 'integer' | 'number' | 'boolean';
   description?: string;
@@ -20,12 +22,15 @@ export interface Schema {
   maxItems?: number;
   format?: string;
   'x-kubernetes-list-type'?: 'atomic' | 'set' | 'map';
+  'x-kubernetes-validations'?: Array<{ rule: string; message: string }>;
+  default?: unknown;
   'x-kubernetes-list-map-keys'?: string[];
 }
 
 const KNOWN = new Set([
   'type', 'description', 'properties', 'additionalProperties', 'items', 'required', 'enum', 'pattern', 'minLength',
   'maxLength', 'minimum', 'maximum', 'maxItems', 'format', 'x-kubernetes-list-type', 'x-kubernetes-list-map-keys',
+  'x-kubernetes-validations', 'default',
 ]);
 
 /** Structural-schema rules: every node typed, no `additionalProperties` beside `properties`, none set to false. */
@@ -91,6 +96,18 @@ export function validateAgainst(schema: Schema, value: unknown, path = ''): stri
       // metadata is validated by the API server itself, not by the CRD schema
       if (sub === undefined && !(schema.properties === undefined && schema.additionalProperties === undefined)) out.push(`${p}: unknown field "${p}"`);
       else if (sub) out.push(...validateAgainst(sub, v, p));
+    }
+  }
+  if (out.length === 0) {
+    // CEL rules run on a node whose own schema checks and its children's passed, with `self` bound to it (as the API server does).
+    for (const v of schema['x-kubernetes-validations'] ?? []) {
+      let ok: unknown;
+      try {
+        ok = evaluate(v.rule, { self: value });
+      } catch (err) {
+        throw new Error(`crd-schema: rule ${JSON.stringify(v.rule)} at ${at} does not evaluate: ${(err as Error).message}`);
+      }
+      if (ok !== true) out.push(`${at}: Invalid value: ${v.message}`);
     }
   }
   return out;

@@ -46,7 +46,20 @@ const RESOURCES: readonly ResourceType[] = [
     kind: 'MutatingWebhookConfiguration', namespaced: false, statusSubresource: false, builtin: true,
   },
   { group: 'aigress.io', version: 'v1alpha1', plural: 'egresspolicies', kind: 'EgressPolicy', namespaced: true, statusSubresource: true, builtin: false },
+  { group: 'aigress.io', version: 'v1alpha1', plural: 'clusteregresspolicies', kind: 'ClusterEgressPolicy', namespaced: false, statusSubresource: true, builtin: false },
+  { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true, statusSubresource: true, builtin: true },
+  { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true, statusSubresource: true, builtin: true },
+  {
+    group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions',
+    kind: 'CustomResourceDefinition', namespaced: false, statusSubresource: true, builtin: true,
+  },
 ];
+
+/**
+ * What the API server's admission chain does to a Pod on create: the tests plug in the webhook they want to
+ * play (the real one behind a harness, or a failing one). Absent: no mutating webhook is registered.
+ */
+export type PodAdmission = (pod: Obj, namespace: string) => Promise<{ allowed: true; pod: Obj } | { allowed: false; code: number; message: string }>;
 
 const apiVersionOf = (r: ResourceType): string => (r.group ? `${r.group}/${r.version}` : r.version);
 
@@ -88,6 +101,8 @@ export interface FakeApiServerOptions {
   adminToken?: string;
   /** How often an open watch with allowWatchBookmarks=true gets a BOOKMARK (real servers: about a minute). */
   bookmarkIntervalMs?: number;
+  /** GET /version's gitVersion (default v1.31.0). */
+  gitVersion?: string;
 }
 
 class HttpError extends Error {
@@ -140,7 +155,12 @@ export class FakeApiServer {
   ) {
     this.adminToken = opts.adminToken ?? 'control-plane-token';
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
+    this.gitVersion = opts.gitVersion ?? 'v1.31.0';
   }
+
+  private readonly gitVersion: string;
+  /** Admission for Pod creates (with and without dryRun=All); see PodAdmission. */
+  podAdmission: PodAdmission | undefined;
 
   static async start(opts: FakeApiServerOptions = {}): Promise<FakeApiServer> {
     const ca = await createCA('fake kube-apiserver CA');
@@ -179,6 +199,12 @@ export class FakeApiServer {
     const existing = this.objects.get(this.key(r, meta.namespace, meta.name!));
     return existing ? this.update(r, meta.namespace, meta.name!, { ...clone(obj), metadata: { ...meta, resourceVersion: undefined } }, false)
       : this.create(r, meta.namespace, clone(obj));
+  }
+
+  /** Writes an object's status as its controller would (the kubelet for pods, the Deployment controller…). */
+  putStatus(apiVersion: string, plural: string, namespace: string | undefined, name: string, status: unknown): Obj {
+    const r = this.resourceFor(apiVersion, plural);
+    return this.update(r, namespace, name, { ...this.mustGet(r, namespace, name), status } as Obj, true);
   }
 
   get(apiVersion: string, plural: string, namespace: string | undefined, name: string): Obj | undefined {
@@ -244,8 +270,25 @@ export class FakeApiServer {
       if (method !== 'POST') throw fail(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
       return this.send(res, 201, this.tokenReview(parseJson(body)));
     }
+    if (url.pathname === '/version') {
+      if (method !== 'GET') throw fail(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+      const [, major, minor] = /^v(\d+)\.(\d+)/.exec(this.gitVersion) ?? [];
+      return this.send(res, 200, { major, minor, gitVersion: this.gitVersion, platform: 'linux/amd64' });
+    }
     const p = this.parsePath(parts);
     const q = url.searchParams;
+    const dryRun = q.get('dryRun');
+    if (dryRun !== null) {
+      // Only dry-run Pod creates are played (what `aigress check` sends); anything else would be a silent no-op.
+      if (dryRun !== 'All') throw fail(400, 'BadRequest', `Invalid dry run value: ${dryRun}`);
+      if (method !== 'POST' || p.r.plural !== 'pods' || p.name !== undefined) throw fail(400, 'BadRequest', 'fake apiserver: dryRun is implemented for pod creates only');
+    }
+    if (method === 'POST' && p.r.plural === 'pods' && p.name === undefined) {
+      const pod = parseJson(body);
+      this.checkBody(p.r, pod, p.namespace);
+      void this.admitPod(res, p.r, p.namespace!, pod, dryRun === 'All');
+      return;
+    }
     for (const k of ['labelSelector', 'fieldSelector', 'limit', 'continue']) {
       if (q.has(k)) throw fail(400, 'BadRequest', `fake apiserver: query parameter ${k} is not implemented`);
     }
@@ -283,6 +326,27 @@ export class FakeApiServer {
         return this.send(res, 200, this.delete(r, namespace, name));
       default:
         throw fail(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+    }
+  }
+
+  /** Pod create through admission; with dryRun the result is returned and nothing is stored. */
+  private async admitPod(res: ServerResponse, r: ResourceType, namespace: string, pod: Obj, dryRun: boolean): Promise<void> {
+    try {
+      let admitted = pod;
+      if (this.podAdmission) {
+        const v = await this.podAdmission(clone(pod), namespace);
+        if (!v.allowed) throw fail(v.code, v.code === 500 ? 'InternalError' : 'Forbidden', v.message);
+        admitted = v.pod;
+      }
+      if (dryRun) {
+        const name = admitted.metadata?.name ?? `${admitted.metadata?.generateName ?? ''}dryrun`;
+        return this.send(res, 201, { ...clone(admitted), kind: 'Pod', apiVersion: 'v1', metadata: { ...admitted.metadata, name, namespace, uid: randomUUID() } });
+      }
+      this.send(res, 201, this.create(r, namespace, admitted));
+    } catch (err) {
+      const e = err instanceof HttpError ? err : fail(500, 'InternalError', (err as Error).message);
+      res.writeHead(e.code, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(e.status));
     }
   }
 

@@ -11,6 +11,8 @@ import { isObj } from '../../shared/json.js';
 // Precedence. The cluster default is a default, not a floor, except where it can only add protection:
 //   - providers, regions, models.allow, unmatchedEgress, metering (and any other field): the namespace's value
 //     when its policy sets the field, otherwise the default's; credentials: the namespace's per provider;
+//   - mode: the namespace's, except that audit is refused while the default (in enforce) has filters, budgets
+//     or denied models, since audit would let them pass;
 //   - filters, models.deny, budgets: the default's always apply, and the namespace's are added after them. A
 //     namespace cannot switch off the platform's PII filter, denied models or budgets; it can add its own.
 
@@ -78,6 +80,13 @@ export function compileNamespacePolicy(defaults: EgressPolicySpec, namespace: st
   if (!v.ok) return v;
   const own = v.policy.spec;
   const overlaps = overlapIssues(own);
+  // Audit mode lets every denial pass, so a namespace must not use it to switch off the platform's floor.
+  if (own.mode === 'audit' && defaults.mode !== 'audit' && (defaults.filters.length > 0 || defaults.budgets.length > 0 || defaults.models.deny.length > 0)) {
+    overlaps.push({
+      path: 'spec.mode',
+      message: 'audit would switch off the cluster default policy\'s filters, budgets and denied models, which a namespace cannot remove; ask the platform team to set audit in the cluster default, or use enforce',
+    });
+  }
   if (overlaps.length > 0) return { ok: false, issues: overlaps };
   const raw = isObj(resource.spec) ? resource.spec : {};
   // Start from the default; every field the namespace sets replaces it (fields added to the spec later get

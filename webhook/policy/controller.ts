@@ -36,7 +36,7 @@ export interface Condition {
 /** The verdict on one EgressPolicy resource. */
 export interface Verdict {
   status: 'True' | 'False';
-  reason: 'Accepted' | 'Invalid' | 'Conflict' | 'NamespaceNotEnabled';
+  reason: 'Accepted' | 'Invalid' | 'NotEnforced' | 'Conflict' | 'NamespaceNotEnabled';
   message: string;
 }
 
@@ -78,7 +78,9 @@ export function evaluateNamespace(
   if (!r.ok) {
     const text = formatIssues(r.issues);
     const message = (text.length > MAX_MESSAGE ? text.slice(0, MAX_MESSAGE) + '…' : text) + (enabled ? '; the previous effective policy stays in force' : '');
-    verdicts.set(name, { status: 'False', reason: 'Invalid', message });
+    // Only unenforced fields wrong with it: say so, so the author knows the policy itself is well formed.
+    const reason = r.issues.every((i) => i.reason === 'NotEnforced') ? 'NotEnforced' : 'Invalid';
+    verdicts.set(name, { status: 'False', reason, message });
     if (enabled) outcome = { kind: 'rejected', message: `EgressPolicy ${namespace}/${name} is invalid: ${text.slice(0, 500)}` };
   } else if (!enabled) {
     verdicts.set(name, { status: 'False', reason: 'NamespaceNotEnabled', message: `namespace ${namespace} is not labelled ${LABEL_INJECT}=enabled; this policy has no effect` });

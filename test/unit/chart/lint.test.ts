@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { defaultPolicyValuesSchema } from '../../support/values-schema.js';
 import { lint, template } from './render.js';
 
 // `helm lint --strict` with the real helm binary; values.schema.json turns a typo or a wrong type into a failure
@@ -32,6 +33,11 @@ describe('helm lint', () => {
     ['root as the control plane UID', { runAsUser: 0 }, /runAsUser/],
     ['a bad enum in the default policy', { defaultPolicy: { unmatchedEgress: 'block' } }, /unmatchedEgress/],
     ['a bad budget window', { defaultPolicy: { budgets: [{ tokens: 100, per: 'hourly' }] } }, /per/],
+    ['a misspelt provider in the default policy', { defaultPolicy: { providers: ['openaii'] } }, /defaultPolicy.*providers|providers.*openaii|openaii/],
+    ['an unknown region in the default policy', { defaultPolicy: { regions: { allow: ['mars'] } } }, /regions/],
+    ['a misspelt credential provider', { defaultPolicy: { credentials: [{ provider: 'open-ai', secretRef: { name: 'k', key: 'k' } }] } }, /provider/],
+    ['a repeated provider', { defaultPolicy: { providers: ['openai', 'openai'] } }, /providers/],
+    ['a bad mode', { defaultPolicy: { mode: 'shadow' } }, /mode/],
   ])('fails on %s, naming it', (_what, values, name) => {
     const l = lint(values);
     expect(l.code).not.toBe(0);
@@ -43,20 +49,24 @@ describe('helm lint', () => {
   });
 
   it('values.schema.json: the default policy is the CRD spec schema, closed against typos', () => {
-    // Kept in step by hand; this catches drift. Every object that lists properties gets
-    // additionalProperties: false (the CRD relies on the API server's strict field validation instead).
+    // Built from the CRD (test/support/values-schema.ts); this catches drift. UPDATE_GOLDEN=1 rewrites it.
     const crd = parse(readFileSync('charts/aigress/crds/egresspolicies.aigress.io.yaml', 'utf8')) as {
       spec: { versions: Array<{ schema: { openAPIV3Schema: { properties: { spec: unknown } } } }> };
     };
-    const close = (s: unknown): unknown => {
-      if (Array.isArray(s)) return s.map(close);
-      if (typeof s !== 'object' || s === null) return s;
-      const o = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, close(v)])) as Record<string, unknown>;
-      if (o.type === 'object' && o.properties && o.additionalProperties === undefined) o.additionalProperties = false;
-      return o;
-    };
-    const schema = JSON.parse(readFileSync('charts/aigress/values.schema.json', 'utf8')) as { properties: { defaultPolicy: unknown } };
-    expect(schema.properties.defaultPolicy).toEqual(close(crd.spec.versions[0]!.schema.openAPIV3Schema.properties.spec));
+    const want = defaultPolicyValuesSchema(crd.spec.versions[0]!.schema.openAPIV3Schema.properties.spec);
+    const file = 'charts/aigress/values.schema.json';
+    const schema = JSON.parse(readFileSync(file, 'utf8')) as { properties: { defaultPolicy: unknown } };
+    if (process.env.UPDATE_GOLDEN === '1') {
+      schema.properties.defaultPolicy = want;
+      writeFileSync(file, `${JSON.stringify(schema, null, 2)}\n`);
+    }
+    expect(schema.properties.defaultPolicy).toEqual(want);
+  });
+
+  it('accepts every kind of region name and every provider in the default policy', () => {
+    const r = template({ defaultPolicy: { providers: ['openai', 'bedrock', 'vertex-ai'], regions: { allow: ['eu', 'global', 'eu-central-1', 'us-gov-west-1', 'europe-west4', 'swedencentral'] } } });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
   });
 
   it('every value in values.yaml has a comment', () => {

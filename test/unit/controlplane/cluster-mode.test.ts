@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EgressPolicy } from '../../../shared/policy/types.js';
 import { defaultPolicySpec } from '../../../shared/policy/validate.js';
-import { clusterSources, POLICY_STATE_FILE } from '../../../sidecar/proxy/cluster.js';
+import { clusterSources, POLICY_STATE_FILE } from '../../../sidecar/proxy/sources/cluster.js';
 import { ManualClock } from '../../support/clock.js';
 import { startLocalControlPlane, type LocalControlPlane } from '../../support/control-plane.js';
 import { captureLogger } from '../../support/log.js';

@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+
+// These tests exercise the schema and merge rules of fields that are not enforced yet (filters, budgets,
+// credentials); the refusal of such policies has its own tests (test/unit/shared/enforced.test.ts).
+vi.mock('../../../shared/policy/enforced.js', async () => (await import('../../support/unenforced.js')).acceptUnenforced());
 import { EGRESS_POLICY_API_VERSION, EGRESS_POLICY_KIND } from '../../../shared/constants.js';
 import { validatePolicy } from '../../../shared/policy/validate.js';
 import { structuralProblems, validateAgainst, type Schema } from '../../support/crd-schema.js';
@@ -46,7 +50,8 @@ describe('EgressPolicy CRD', () => {
   it('accepts a policy using every field, and that policy uses every field the schema declares', () => {
     expect(validateAgainst(schema, full)).toEqual([]);
     expect(validatePolicy(full)).toMatchObject({ ok: true });
-    const declared = schemaPaths(schema.properties!.spec!, 'spec').filter((p) => !p.endsWith('{}'));
+    // spec.mode (audit mode) is in the CRD ahead of the data plane's validator; it is exercised below.
+    const declared = schemaPaths(schema.properties!.spec!, 'spec').filter((p) => !p.endsWith('{}') && p !== 'spec.mode');
     const used = new Set(valuePaths(full.spec, 'spec'));
     // azureResources is a map: its keys are names, not fields
     expect(declared.filter((p) => !used.has(p))).toEqual([]);
@@ -116,5 +121,71 @@ describe('EgressPolicy CRD', () => {
     }
     // filter types: each accepted with its own fields
     expect(at('spec.filters[].type').enum).toEqual([...new Set((full.spec as { filters: Array<{ type: string }> }).filters.map((f) => f.type))]);
+  });
+});
+
+const cluster = parse(readFileSync(new URL('../../../charts/aigress/crds/clusteregresspolicies.aigress.io.yaml', import.meta.url), 'utf8')) as typeof crd & {
+  spec: { versions: Array<{ additionalPrinterColumns: Array<{ name: string; jsonPath: string }> }> };
+};
+const clusterSchema = cluster.spec.versions[0]!.schema.openAPIV3Schema;
+
+/** Paths of schema nodes without a description (what `kubectl explain` would print blank). */
+function undescribed(s: Schema, path: string): string[] {
+  const out = s.description && s.description.trim().length > 3 ? [] : [path];
+  for (const [k, v] of Object.entries(s.properties ?? {})) out.push(...undescribed(v, `${path}.${k}`));
+  if (s.items) out.push(...undescribed(s.items, `${path}[]`));
+  if (typeof s.additionalProperties === 'object') out.push(...undescribed(s.additionalProperties, `${path}{}`));
+  return out;
+}
+
+describe('the policy API explains itself', () => {
+  it('describes every field of both CRDs (kubectl explain)', () => {
+    expect(undescribed(schema, 'egresspolicy')).toEqual([]);
+    expect(undescribed(clusterSchema, 'clusteregresspolicy')).toEqual([]);
+  });
+
+  it('prints mode, providers, regions, unmatched egress and accepted as columns', () => {
+    const cols = (crd as unknown as typeof cluster).spec.versions[0]!.additionalPrinterColumns;
+    expect(cols.map((c) => [c.name, c.jsonPath])).toEqual(expect.arrayContaining([
+      ['Mode', '.spec.mode'], ['Providers', '.spec.providers'], ['Regions', '.spec.regions.allow'],
+      ['Unmatched', '.spec.unmatchedEgress'], ['Accepted', '.status.conditions[?(@.type=="Accepted")].status'],
+    ]));
+  });
+
+  it('has spec.mode: enforce | audit, default enforce', () => {
+    const mode = schema.properties!.spec!.properties!.mode!;
+    expect(mode).toMatchObject({ type: 'string', enum: ['enforce', 'audit'], default: 'enforce' });
+    expect(validateAgainst(schema, withPaths(full, ['spec.mode', 'audit']))).toEqual([]);
+    expect(validateAgainst(schema, withPaths(full, ['spec.mode', 'shadow']))[0]).toMatch(/^spec\.mode: Unsupported value: "shadow"/);
+  });
+
+  it.each([
+    ['a model both allowed and denied', [['spec.models', { allow: ['gpt-4o', 'claude-*'], deny: ['claude-*'] }]], /^spec: Invalid value: a model pattern is both in models.allow and in models.deny/],
+    ['two budgets for one scope and window', [['spec.budgets', [{ tokens: 10, per: '1m', scope: 'pod' }, { tokens: 20, per: '1m' }]]], /^spec\.budgets: Invalid value: two budgets have the same scope and window/],
+    ['two credentials for one provider', [['spec.credentials', [{ provider: 'openai', secretRef: { name: 'a', key: 'k' } }, { provider: 'openai', secretRef: { name: 'b', key: 'k' } }]]], /^spec\.credentials: Invalid value: two credentials for the same provider/],
+    ['a regex filter without a pattern', [['spec.filters', [{ type: 'regex', action: 'block' }]]], /^spec\.filters\[0\]: Invalid value: pattern is required by regex filters/],
+    ['a pii filter with a url', [['spec.filters', [{ type: 'pii', url: 'http://x' }]]], /^spec\.filters\[0\]: Invalid value: url is required by external filters and taken by no other type/],
+    ['a repeated provider', [['spec.providers', ['openai', 'openai']]], /^spec\.providers\[1\]: Duplicate value/],
+  ])('refuses at kubectl apply (CEL / list-type): %s, and the controller refuses it too', (_what, edits, re) => {
+    const doc = withPaths(full, ...(edits as Array<[string, unknown]>));
+    const errors = validateAgainst(schema, doc);
+    expect(errors[0]).toMatch(re);
+    expect(validateAgainst(clusterSchema, { ...doc, kind: 'ClusterEgressPolicy', metadata: { name: 'default' } })[0]).toMatch(re);
+  });
+
+  it('accepts budgets that differ in scope or window and filters with only their own fields', () => {
+    const doc = withPaths(full, ['spec.budgets', [{ tokens: 10, per: '1m', scope: 'pod' }, { tokens: 20, per: '1h' }, { tokens: 30, per: '1m', scope: 'namespace' }]]);
+    expect(validateAgainst(schema, doc)).toEqual([]);
+  });
+
+  it('ClusterEgressPolicy: cluster-scoped, the same spec schema, one named default', () => {
+    expect(cluster.spec.scope).toBe('Cluster');
+    expect(cluster.spec.names.kind).toBe('ClusterEgressPolicy');
+    expect(cluster.metadata.name).toBe('clusteregresspolicies.aigress.io');
+    // Fields added to the EgressPolicy spec must be added to the ClusterEgressPolicy's too: one schema.
+    expect(clusterSchema.properties!.spec).toEqual(schema.properties!.spec);
+    const doc = { apiVersion: 'aigress.io/v1alpha1', kind: 'ClusterEgressPolicy', metadata: { name: 'default' }, spec: { providers: ['openai'] } };
+    expect(validateAgainst(clusterSchema, doc)).toEqual([]);
+    expect(validateAgainst(clusterSchema, { ...doc, metadata: { name: 'prod' } })).toEqual(['<root>: Invalid value: the one ClusterEgressPolicy must be named default']);
   });
 });

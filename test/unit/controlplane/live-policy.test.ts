@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPolicySpec } from '../../../shared/policy/validate.js';
 import { createCA, issueLeaf, loadCA } from '../../../shared/pki.js';
-import { clusterSources } from '../../../sidecar/proxy/cluster.js';
+import { clusterSources } from '../../../sidecar/proxy/sources/cluster.js';
 import { startProxy, type ProxyHandle } from '../../../sidecar/proxy/proxy.js';
 import { startLocalControlPlane, type LocalControlPlane } from '../../support/control-plane.js';
 

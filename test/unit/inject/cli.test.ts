@@ -45,7 +45,7 @@ describe('aigress inject (the binary)', () => {
   });
 
   it.each([
-    ['invalid YAML', ['-f', '-'], 'apiVersion: v1\nkind: Pod\nspec: [\n', 1, /^aigress: document 1: invalid YAML: .+\n$/],
+    ['invalid YAML', ['-f', '-'], 'apiVersion: v1\nkind: Pod\nspec: [\n', 1, /^aigress: <stdin>: document 1: invalid YAML at line 4, column 1: .+\n$/],
     ['an invalid object', ['-f', '-'], 'apiVersion: v1\nkind: Pod\nspec: {containers: []}\n', 1, /^aigress: document 1 \(Pod \(unnamed\)\): spec.containers: must list at least one container\n$/],
     ['a missing file', ['-f', '/nonexistent.yaml'], '', 1, /^aigress: cannot read \/nonexistent.yaml: ENOENT\n$/],
     ['a bad --config', ['-f', '-', '--config', '/nonexistent/config.yaml'], '', 1, /^aigress: cannot read config file \/nonexistent\/config.yaml: ENOENT\n$/],

@@ -26,7 +26,12 @@ describe('golden corpus', () => {
     });
 
     it('is idempotent: injecting the output again changes nothing', () => {
-      if (!first.ok) return;
+      if (!first.ok) {
+        // An error case is refused the same way every time, with the golden message.
+        const again = runManifests(c.input, c);
+        expect(again).toEqual({ ok: false, error: golden(c, 'error.txt', undefined) });
+        return;
+      }
       const second = runManifests(first.output, c);
       expect(second.ok && second.output).toBe(first.output);
       // Every pod the first pass injected is now reported as already injected, with no new warnings.
@@ -34,7 +39,12 @@ describe('golden corpus', () => {
     });
 
     it('produces objects valid against the Kubernetes OpenAPI schemas and API-server rules', () => {
-      if (!first.ok) return;
+      if (!first.ok) {
+        // Nothing is produced for a refused input: no output golden, and the error names what is wrong.
+        expect(golden(c, 'output.yaml', undefined) ?? '').toBe('');
+        expect(first.error.length).toBeGreaterThan(10);
+        return;
+      }
       const objects = docs(first.output);
       for (const o of objects) validateSchema(o);
       for (const { pod, label, claimVolumes } of podsOf(objects)) {

@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { IDENTITY_LABEL_NAMES } from '../../../sidecar/pipeline/metrics.js';
 import { createMetrics } from '../../../sidecar/proxy/metrics.js';
-import { policy, setup } from './harness.js';
+import { policy, runnerFor, setup } from './harness.js';
 
 const read = (p: string) => readFileSync(new URL(`../../../${p}`, import.meta.url), 'utf8');
 const IDENTITY = new Set(Object.values(IDENTITY_LABEL_NAMES));
@@ -12,6 +12,7 @@ const IDENTITY = new Set(Object.values(IDENTITY_LABEL_NAMES));
 /** name → label names, for the metrics the pipeline registers plus the proxy's request counter. */
 function registered(): Map<string, string[]> {
   const { registry } = setup(policy(), new Registry());
+  runnerFor(registry); // the processor runner registers the denial and failure counters
   const proxy = createMetrics(() => 0).registry;
   const out = new Map<string, string[]>();
   for (const m of [...registry.getMetricsAsArray(), proxy.getSingleMetric('aigress_requests_total')!]) {

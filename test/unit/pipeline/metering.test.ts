@@ -1,6 +1,7 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildPipeline } from '../../../sidecar/pipeline/index.js';
+import { respond, services, withRegistry } from './harness.js';
 import { fixture } from '../providers/support.js';
 import { exchange, metric, policy, runRequest, runResponse, series, setup } from './harness.js';
 
@@ -11,7 +12,7 @@ const ES_H = { 'content-type': 'application/vnd.amazon.eventstream' };
 async function call(setupResult: ReturnType<typeof setup>, host: string, path: string, body: unknown, status: number, headers: Record<string, string>, response: Buffer, complete = true) {
   const { pipeline, policy: p } = setupResult;
   const { ex } = await runRequest(pipeline, exchange(p, host, path, body));
-  const client = runResponse(pipeline, ex, status, headers, [response.subarray(0, 100), response.subarray(100)], complete);
+  const client = await runResponse(pipeline, ex, status, headers, [response.subarray(0, 100), response.subarray(100)], complete);
   return { ex, client };
 }
 
@@ -34,12 +35,14 @@ describe('metering', () => {
     expect(ex.facts.costUsd).toBeCloseTo(0.0019725, 9);
   });
 
-  it('only reads: its observer is passive, so the proxy keeps the provider’s content-length', async () => {
+  it('only reads: the response takes the passive path, so the proxy keeps the provider’s content-length', async () => {
     const { pipeline, policy: p } = setup();
-    const { ex } = await runRequest(pipeline, exchange(p, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o' }));
-    const observer = pipeline.response.find((r) => r.name === 'metering')!.onResponse(ex, { status: 200, headers: JSON_H });
-    expect(observer?.passive).toBe(true);
-    expect(observer?.onChunk?.(Buffer.from('{"usage":'))).toBeUndefined();
+    for (const [headers, body] of [[JSON_H, fixture('openai', 'chat.json')], [SSE_H, fixture('openai', 'chat-stream.sse')]] as const) {
+      const { ex } = await runRequest(pipeline, exchange(p, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o' }));
+      const got = await respond(pipeline, ex, 200, headers, [body]);
+      expect(got.sized).toBe(true);
+      expect(got.body.equals(body)).toBe(true);
+    }
   });
 
   it('meters an AWS event stream and records time to first chunk for streams', async () => {
@@ -91,8 +94,8 @@ describe('metering', () => {
   it('asks upstream for an unencoded body on metered requests only', async () => {
     const { pipeline, policy: p } = setup();
     const gz = { headers: { 'accept-encoding': 'gzip, deflate, br' } };
-    expect((await runRequest(pipeline, exchange(p, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o' }, gz))).ex.request.headers['accept-encoding']).toBe('identity');
-    expect((await runRequest(pipeline, exchange(p, 'api.openai.com', '/v1/files', '', { ...gz, method: 'GET' }))).ex.request.headers['accept-encoding']).toBe('gzip, deflate, br');
+    expect((await runRequest(pipeline, exchange(p, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o' }, gz))).ex.request.headers.get('accept-encoding')).toBe('identity');
+    expect((await runRequest(pipeline, exchange(p, 'api.openai.com', '/v1/files', '', { ...gz, method: 'GET' }))).ex.request.headers.get('accept-encoding')).toBe('gzip, deflate, br');
   });
 
   it('puts pod identity on metrics only as configured', async () => {
@@ -124,17 +127,17 @@ describe('model labels', () => {
   it('keep their state and metrics across pipeline rebuilds on the same registry', async () => {
     const registry = new Registry();
     const p1 = policy({ metering: { modelLabelLimit: 1 } });
-    const first = buildPipeline(p1, { registry });
+    const first = buildPipeline(p1, services(registry));
     const label = async (pipeline: typeof first, p: typeof p1, model: string) =>
       (await runRequest(pipeline, exchange(p, 'api.openai.com', '/v1/chat/completions', { model }))).ex.facts.modelLabel;
     expect(await label(first, p1, 'custom-a')).toBe('custom-a');
     const p2 = policy({ metering: { modelLabelLimit: 1 }, regions: { allow: ['us'] } });
-    const second = buildPipeline(p2, { registry }); // must not throw "already registered"
+    const second = buildPipeline(p2, services(registry)); // must not throw "already registered"
     expect(await label(second, p2, 'custom-b')).toBe('other');
     const { ex } = await runRequest(second, exchange(p2, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o' }));
-    runResponse(second, ex, 200, JSON_H, [fixture('openai', 'chat.json')]);
+    await runResponse(withRegistry(second, registry), ex, 200, JSON_H, [fixture('openai', 'chat.json')]);
     const { ex: ex1 } = await runRequest(first, exchange(p1, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o' }));
-    runResponse(first, ex1, 200, JSON_H, [fixture('openai', 'chat.json')]);
+    await runResponse(withRegistry(first, registry), ex1, 200, JSON_H, [fixture('openai', 'chat.json')]);
     expect(await metric(registry, 'aigress_tokens_total', { type: 'input' })).toBe(2 * 1117);
     expect(registry.getMetricsAsArray().filter((m) => m.name === 'aigress_tokens_total')).toHaveLength(1);
   });

@@ -28,10 +28,11 @@ describe('regions processor', () => {
     expect(verdict).toEqual({
       action: 'deny',
       kind: 'region',
+      reason: 'region_not_allowed',
       status: 451,
       message: 'aigress: region "us-east-1" is not allowed by policy team-a/default (allowed: eu)',
     });
-    const res = ex.request.adapter.errorResponse('region', 451, (verdict as { message: string }).message);
+    const res = ex.adapter.errorResponse('region', 451, (verdict as { message: string }).message);
     expect(res.status).toBe(451);
     expect(res.headers['x-amzn-errortype']).toBe('AccessDeniedException');
     expect(JSON.parse(res.body)).toEqual({ message: 'aigress: region "us-east-1" is not allowed by policy team-a/default (allowed: eu)' });
@@ -43,7 +44,7 @@ describe('regions processor', () => {
     const { pipeline } = setup(eu);
     const denied = await runRequest(pipeline, exchange(eu, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o' }));
     expect(denied.verdict).toMatchObject({ action: 'deny', status: 451 });
-    const body = JSON.parse(denied.ex.request.adapter.errorResponse('region', 451, (denied.verdict as { message: string }).message).body);
+    const body = JSON.parse(denied.ex.adapter.errorResponse('region', 451, (denied.verdict as { message: string }).message).body);
     expect(body).toEqual({
       error: { message: 'aigress: region "us" is not allowed by policy team-a/default (allowed: eu)', type: 'permission_error', param: null, code: 'aigress_region' },
     });
@@ -68,6 +69,7 @@ describe('regions processor', () => {
     expect(verdict).toEqual({
       action: 'deny',
       kind: 'region',
+      reason: 'region_unknown',
       status: 451,
       message:
         'aigress: the region of this call cannot be determined (Azure OpenAI resource "other" is not listed in spec.regions.azureResources) and policy team-a/default denies unknown regions (spec.regions.unknown: deny)',
@@ -104,10 +106,11 @@ describe('models processor', () => {
     expect(verdict).toEqual({
       action: 'deny',
       kind: 'policy',
+      reason: 'model_denied',
       status: 403,
       message: 'aigress: model "gpt-4o-mini" is denied by policy team-a/default (deny: gpt-4o-mini*)',
     });
-    expect(JSON.parse(ex.request.adapter.errorResponse('policy', 403, 'm').body).error.type).toBe('permission_error');
+    expect(JSON.parse(ex.adapter.errorResponse('policy', 403, 'm').body).error.type).toBe('permission_error');
     expect(await metric(registry, 'aigress_denials_total', { provider: 'openai', reason: 'model_denied' })).toBe(1);
   });
 
@@ -116,9 +119,9 @@ describe('models processor', () => {
     const { pipeline } = setup(sonnetOnly);
     const { verdict, ex } = await runRequest(pipeline, exchange(sonnetOnly, 'api.anthropic.com', '/v1/messages', { model: 'claude-opus-4-1' }));
     const message = 'aigress: model "claude-opus-4-1" is not allowed by policy team-a/default (allowed: claude-sonnet-*)';
-    expect(verdict).toEqual({ action: 'deny', kind: 'policy', status: 403, message });
+    expect(verdict).toEqual({ action: 'deny', kind: 'policy', status: 403, reason: 'model_not_allowed', message });
     expect(ex.facts.denyReason).toBe('model_not_allowed');
-    expect(JSON.parse(ex.request.adapter.errorResponse('policy', 403, message).body)).toEqual({ type: 'error', error: { type: 'permission_error', message } });
+    expect(JSON.parse(ex.adapter.errorResponse('policy', 403, message).body)).toEqual({ type: 'error', error: { type: 'permission_error', message } });
     const llama = await runRequest(pipeline, exchange(sonnetOnly, BEDROCK_EU, '/model/meta.llama3-70b-instruct-v1:0/converse'));
     expect(llama.verdict).toMatchObject({ status: 403 });
   });

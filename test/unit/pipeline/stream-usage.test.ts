@@ -15,9 +15,9 @@ describe('openai-stream-usage', () => {
     let runs = 0;
     for (const { name, chunks } of chunkings(upstream, 20)) {
       const { ex } = await runRequest(s.pipeline, exchange(s.policy, 'api.openai.com', '/v1/chat/completions', body));
-      expect(JSON.parse(ex.request.body.toString()).stream_options).toEqual({ include_usage: true });
+      expect(JSON.parse(ex.request.body.bytes().toString()).stream_options).toEqual({ include_usage: true });
       expect(ex.facts.usageInjected).toBe(true);
-      if (!runResponse(s.pipeline, ex, 200, SSE_H, chunks).equals(expected)) wrong.push(name);
+      if (!(await runResponse(s.pipeline, ex, 200, SSE_H, chunks)).equals(expected)) wrong.push(name);
       runs++;
     }
     expect(wrong).toEqual([]);
@@ -30,24 +30,24 @@ describe('openai-stream-usage', () => {
     const s = setup();
     const own = { ...body, stream_options: { include_usage: true } };
     const { ex } = await runRequest(s.pipeline, exchange(s.policy, 'api.openai.com', '/v1/chat/completions', own));
-    expect(JSON.parse(ex.request.body.toString())).toEqual(own);
+    expect(JSON.parse(ex.request.body.bytes().toString())).toEqual(own);
     expect(ex.facts.usageInjected).toBeUndefined();
     const upstream = fixture('openai', 'chat-stream-include-usage.sse');
-    expect(runResponse(s.pipeline, ex, 200, SSE_H, [upstream]).equals(upstream)).toBe(true);
+    expect((await runResponse(s.pipeline, ex, 200, SSE_H, [upstream])).equals(upstream)).toBe(true);
   });
 
   it('passes error responses through untouched', async () => {
     const s = setup();
     const { ex } = await runRequest(s.pipeline, exchange(s.policy, 'api.openai.com', '/v1/chat/completions', body));
     const err = Buffer.from('{"error":{"message":"Invalid model","type":"invalid_request_error","usage":null}}');
-    expect(runResponse(s.pipeline, ex, 400, { 'content-type': 'application/json' }, [err]).equals(err)).toBe(true);
+    expect((await runResponse(s.pipeline, ex, 400, { 'content-type': 'application/json' }, [err])).equals(err)).toBe(true);
   });
 
   it('does not touch non-streaming requests or other providers', async () => {
     const s = setup();
     const plain = await runRequest(s.pipeline, exchange(s.policy, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o' }));
-    expect(plain.ex.request.body.toString()).toBe('{"model":"gpt-4o"}');
+    expect(plain.ex.request.body.bytes().toString()).toBe('{"model":"gpt-4o"}');
     const azure = await runRequest(s.pipeline, exchange(s.policy, 'x.openai.azure.com', '/openai/v1/chat/completions', body));
-    expect(JSON.parse(azure.ex.request.body.toString())).toEqual(body);
+    expect(JSON.parse(azure.ex.request.body.bytes().toString())).toEqual(body);
   });
 });

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ADAPTERS } from '../../../shared/providers/index.js';
 import { OPERATIONS } from '../../../shared/providers/types.js';
+import { usageReader } from '../../../shared/providers/usage.js';
 import { mulberry32 } from '../../support/prng.js';
 import { fixture } from './support.js';
 
@@ -43,7 +44,7 @@ describe('adapters never throw', () => {
         for (let i = 0; i < 30; i++) {
           const base = samples[i % samples.length]!;
           const bytes = i % 2 === 0 ? base.subarray(0, Math.floor(rnd() * base.length)) : Buffer.from(Array.from({ length: 64 }, () => Math.floor(rnd() * 256)));
-          const r = a.usageReader(d, { status: 200, headers: { 'content-type': type, 'x-amzn-bedrock-input-token-count': '-3' } });
+          const r = usageReader(a, d, { status: 200, headers: { 'content-type': type, 'x-amzn-bedrock-input-token-count': '-3' } });
           r.push(bytes);
           expect(typeof r.finish()).toBe('object');
         }

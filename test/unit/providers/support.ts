@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProviderAdapter, ProviderRequest, RequestDescription, UsageResult } from '../../../shared/providers/types.js';
+import { usageReader } from '../../../shared/providers/usage.js';
 import { mulberry32 } from '../../support/prng.js';
 
 const FIXTURES = fileURLToPath(new URL('../../fixtures/providers/', import.meta.url));
@@ -44,7 +45,7 @@ export const JSON_TYPE = { 'content-type': 'application/json' };
 export const EVENT_STREAM = { 'content-type': 'application/vnd.amazon.eventstream' };
 
 export function readUsage(adapter: ProviderAdapter, d: RequestDescription, headers: IncomingHttpHeaders, chunks: Buffer[], status = 200): UsageResult {
-  const r = adapter.usageReader(d, { status, headers });
+  const r = usageReader(adapter, d, { status, headers });
   for (const c of chunks) r.push(c);
   return r.finish();
 }

@@ -74,3 +74,14 @@ describe('aigress proxy (process)', () => {
     expect(r.stderr).toBe(`aigress: cannot read policy file ${join(dir, 'nope.yaml')}: ENOENT\n`);
   });
 });
+
+describe('a policy field this version does not enforce', () => {
+  it('makes `aigress proxy --policy` exit 1 naming the field, before anything listens', () => {
+    const file = join(dir, 'budgets.yaml');
+    writeFileSync(file, `${policyYaml()}  budgets: [{ tokens: 5, per: 1m, scope: pod }]\n`);
+    const r = spawnSync(process.execPath, [BIN, 'proxy', '--policy', file, '--ca-dir', join(dir, 'ca'), '--capture-port', '0', '--admin-port', '0', '--bundle-dir', join(dir, 'b3')], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/spec\.budgets: not enforced by this version/);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+  });
+});

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect as h2Connect, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pipelineOf } from '../../../sidecar/pipeline/index.js';
 import type { Pipeline } from '../../../sidecar/pipeline/types.js';
 import { h1RequestHeaders, h2ResponseHeaders } from '../../../sidecar/proxy/h2.js';
 import {
@@ -302,10 +303,14 @@ describe('HTTP/2 from the app through the proxy', () => {
 
 describe('HTTP/2 and the pipeline', () => {
   it('a deny from a request processor is answered in the provider\'s shape with its headers; nothing is forwarded', async () => {
-    const deny: Pipeline = {
-      request: [{ name: 'budget', onRequest: () => ({ action: 'deny', kind: 'budget', status: 429, message: 'aigress: token budget exhausted', headers: { 'retry-after': '7' } }) }],
-      response: [],
-    };
+    const deny: Pipeline = pipelineOf([
+      {
+        name: 'budget',
+        type: 'test',
+        phase: 'admit',
+        onRequest: () => ({ action: 'deny', kind: 'budget', status: 429, reason: 'test', message: 'aigress: token budget exhausted', headers: { 'retry-after': '7' } }),
+      },
+    ]);
     const p = await startTestProxy(pki, { resolve, buildPipeline: () => deny });
     try {
       await p.handle.ready;
@@ -346,7 +351,18 @@ describe('HTTP/2 and drain', () => {
     const draining = p.handle.drain().then(() => (drained = true));
     expect(await goaway).toBe(0); // NO_ERROR: a graceful GOAWAY
     // After GOAWAY the client may not open new streams on this session.
-    expect(() => s.request({ ':method': 'POST', ':path': '/v1/chat/completions' })).toThrow(/GOAWAY|closed|destroyed/i);
+    // Node 20 throws at request(); Node 24 returns a stream that fails with ERR_HTTP2_GOAWAY_SESSION (or is
+    // closed with REFUSED_STREAM). Either way the stream is refused, never answered.
+    const refused = await new Promise<string>((resolveRefusal) => {
+      try {
+        const late = s.request({ ':method': 'POST', ':path': '/v1/chat/completions' });
+        late.on('error', (err: NodeJS.ErrnoException) => resolveRefusal(`${err.code ?? ''} ${err.message}`));
+        late.once('response', () => resolveRefusal('answered'));
+      } catch (err) {
+        resolveRefusal((err as Error).message);
+      }
+    });
+    expect(refused).toMatch(/GOAWAY|closed|destroyed/i);
     expect(drained).toBe(false);
     release();
     const r = await inflight;

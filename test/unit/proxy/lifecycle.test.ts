@@ -5,8 +5,9 @@ import { rootCertificates } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../../shared/policy/load.js';
 import type { EgressPolicy } from '../../../shared/policy/types.js';
+import { pipelineOf } from '../../../sidecar/pipeline/index.js';
 import type { Exchange, Pipeline } from '../../../sidecar/pipeline/types.js';
-import type { PolicySource } from '../../../sidecar/proxy/sources.js';
+import type { PolicySource } from '../../../sidecar/proxy/sources/types.js';
 import {
   adminRequest,
   callTls,
@@ -78,7 +79,7 @@ describe('readiness and the CA bundle', () => {
   });
 
   it('rejects `ready` with the source\'s error (bad CA dir) and stays not ready', async () => {
-    const { LocalCaCertificateSource } = await import('../../../sidecar/proxy/standalone.js');
+    const { LocalCaCertificateSource } = await import('../../../sidecar/proxy/sources/standalone.js');
     const p = await startTestProxy(pki, { certificates: new LocalCaCertificateSource(join(pki.dir, 'missing')) });
     await expect(p.handle.ready).rejects.toThrow(/--ca-dir: cannot read .*ca\.crt: ENOENT/);
     expect((await adminRequest(p, '/readyz')).status).toBe(503);
@@ -208,56 +209,68 @@ describe('the log line', () => {
 describe('the pipeline seam', () => {
   let p: TestProxy;
   const ended: boolean[] = [];
-  const pipeline: Pipeline = {
-    request: [
-      {
-        name: 'facts',
-        onRequest: (ex: Exchange) => {
-          ex.facts.operation = 'chat';
-          ex.facts.modelLabel = 'gpt-test';
+  const has = (ex: Exchange, text: string): boolean => ex.request.body.bytes().includes(text);
+  const pipeline: Pipeline = pipelineOf([
+    {
+      name: 'facts',
+      type: 'test',
+      phase: 'describe',
+      onRequest: (ex: Exchange) => {
+        ex.facts.operation = 'chat';
+        ex.facts.modelLabel = 'gpt-test';
+        return { action: 'continue' };
+      },
+    },
+    {
+      name: 'deny-forbidden',
+      type: 'test',
+      phase: 'admit',
+      onRequest: (ex) =>
+        has(ex, 'forbidden')
+          ? { action: 'deny', kind: 'budget', status: 429, reason: 'test', message: 'budget spent', headers: { 'retry-after': '7' } }
+          : { action: 'continue' },
+    },
+    {
+      name: 'redact',
+      type: 'test',
+      phase: 'transform',
+      onRequest: (ex) => {
+        if (has(ex, 'secret')) {
+          ex.request.body.replace(Buffer.from(ex.request.body.bytes().toString().replaceAll('secret', '[redacted]')));
+          ex.request.headers.set('x-redacted', '1');
+          ex.request.headers.delete('x-drop');
+        }
+        return { action: 'continue' };
+      },
+      onResponse: () => ({
+        body(body) {
+          body.replace(Buffer.from(body.bytes().toString().replaceAll('world', 'WORLD') + '|held'));
           return { action: 'continue' };
         },
+      }),
+      onEnd: (_ex, end) => {
+        ended.push(end.complete);
       },
-      {
-        name: 'deny-forbidden',
-        onRequest: (ex) =>
-          ex.request.body.includes('forbidden')
-            ? { action: 'deny', kind: 'budget', status: 429, message: 'budget spent', headers: { 'retry-after': '7' } }
-            : { action: 'continue' },
+    },
+    {
+      name: 'sees-rewrite',
+      type: 'test',
+      phase: 'transform',
+      onRequest: (ex) => {
+        ex.facts.sawRedacted = has(ex, '[redacted]');
+        return { action: 'continue' };
       },
-      {
-        name: 'redact',
-        onRequest: (ex) =>
-          ex.request.body.includes('secret')
-            ? { action: 'rewrite', body: Buffer.from(ex.request.body.toString().replaceAll('secret', '[redacted]')), headers: { 'x-redacted': '1', 'x-drop': null } }
-            : { action: 'continue' },
+    },
+    {
+      name: 'throws-on-boom',
+      type: 'test',
+      phase: 'transform',
+      onRequest: (ex) => {
+        if (has(ex, 'boom')) throw new Error('processor bug');
+        return { action: 'continue' };
       },
-      {
-        name: 'sees-rewrite',
-        onRequest: (ex) => {
-          ex.facts.sawRedacted = ex.request.body.includes('[redacted]');
-          return { action: 'continue' };
-        },
-      },
-      {
-        name: 'throws-on-boom',
-        onRequest: (ex) => {
-          if (ex.request.body.includes('boom')) throw new Error('processor bug');
-          return { action: 'continue' };
-        },
-      },
-    ],
-    response: [
-      {
-        name: 'shout',
-        onResponse: () => ({
-          onChunk: (c) => Buffer.from(c.toString().replaceAll('world', 'WORLD')),
-          flush: () => Buffer.from('|held'),
-          onEnd: (complete) => ended.push(complete),
-        }),
-      },
-    ],
-  };
+    },
+  ]);
 
   beforeAll(async () => {
     p = await startTestProxy(pki, { resolve: resolve(), buildPipeline: () => pipeline });
@@ -292,9 +305,9 @@ describe('the pipeline seam', () => {
     expect(seen!.headers['content-length']).toBe(String(Buffer.byteLength('{"x":"my [redacted]"}')));
     expect(seen!.headers['x-redacted']).toBe('1');
     expect(seen!.headers['x-drop']).toBeUndefined();
-    // The response went through the observer (and its held bytes came last); its size changed, so no stale length.
+    // The response body was held and rewritten before the head went out, so its length is the new one.
     expect(r.body.toString()).toBe('hello WORLD|held');
-    expect(r.headers['content-length']).toBeUndefined();
+    expect(r.headers['content-length']).toBe(String('hello WORLD|held'.length));
     expect(ended.at(-1)).toBe(true);
   });
 

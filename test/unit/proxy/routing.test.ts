@@ -2,8 +2,8 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CertificateSource } from '../../../sidecar/proxy/sources.js';
-import { LocalCaCertificateSource } from '../../../sidecar/proxy/standalone.js';
+import type { CertificateSource } from '../../../sidecar/proxy/sources/types.js';
+import { LocalCaCertificateSource } from '../../../sidecar/proxy/sources/standalone.js';
 import {
   adminRequest,
   callPlain,

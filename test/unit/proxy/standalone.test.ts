@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCA, issueLeaf, loadCA } from '../../../shared/pki.js';
 import type { EgressPolicy } from '../../../shared/policy/types.js';
-import { FilePolicySource, LocalCaCertificateSource } from '../../../sidecar/proxy/standalone.js';
+import { FilePolicySource, LocalCaCertificateSource } from '../../../sidecar/proxy/sources/standalone.js';
 import { policyYaml } from './support.js';
 
 let base: string;

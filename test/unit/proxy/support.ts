@@ -7,9 +7,10 @@ import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { createCA, issueLeaf, loadCA } from '../../../shared/pki.js';
+import { pipelineOf } from '../../../sidecar/pipeline/index.js';
 import type { Pipeline } from '../../../sidecar/pipeline/types.js';
 import { startProxy, type ProxyHandle, type ProxyOptions } from '../../../sidecar/proxy/proxy.js';
-import { FilePolicySource, LocalCaCertificateSource } from '../../../sidecar/proxy/standalone.js';
+import { FilePolicySource, LocalCaCertificateSource } from '../../../sidecar/proxy/sources/standalone.js';
 
 // Loopback harness for the proxy: a fake "public" root with leaf certificates for the fake providers, an
 // aigress CA in a --ca-dir, a policy file, and clients that dial the capture port the way a redirected app
@@ -99,7 +100,7 @@ export interface TestProxy {
 }
 
 /** No processors: these tests are about the proxy, not the policy steps (which have their own tests). */
-export const emptyPipeline = (): Pipeline => ({ request: [], response: [] });
+export const emptyPipeline = (): Pipeline => pipelineOf([]);
 
 export async function startTestProxy(
   pki: TestPki,

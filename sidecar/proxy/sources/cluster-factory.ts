@@ -1,10 +1,10 @@
 import type { Registry } from 'prom-client';
-import type { Logger } from '../../shared/log.js';
+import type { Logger } from '../../../shared/log.js';
 import { clusterSources } from './cluster.js';
-import type { CertificateSource, PolicySource } from './sources.js';
+import type { CertificateSource, PolicySource } from './types.js';
 
 // Cluster mode: certificates from the control plane's issuer (CSR + ServiceAccount token) and the policy from
-// its policy endpoint. The implementation (sidecar/proxy/cluster.ts) plugs in here; the data plane only ever
+// its policy endpoint. The implementation (sources/cluster.ts) plugs in here; the data plane only ever
 // sees the CertificateSource / PolicySource pair.
 
 export interface ClusterSourceOptions {

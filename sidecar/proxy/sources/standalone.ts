@@ -3,17 +3,17 @@ import { readFile } from 'node:fs/promises';
 import { unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { UserError, errorMessage } from '../../shared/errors.js';
-import type { Logger } from '../../shared/log.js';
-import { loadPolicyFile } from '../../shared/policy/load.js';
-import type { EgressPolicy } from '../../shared/policy/types.js';
-import type { CertificateSource, PolicySource } from './sources.js';
+import { UserError, errorMessage } from '../../../shared/errors.js';
+import type { Logger } from '../../../shared/log.js';
+import { loadPolicyFile } from '../../../shared/policy/load.js';
+import type { EgressPolicy } from '../../../shared/policy/types.js';
+import type { CertificateSource, PolicySource } from './types.js';
 
 // Standalone mode (development, the demo, tests): a local CA in --ca-dir mints the leaf certificates, and the
 // policy comes from a YAML file that is re-read when it changes.
 
-type Leaf = typeof import('../../shared/leaf.js');
-type SigningCa = import('../../shared/leaf.js').SigningCa;
+type Leaf = typeof import('../../../shared/leaf.js');
+type SigningCa = import('../../../shared/leaf.js').SigningCa;
 
 /** Leaf lifetime; renewed in the background an hour before it ends, the old one serving meanwhile. */
 const LEAF_VALIDITY_MS = 24 * 3_600_000;
@@ -72,7 +72,7 @@ export class LocalCaCertificateSource implements CertificateSource {
     if (!this.ca) {
       if (this.pem === undefined || this.keyPem === undefined) throw new Error('certificate source used before ready()');
       const [certPem, keyPem] = [this.pem, this.keyPem];
-      this.ca = import('../../shared/leaf.js').then((leaf: Leaf) => leaf.signingCa(certPem, keyPem));
+      this.ca = import('../../../shared/leaf.js').then((leaf: Leaf) => leaf.signingCa(certPem, keyPem));
       this.ca.catch(() => {
         this.ca = undefined; // a later connection tries again
       });
@@ -132,7 +132,7 @@ export class LocalCaCertificateSource implements CertificateSource {
   }
 
   private async mint(host: string): Promise<SecureContext> {
-    const [ca, { mintLeaf }] = await Promise.all([this.loadCa(), import('../../shared/leaf.js')]);
+    const [ca, { mintLeaf }] = await Promise.all([this.loadCa(), import('../../../shared/leaf.js')]);
     const leaf = await mintLeaf(ca, { dnsNames: [host], validityMs: LEAF_VALIDITY_MS });
     return createSecureContext({ key: leaf.keyPem, cert: leaf.certPem, minVersion: 'TLSv1.2' });
   }

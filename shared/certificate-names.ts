@@ -1,7 +1,8 @@
-import type { ProviderId } from '../../shared/policy/types.js';
-import { compileHostMatcher } from '../../shared/providers/index.js';
+import type { ProviderId } from './policy/types.js';
+import { compileHostMatcher } from './providers/index.js';
 
-// Which host names go into a namespace's leaf certificate.
+// Which host names go into a namespace's leaf certificate. Shared: the issuer (webhook/issuer.ts) signs exactly
+// these, and the proxy (sidecar/proxy/sources/cluster.ts) asks for exactly these.
 //
 // A DNS wildcard stands for exactly one whole left-most label (RFC 6125 §6.4.3; Go, Java, Python and browsers
 // reject anything else). That settles it provider by provider:

@@ -3,15 +3,15 @@ import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { Agent, request } from 'undici';
-import { CA_BUNDLE_DIR } from '../../shared/constants.js';
-import { UserError, errorMessage } from '../../shared/errors.js';
-import type { Logger } from '../../shared/log.js';
-import type { EgressPolicy } from '../../shared/policy/types.js';
-import { formatIssues, validatePolicy } from '../../shared/policy/validate.js';
-import { backoffDelay, Renewer, systemClock, type Clock, type Timer, type Validity } from '../../shared/renewal.js';
-// The host table is the issuer's; the proxy asks for exactly what the issuer will sign.
-import { certificateNames, namesCover } from '../../webhook/policy/hosts.js';
-import type { CertificateSource, PolicySource } from './sources.js';
+import { CA_BUNDLE_DIR } from '../../../shared/constants.js';
+import { UserError, errorMessage } from '../../../shared/errors.js';
+import type { Logger } from '../../../shared/log.js';
+import type { EgressPolicy } from '../../../shared/policy/types.js';
+import { formatIssues, validatePolicy } from '../../../shared/policy/validate.js';
+import { backoffDelay, Renewer, systemClock, type Clock, type Timer, type Validity } from '../../../shared/renewal.js';
+// The host table is shared with the issuer; the proxy asks for exactly what the issuer will sign.
+import { certificateNames, namesCover } from '../../../shared/certificate-names.js';
+import type { CertificateSource, PolicySource } from './types.js';
 
 // Cluster mode: the proxy's certificates come from the control plane's issuer (a CSR: the key is generated
 // here and never leaves the pod) and its policy from the control plane's long-polled policy endpoint. Both
@@ -431,7 +431,7 @@ export class ClusterCertificateSource implements CertificateSource {
 
   private async issue(names: string[]): Promise<Leaf> {
     // Loaded on first use: only needed here, off the capture path.
-    const { createCsr, certificateValidity } = await import('../../shared/leaf.js');
+    const { createCsr, certificateValidity } = await import('../../../shared/leaf.js');
     const { csrPem, keyPem } = await createCsr(names);
     const answer = await this.client.issue(csrPem);
     const validity = certificateValidity(answer.certificate);

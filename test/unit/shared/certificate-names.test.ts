@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PROVIDER_IDS } from '../../../shared/policy/types.js';
 import { compileHostMatcher } from '../../../shared/providers/index.js';
-import { certificateNames, isDnsName, nameIssuable, namesCover } from '../../../webhook/policy/hosts.js';
+import { certificateNames, isDnsName, nameIssuable, namesCover } from '../../../shared/certificate-names.js';
 
 describe('certificate host names', () => {
   it('lists, per provider, only hosts the provider catalogue assigns to that provider', () => {

@@ -1,5 +1,5 @@
 import type { SecureContext } from 'node:tls';
-import type { EgressPolicy } from '../../shared/policy/types.js';
+import type { EgressPolicy } from '../../../shared/policy/types.js';
 
 // Where the proxy gets its certificates and its policy. Standalone mode (files: --policy, --ca-dir) and
 // cluster mode (the control plane's issuer and policy endpoint) are two implementations of the same pair,

@@ -1,0 +1,33 @@
+import type { PipelineContext } from './context.js';
+import { describeProcessor } from './describe.js';
+import { meteringProcessor } from './metering.js';
+import { modelsProcessor } from './models.js';
+import { streamUsageProcessor } from './openai-stream-usage.js';
+import { regionsProcessor } from './regions.js';
+import type { PipelineServices, Processor } from './types.js';
+
+// Which processors a policy gets, keyed by processor type. Each kind builds its processors from the policy (none
+// when the policy does not use it); the runner sorts them by phase, list order kept within a phase. A new
+// capability adds one kind here and one file beside this one.
+
+export interface ProcessorKind {
+  readonly type: string;
+  build(ctx: PipelineContext, services: PipelineServices): readonly Processor[];
+}
+
+const one = (type: string, make: (ctx: PipelineContext, services: PipelineServices) => Processor): ProcessorKind => ({
+  type,
+  build: (ctx, services) => [make(ctx, services)],
+});
+
+/**
+ * In list order (which is also the order within a phase): filters rewrite before `openai-stream-usage` adds its
+ * option to the rewritten body; metering only asks for an unencoded response.
+ */
+export const PROCESSOR_KINDS: readonly ProcessorKind[] = [
+  one('describe', describeProcessor),
+  one('regions', regionsProcessor),
+  one('models', modelsProcessor),
+  one('metering', meteringProcessor),
+  one('stream-usage', () => streamUsageProcessor()),
+];

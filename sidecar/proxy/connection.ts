@@ -1,0 +1,158 @@
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import type { H1Front } from './h1.js';
+import type { H2Front } from './h2.js';
+import { answerAndDiscard, rawResponse } from './limits.js';
+import { peekConnection } from './listener.js';
+import type { MediatedConnection, PolicyState } from './mediate.js';
+import type { ProxyMetrics } from './metrics.js';
+import { passThrough } from './passthrough.js';
+import { PEEK_LIMIT } from './peek.js';
+import { decideRoute, type Route } from './route.js';
+import type { CertificateSource } from './sources/types.js';
+import { terminateTls } from './tls.js';
+
+// One captured connection, from its first byte to where it goes: peek (SNI or Host) → route (pure, route.ts)
+// → terminate TLS and serve HTTP/1.1 or HTTP/2 / serve plain HTTP / pass through untouched / refuse.
+
+const PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
+
+export interface ConnectionDeps {
+  /** The compiled policy; undefined until the first one is in place. */
+  state(): PolicyState | undefined;
+  /** Settles when the proxy is ready (or failed to become so): a connection before that waits on it. */
+  ready: Promise<void>;
+  certificates: CertificateSource;
+  h1: H1Front;
+  h2: H2Front;
+  metrics: ProxyMetrics;
+  log: Logger;
+  /** How long a new connection may take to send enough bytes to route it (and wait for readiness). */
+  peekTimeoutMs: number;
+  /** host → address to dial instead (demo, loopback tests). */
+  resolve?: Readonly<Record<string, { host: string; port: number }>>;
+  /** Called for every connection that carries AI requests (drain needs them). */
+  track(conn: MediatedConnection): void;
+}
+
+/** Handles one captured socket to its end; resolves once it is routed (not when it closes). */
+export type ConnectionHandler = (socket: Socket) => Promise<void>;
+
+export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler {
+  const { metrics, log, certificates: certs } = deps;
+
+  async function handleCaptured(socket: Socket): Promise<void> {
+    const peeked = await peekConnection(socket, deps.peekTimeoutMs);
+    // The capture server allows half-open sockets (pass-through needs them), so a client that hung up before
+    // it could be routed (Happy Eyeballs losers, pre-warmed connections, TCP probes) is not closed by Node:
+    // without this its descriptor stays open for good.
+    if (peeked.kind === 'closed') {
+      socket.destroy();
+      return;
+    }
+    if (!deps.state()) {
+      // Apps start after the proxy is ready; a connection before that waits for it rather than bypassing policy.
+      const ok = await Promise.race([
+        deps.ready.then(() => true, () => false),
+        new Promise<boolean>((r) => setTimeout(() => r(false), deps.peekTimeoutMs).unref()),
+      ]);
+      if (!ok || !deps.state()) {
+        socket.destroy();
+        return;
+      }
+    }
+    const s: PolicyState = deps.state()!;
+    const route: Route =
+      peeked.kind === 'timeout'
+        ? { route: 'unmediated', reason: peeked.head.length === 0 ? 'client sent nothing' : 'client sent too little to route' }
+        : decideRoute(peeked.result, s.matchHost, s.policy.spec.unmatchedEgress);
+    metrics.connections.inc({ route: route.route });
+    const head = peeked.kind === 'peeked' ? peeked.head : Buffer.alloc(0);
+    switch (route.route) {
+      case 'mediated':
+        if (route.tls) await terminate(socket, head, route.host, route.adapter.id);
+        else servePlain(socket, head, route.host);
+        return;
+      case 'passthrough': {
+        const target = deps.resolve?.[route.host] ?? { host: route.host, port: route.port };
+        passThrough(socket, head, target, {
+          connectTimeoutMs: PASSTHROUGH_CONNECT_TIMEOUT_MS,
+          onClose: (error) => {
+            if (error) log.warn({ host: route.host, port: route.port, err: error }, 'pass-through connection failed');
+          },
+        });
+        return;
+      }
+      case 'denied':
+        log.info({ host: route.host, tls: route.tls, reason: route.reason }, 'egress denied');
+        if (route.tls) socket.destroy();
+        else refuseRaw(socket, 403, `aigress: egress to ${route.host ?? 'this host'} is not allowed (${route.reason})`);
+        return;
+      case 'unmediated':
+        // Without a name the proxy cannot know where the app meant to go; it never forwards blind.
+        log.warn({ reason: route.reason, remotePort: socket.remotePort, bytes: head.length }, 'unmediated connection closed');
+        if (route.status === 431) refuseRaw(socket, 431, `aigress: HTTP header block over ${PEEK_LIMIT} bytes`);
+        else if (route.http) refuseRaw(socket, 400, 'aigress: HTTP request without a Host header');
+        else socket.destroy();
+        return;
+    }
+  }
+
+  async function terminate(socket: Socket, head: Buffer, host: string, provider: string): Promise<void> {
+    let context;
+    try {
+      const c = certs.contextFor(host);
+      context = c instanceof Promise ? await c : c;
+    } catch (err) {
+      // Fail closed: an AI host the proxy cannot terminate is never passed through.
+      log.error({ host, err: errorMessage(err) }, 'no certificate for AI host; connection closed');
+      socket.destroy();
+      return;
+    }
+    if (socket.destroyed) return;
+    const tlsSocket: TLSSocket = terminateTls(socket, head, context);
+    const conn: MediatedConnection = { host, tls: true, io: tlsSocket, inflight: 0, requests: 0 };
+    deps.track(conn);
+    let secured = false;
+    tlsSocket.once('secure', () => {
+      secured = true;
+      if (tlsSocket.alpnProtocol === 'h2') deps.h2.serve(tlsSocket, conn);
+      else deps.h1.serve(tlsSocket, conn);
+    });
+    // A client that rejects our certificate may send an alert (error) or just hang up (close): either way the
+    // handshake never completed. That is the usual sign of an app that does not trust the aigress bundle.
+    let handshakeError: string | undefined;
+    tlsSocket.on('error', (err: NodeJS.ErrnoException) => {
+      if (secured) return; // after the handshake, errors are the HTTP server's (clientError)
+      handshakeError ??= err.code ?? err.message;
+      tlsSocket.destroy();
+    });
+    tlsSocket.once('close', () => {
+      // Node clients verify the certificate after the TLS 1.3 handshake completes, then hang up: a connection
+      // that ends without a single request is counted too (stage=after_handshake).
+      if (secured && conn.requests > 0) return;
+      const stage = secured ? 'after_handshake' : 'handshake';
+      metrics.clientTlsErrors.inc({ provider, stage });
+      log.warn({ host, stage, err: handshakeError ?? 'closed without a request' }, 'app ended the TLS connection without a request (does it trust the aigress CA bundle?)');
+    });
+  }
+
+  function servePlain(socket: Socket, head: Buffer, host: string): void {
+    const conn: MediatedConnection = { host, tls: false, io: socket, inflight: 0, requests: 0 };
+    deps.track(conn);
+    socket.allowHalfOpen = false; // only pass-through keeps half-open connections
+    socket.unshift(head);
+    deps.h1.serve(socket, conn);
+    socket.resume();
+  }
+
+  return handleCaptured;
+}
+
+/** A refusal on the raw socket (no HTTP server has it yet): answered, then read and discarded briefly. */
+function refuseRaw(socket: Socket, status: 400 | 403 | 431, message: string): void {
+  socket.allowHalfOpen = false;
+  answerAndDiscard(socket, rawResponse(status, message));
+}

@@ -1,0 +1,105 @@
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { MediatedConnection, Mediator, PolicyState } from './mediate.js';
+import { answerAndDiscard, checkHead, HARD_HEADER_FIELDS, MAX_HEADER_BYTES, rawResponse, type HeadProblem } from './limits.js';
+
+// HTTP/1.1 from the app (plain HTTP, or terminated TLS without ALPN h2). One node:http server that never
+// listens: each captured socket is handed to it with the MediatedConnection it belongs to, and every request
+// goes to the Mediator once its head passed the limits of limits.ts. Beside h2.ts, which does the same for
+// HTTP/2 sessions.
+
+export interface H1Front {
+  /** Serve HTTP/1.1 on a socket (TLSSocket after termination, or the plain captured socket). */
+  serve(socket: Duplex, conn: MediatedConnection): void;
+}
+
+export interface H1FrontOptions {
+  /** Idle keep-alive connections are closed after this long. */
+  keepAliveMs: number;
+  /** Socket inactivity limit; above the upstream timeout, so a long upstream wait does not trip it. */
+  idleTimeoutMs: number;
+  /** The current policy (for the provider's error shape in refusals); undefined before the first one. */
+  state(): PolicyState | undefined;
+}
+
+export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue'>, opts: H1FrontOptions): H1Front {
+  // maxHeaderSize: node's default (16 KiB) answered a 17 KiB head with 400; the proxy's limit is the same 64 KiB
+  // as the peek's. maxHeadersCount: node silently drops fields past it, so it sits above the limit and the
+  // check below refuses what is over.
+  const http = createHttpServer({ noDelay: true, keepAliveTimeout: opts.keepAliveMs, maxHeaderSize: MAX_HEADER_BYTES });
+  http.timeout = opts.idleTimeoutMs;
+  http.maxHeadersCount = HARD_HEADER_FIELDS;
+  const connOf = new WeakMap<Duplex, MediatedConnection>();
+
+  /** A refusal in the provider's error shape when the connection's host is an AI host of the policy. */
+  const providerError = (conn: MediatedConnection | undefined, p: HeadProblem): { body: string; contentType: string } | undefined => {
+    const adapter = conn && opts.state()?.matchHost(conn.host);
+    if (!adapter) return undefined;
+    const e = adapter.errorResponse(p.status === 431 ? 'too_large' : 'misdirected', p.status, p.message);
+    return { body: e.body, contentType: e.headers['content-type'] ?? 'application/json' };
+  };
+  const refuse = (socket: Duplex, p: HeadProblem): void => {
+    const e = providerError(connOf.get(socket), p);
+    answerAndDiscard(socket, e ? rawResponse(p.status, e.body, e.contentType) : rawResponse(p.status, p.message));
+  };
+  const admit = (req: IncomingMessage, res: ServerResponse): MediatedConnection | undefined => {
+    const conn = connOf.get(req.socket);
+    if (!conn) {
+      res.destroy();
+      return undefined;
+    }
+    const problem = checkHead(req.rawHeaders);
+    if (problem) {
+      const e = providerError(conn, problem);
+      const body = e?.body ?? `${problem.message}\n`;
+      res.shouldKeepAlive = false;
+      res.writeHead(problem.status, { 'content-type': e?.contentType ?? 'text/plain', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      req.resume(); // read and drop the body: closing with it unread would reset the connection
+      return undefined;
+    }
+    return conn;
+  };
+
+  http.on('request', (req, res) => {
+    const conn = admit(req, res);
+    if (conn) mediator.handle(req, res, conn);
+  });
+  http.on('checkContinue', (req, res) => {
+    const conn = admit(req, res);
+    if (conn) mediator.checkContinue(req, res, conn);
+  });
+  http.on('connect', (_req, socket: Duplex) => {
+    answerAndDiscard(socket, rawResponse(405, ''));
+  });
+  http.on('upgrade', (_req, socket: Duplex) => {
+    // WebSocket and other upgrades cannot be inspected yet: refuse rather than forward blind.
+    const conn = connOf.get(socket);
+    const adapter = conn && opts.state()?.matchHost(conn.host);
+    const e = adapter?.errorResponse('policy', 501, 'aigress: protocol upgrades (WebSocket) to AI providers are not supported');
+    answerAndDiscard(socket, rawResponse(501, e?.body ?? '', e?.headers['content-type'] ?? 'text/plain'));
+  });
+    // node:http may report the same broken socket again as more bytes arrive; the first answer stands, and the
+  // socket is closed by answerAndDiscard's timer, not by a later report.
+  const answered = new WeakSet<Duplex>();
+  http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (answered.has(socket)) return;
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    answered.add(socket);
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      refuse(socket, { status: 431, message: `aigress: header block over ${MAX_HEADER_BYTES} bytes` });
+      return;
+    }
+    answerAndDiscard(socket, rawResponse(400, ''));
+  });
+
+  return {
+    serve(socket, conn) {
+      connOf.set(socket, conn);
+      http.emit('connection', socket);
+    },
+  };
+}

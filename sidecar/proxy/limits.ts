@@ -1,0 +1,69 @@
+import type { Duplex } from 'node:stream';
+import { PEEK_LIMIT } from './peek.js';
+
+// Limits on what an app may send in one request head, the same for HTTP/1.1 and HTTP/2, and the pure check
+// both fronts (h1.ts, h2.ts) run before a request reaches the Mediator. A request over a limit gets a readable
+// 431, not a reset: the app (and its operator) must be able to tell "too large" from "the network broke".
+
+/** Largest header block (names + values, as HTTP/1.1 would carry them) the proxy accepts: 64 KiB. */
+export const MAX_HEADER_BYTES = PEEK_LIMIT;
+/** Most header fields one request may carry (pseudo-headers not counted). */
+export const MAX_HEADER_FIELDS = 256;
+/**
+ * Protocol-level ceilings, well above the limits so that a request just over them is still parsed and can be
+ * answered 431; beyond these the HTTP/2 stream is reset (RST_STREAM) or the HTTP/1.1 parser gives up (431).
+ */
+export const HARD_HEADER_BYTES = 2 * MAX_HEADER_BYTES;
+export const HARD_HEADER_FIELDS = 4 * MAX_HEADER_FIELDS;
+/** HTTP/2 streams one session may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+export const MAX_CONCURRENT_STREAMS = 100;
+/** After a refusal, how long the proxy keeps reading (and discarding) before it closes the connection. */
+export const DISCARD_LINGER_MS = 1_000;
+
+export interface HeadProblem {
+  status: 400 | 431;
+  message: string;
+}
+
+/**
+ * What is wrong with a request's raw header list (name, value, name, value…; HTTP/2 pseudo-headers included
+ * or not), if anything: too many fields, too many bytes, or more than one Host field.
+ */
+export function checkHead(raw: readonly string[]): HeadProblem | undefined {
+  let fields = 0;
+  let bytes = 0;
+  let hosts = 0;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.startsWith(':')) continue;
+    fields++;
+    bytes += name.length + raw[i + 1]!.length + 4; // "name: value\r\n"
+    if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
+  }
+  if (fields > MAX_HEADER_FIELDS) return { status: 431, message: `aigress: more than ${MAX_HEADER_FIELDS} header fields` };
+  if (bytes > MAX_HEADER_BYTES) return { status: 431, message: `aigress: header block of ${bytes} bytes; the limit is ${MAX_HEADER_BYTES}` };
+  if (hosts > 1) return { status: 400, message: 'aigress: more than one Host header' };
+  return undefined;
+}
+
+/**
+ * Sends `response` and closes, but reads and discards what the client still sends for a moment first: closing
+ * a socket with unread bytes in the kernel's buffer sends a reset, and the client's stack then drops the answer
+ * it has not read yet. Destroyed after DISCARD_LINGER_MS (or sooner, once the client has hung up).
+ */
+export function answerAndDiscard(socket: Duplex, response: string): void {
+  socket.on('data', () => undefined);
+  socket.on('end', () => {
+    if (socket.writableFinished) socket.destroy();
+  });
+  socket.resume();
+  socket.end(response);
+  setTimeout(() => socket.destroy(), DISCARD_LINGER_MS).unref();
+}
+
+/** The raw HTTP/1.1 response for a refusal before the Mediator (plain text: no provider is known for sure). */
+export function rawResponse(status: 400 | 403 | 405 | 431 | 501, message: string, contentType = 'text/plain'): string {
+  const reason = { 400: 'Bad Request', 403: 'Forbidden', 405: 'Method Not Allowed', 431: 'Request Header Fields Too Large', 501: 'Not Implemented' }[status];
+  const body = contentType === 'text/plain' && message !== '' ? `${message}\n` : message;
+  return `HTTP/1.1 ${status} ${reason}\r\ncontent-type: ${contentType}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
