@@ -26,7 +26,7 @@ export function registerProxy(program: Command): void {
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')}`, 'info')
     .addHelpText(
       'after',
-      '\nEnvironment: AIGRESS_POD_NAME, AIGRESS_POD_NAMESPACE, AIGRESS_SERVICE_ACCOUNT name the pod in log lines.\n' +
+      '\nEnvironment: AIGRESS_POD_NAME, AIGRESS_POD_NAMESPACE, AIGRESS_SERVICE_ACCOUNT, AIGRESS_WORKLOAD name the pod in log lines and metrics.\n' +
         'Standalone example: aigress proxy --policy policy.yaml --ca-dir ./ca --bundle-dir ./bundle',
     )
     .action(async (flags: RawProxyFlags) => {

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { TOKEN_DIR, TOKEN_FILE } from '../../shared/constants.js';
+import { ENV_POD_NAME, ENV_POD_NAMESPACE, ENV_SERVICE_ACCOUNT, ENV_WORKLOAD, TOKEN_DIR, TOKEN_FILE } from '../../shared/constants.js';
 import { UserError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/policy/validate.js';
 import type { PodIdentity } from '../pipeline/types.js';
@@ -116,8 +116,9 @@ export function parseProxyFlags(f: RawProxyFlags, defaults: { capturePort: numbe
 /** Who the proxy serves, from the downward-API env the injected spec sets; absent fields stay absent. */
 export function identityFromEnv(env: NodeJS.ProcessEnv): PodIdentity {
   const id: PodIdentity = {};
-  if (env.AIGRESS_POD_NAMESPACE) id.namespace = env.AIGRESS_POD_NAMESPACE;
-  if (env.AIGRESS_POD_NAME) id.pod = env.AIGRESS_POD_NAME;
-  if (env.AIGRESS_SERVICE_ACCOUNT) id.serviceAccount = env.AIGRESS_SERVICE_ACCOUNT;
+  if (env[ENV_POD_NAMESPACE]) id.namespace = env[ENV_POD_NAMESPACE];
+  if (env[ENV_POD_NAME]) id.pod = env[ENV_POD_NAME];
+  if (env[ENV_SERVICE_ACCOUNT]) id.serviceAccount = env[ENV_SERVICE_ACCOUNT];
+  if (env[ENV_WORKLOAD]) id.workload = env[ENV_WORKLOAD];
   return id;
 }

@@ -12,6 +12,7 @@ import { createServices } from './services.js';
 import { PROXY_DEFAULTS } from './defaults.js';
 import { writeTrustBundle } from './bundle.js';
 import { createConnectionHandler } from './connection.js';
+import { loadOriginalDestination, type OriginalDestinationReader } from './original-dst.js';
 import { createH1Front } from './h1.js';
 import { createH2Front } from './h2.js';
 import { listenCapture } from './listener.js';
@@ -49,6 +50,13 @@ export interface ProxyOptions {
   upstreamCa?: string | readonly string[];
   /** Metrics registry to serve (cluster mode passes the one its sources registered in); a new one by default. */
   registry?: Registry;
+  /**
+   * Reads SO_ORIGINAL_DST of captured sockets: the addon's reader by default; `null` routes by name only
+   * (tests of that mode). When the addon is missing the proxy says so once at start.
+   */
+  originalDestination?: OriginalDestinationReader | null;
+  /** With original destinations: how long a silent client is waited for before pass-through (server-first protocols). */
+  serverFirstWaitMs?: number;
   /** Builds the processors for a policy; the real pipeline unless a test supplies its own. */
   buildPipeline?: (policy: EgressPolicy, services: PipelineServices) => Pipeline;
 }
@@ -179,7 +187,23 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     });
   }
 
+  let originalDestination: OriginalDestinationReader | undefined;
+  if (opts.originalDestination === undefined) {
+    const loaded = loadOriginalDestination();
+    if (loaded.ok) {
+      originalDestination = loaded.read;
+      log.info({ addon: loaded.file }, 'original destinations: SO_ORIGINAL_DST available; unnamed connections pass through to where they were going');
+    } else {
+      log.warn(
+        { reason: loaded.why },
+        'original destinations unavailable: connections without a name (no SNI, not HTTP, server-first) are closed and pass-through dials names',
+      );
+    }
+  } else originalDestination = opts.originalDestination ?? undefined;
+
   const handleCaptured = createConnectionHandler({
+    originalDestination,
+    serverFirstWaitMs: opts.serverFirstWaitMs ?? DEFAULTS.serverFirstWaitMs,
     state: () => state,
     ready: readyOrFail,
     certificates: certs,
