@@ -17,7 +17,7 @@ export function registerProxy(program: Command): void {
     .option('--listen-address <addr>', 'address the capture port binds (default: 127.0.0.1 and ::1, where REDIRECT delivers)')
     .option('--bundle-dir <dir>', 'directory to write bundle.pem and truststore.p12 (public roots + aigress CA) into', D.bundleDir)
     .option('--policy <file>', 'standalone mode: EgressPolicy YAML file (re-read when it changes)')
-    .option('--ca-dir <dir>', 'standalone mode: directory with ca.crt and ca.key of the CA that signs leaf certificates')
+    .option('--ca-dir <dir>', 'standalone mode: directory with tls.crt and tls.key (or ca.crt and ca.key) of the CA that signs leaf certificates')
     .option('--control-plane <url>', 'cluster mode: control plane URL for certificates and policy')
     .option('--token-file <file>', `cluster mode: ServiceAccount token presented to the control plane (default ${DEFAULT_TOKEN_FILE})`)
     .option('--max-body-bytes <n>', 'largest request body buffered for the pipeline; larger ones get 413', String(D.maxBodyBytes))
