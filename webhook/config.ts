@@ -103,7 +103,7 @@ export function defaultConfig(): WebhookConfig {
       imagePullPolicy: 'IfNotPresent',
       nativeSidecar: 'auto',
       kubernetesVersion: '',
-      controlPlane: { address: 'https://aigress.aigress-system.svc:8443', namespace: 'aigress-system' },
+      controlPlane: { address: 'https://aigress.aigress-system.svc', namespace: 'aigress-system' },
       proxy: {
         uid: PROXY_UID,
         gid: PROXY_GID,
