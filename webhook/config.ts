@@ -60,6 +60,11 @@ export interface InjectionConfig {
     resources: ResourceRequirements;
     /** Appended verbatim to the proxy's arguments (dev and tests: `--policy FILE --ca-dir DIR`). */
     extraArgs: string[];
+    /**
+     * A ConfigMap (in each injected pod's namespace) with extra trust roots, e.g. a corporate CA: mounted into
+     * the proxy, which merges it into the apps' bundle (`--extra-ca-file`). Empty name: none.
+     */
+    extraCaConfigMap: { name: string; key: string };
   };
   init: {
     resources: ResourceRequirements;
@@ -111,6 +116,7 @@ export function defaultConfig(): WebhookConfig {
         adminPort: ADMIN_PORT,
         resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
         extraArgs: [],
+        extraCaConfigMap: { name: '', key: 'ca.crt' },
       },
       init: {
         resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
@@ -280,7 +286,14 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
   const top = r.section(raw, '', TOP);
   const inj = r.section(top.injection, 'injection', INJECTION);
   const cp = r.section(inj.controlPlane, 'injection.controlPlane', ['address', 'namespace']);
-  const proxy = r.section(inj.proxy, 'injection.proxy', ['uid', 'gid', 'capturePort', 'adminPort', 'resources', 'extraArgs']);
+  const proxy = r.section(inj.proxy, 'injection.proxy', ['uid', 'gid', 'capturePort', 'adminPort', 'resources', 'extraArgs', 'extraCaConfigMap']);
+  const extraCa = r.section(proxy.extraCaConfigMap, 'injection.proxy.extraCaConfigMap', ['name', 'key']);
+  const extraCaName = r.string(extraCa.name, 'injection.proxy.extraCaConfigMap.name', '').trim();
+  const extraCaKey = r.string(extraCa.key, 'injection.proxy.extraCaConfigMap.key', 'ca.crt', { nonEmpty: true }).trim();
+  if (extraCaName !== '' && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(extraCaName)) {
+    r.fail('injection.proxy.extraCaConfigMap.name', `must be a ConfigMap name (got ${JSON.stringify(extraCaName)})`);
+  }
+  if (!/^[-._a-zA-Z0-9]+$/.test(extraCaKey)) r.fail('injection.proxy.extraCaConfigMap.key', `must be a ConfigMap key (got ${JSON.stringify(extraCaKey)})`);
   const init = r.section(inj.init, 'injection.init', ['resources']);
   const cap = r.section(inj.capture, 'injection.capture', [
     'includeOutboundPorts',
@@ -328,6 +341,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
         adminPort: r.integer(proxy.adminPort, 'injection.proxy.adminPort', d.injection.proxy.adminPort, 1, 65535),
         resources: r.resources(proxy.resources, 'injection.proxy.resources', d.injection.proxy.resources),
         extraArgs: r.stringList(proxy.extraArgs, 'injection.proxy.extraArgs', d.injection.proxy.extraArgs),
+        extraCaConfigMap: { name: extraCaName, key: extraCaKey },
       },
       init: { resources: r.resources(init.resources, 'injection.init.resources', d.injection.init.resources) },
       capture: {

@@ -13,6 +13,7 @@ export interface RawProxyFlags {
   bundleDir?: string;
   policy?: string;
   caDir?: string;
+  extraCaFile?: string;
   controlPlane?: string;
   tokenFile?: string;
   maxBodyBytes?: string;
@@ -31,6 +32,8 @@ export interface ProxyConfig {
   /** Undefined: loopback on both families (the default). */
   listenAddresses?: string[];
   bundleDir: string;
+  /** Extra trust roots (PEM) merged into the app bundle. */
+  extraCaFile?: string;
   mode: SourceMode;
   maxBodyBytes: number;
   drainTimeoutMs: number;
@@ -110,6 +113,10 @@ export function parseProxyFlags(f: RawProxyFlags, defaults: { capturePort: numbe
   };
   if (cfg.upstreamTimeoutMs === 0) throw new UserError('--upstream-timeout: must be more than 0', 2);
   if (f.listenAddress !== undefined) cfg.listenAddresses = [f.listenAddress];
+  if (f.extraCaFile !== undefined) {
+    if (f.extraCaFile === '') throw new UserError('--extra-ca-file: must not be empty', 2);
+    cfg.extraCaFile = f.extraCaFile;
+  }
   return cfg;
 }
 

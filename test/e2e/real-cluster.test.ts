@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPENAI_HOST, PLAIN_HOST } from './support/fake-provider.js';
@@ -98,7 +99,12 @@ const MESHES: MeshCase[] = [
   },
 ];
 
-describeRoot('a real cluster\'s pod: original destinations, the Kubernetes API, meshes', () => {
+describeRoot('a real cluster\'s pod: original destinations, the Kubernetes API, meshes, private roots', () => {
+  // The internal service's certificate is its own root (a private CA the app's image would trust): it reaches the
+  // app's bundle only through the proxy's --extra-ca-file.
+  const caDir = join(tmpdir(), `aig-e2e-real-ca-${process.pid}`);
+  const cert = join(caDir, 'internal-ca.crt');
+  const key = join(caDir, 'internal-ca.key');
   const session = new PodSession({
     tmpPrefix: 'aig-e2e-real-',
     hosts: [OPENAI_HOST, PLAIN_HOST],
@@ -107,6 +113,7 @@ describeRoot('a real cluster\'s pod: original destinations, the Kubernetes API, 
       annotations: { 'aigress.io/include-outbound-ports': '5432,8443' },
       extraContainers: ['istio-proxy', 'linkerd-proxy'],
       capture: { kubernetesApiAddress: API },
+      proxyArgs: ['--extra-ca-file', cert],
     },
   });
   let outside: Background;
@@ -133,6 +140,10 @@ describeRoot('a real cluster\'s pod: original destinations, the Kubernetes API, 
   const natOutput = async (): Promise<string[]> => (await inPod(['iptables-nft-save', '-t', 'nat'])).split('\n').filter((l) => l.startsWith('-A OUTPUT '));
 
   beforeAll(async () => {
+    rmSync(caDir, { recursive: true, force: true });
+    mkdirSync(caDir, { mode: 0o755 });
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=internal private CA', '-days', '1',
+      '-addext', `subjectAltName=DNS:internal.example,IP:${SERVICE}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
     await session.start();
     const out = session.net.out;
     await run('ip', ['netns', 'del', svc]);
@@ -147,9 +158,6 @@ describeRoot('a real cluster\'s pod: original destinations, the Kubernetes API, 
     }
     await runOk('ip', ['-n', svc, 'route', 'add', 'default', 'via', '10.203.0.1']);
     await runOk('ip', ['netns', 'exec', out, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    const cert = join(session.dir, 'outside.crt');
-    const key = join(session.dir, 'outside.key');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=outside', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
     const [cmd, args] = netnsExec(svc, [NODE, '-e', OUTSIDE, cert, key]);
     outside = new Background(cmd, args);
     await outside.waitFor('outside servers', () => outside.stdout.includes('ready'), 10_000);
@@ -159,6 +167,7 @@ describeRoot('a real cluster\'s pod: original destinations, the Kubernetes API, 
     await outside?.stop();
     await run('ip', ['netns', 'del', svc]);
     await session.stop();
+    rmSync(caDir, { recursive: true, force: true });
   });
 
   it('the injected init container exempts both meshes\' UIDs and leaves the Kubernetes API out of capture', () => {
@@ -201,6 +210,15 @@ describeRoot('a real cluster\'s pod: original destinations, the Kubernetes API, 
     const r = await app([CURL, '-sS', '-k', '--fail', '--resolve', `${PLAIN_HOST}:443:${SERVICE}`, `https://${PLAIN_HOST}/`]);
     expect(r.stdout, r.stderr).toBe(`service ${SERVICE}:443 sni=${PLAIN_HOST}\n`);
     expect(delta(before, await routes())).toEqual({ passthrough_name: 1 });
+  });
+
+  it('an app reaches an internal service under a private CA with the injected trust env (the extra root is in the bundle)', async () => {
+    // curl uses CURL_CA_BUNDLE / SSL_CERT_FILE from the injected spec: the bundle, not the image's store.
+    const r = await app([CURL, '-sS', '--fail', '--resolve', `internal.example:8443:${SERVICE}`, 'https://internal.example:8443/ca']);
+    expect(r.stdout, r.stderr).toBe(`service ${SERVICE}:8443 sni=internal.example\n`);
+    // and Python requests (REQUESTS_CA_BUNDLE) too
+    const py = await app(['/usr/bin/python3', '-c', `import requests; print(requests.get('https://${SERVICE}/py').text, end='')`]);
+    expect(py.stdout, py.stderr).toBe(`service ${SERVICE}:443 sni=none\n`);
   });
 
   for (const mesh of MESHES) {

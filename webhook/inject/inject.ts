@@ -6,7 +6,7 @@ import { meshesOf, type Mesh } from './mesh.js';
 import { PatchBuilder, type Segment } from './patch.js';
 import { identityConflict, isAigressContainer, isInjected, skipReason, type SkipCode } from './rules.js';
 import { checkPodShape, formatShapeIssues } from './shape.js';
-import { CA_VOLUME, appCaMount, caVolume, initContainer, initRunVolume, proxyContainer, tokenVolume, type PodFacts } from './template.js';
+import { CA_VOLUME, appCaMount, caVolume, extraCaVolume, initContainer, initRunVolume, proxyContainer, tokenVolume, type PodFacts } from './template.js';
 import { workloadOf } from './workload.js';
 import type { Container, PatchOperation, Pod } from './types.js';
 
@@ -75,7 +75,8 @@ export function inject(input: unknown, context: InjectionContext, config: Inject
 
   const native = useNativeSidecar(config);
   const b = new PatchBuilder(pod);
-  const volumes = [caVolume(), tokenVolume(), initRunVolume()];
+  const extraCa = extraCaVolume(config);
+  const volumes = [caVolume(), tokenVolume(), initRunVolume(), ...(extraCa ? [extraCa] : [])];
   const status: InjectionStatus = {
     version: VERSION,
     initContainers: native ? [INIT_CONTAINER_NAME, PROXY_CONTAINER_NAME] : [INIT_CONTAINER_NAME],

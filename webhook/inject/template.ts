@@ -21,6 +21,17 @@ import type { Container, EnvVar, Volume } from './types.js';
 // The containers and volumes aigress adds, as pure functions of the config and the pod's overrides.
 
 export const CA_VOLUME = 'aigress-ca';
+/** The operator's extra trust roots (a ConfigMap), mounted into the proxy only. */
+export const EXTRA_CA_VOLUME = 'aigress-extra-ca';
+export const EXTRA_CA_DIR = '/etc/aigress/extra-ca';
+const EXTRA_CA_FILE = 'ca.crt';
+
+/** The extra-roots volume when the config names a ConfigMap. Not optional: a missing one shows as a mount event. */
+export function extraCaVolume(config: InjectionConfig): Volume | undefined {
+  const cm = config.proxy.extraCaConfigMap;
+  if (cm.name === '') return undefined;
+  return { name: EXTRA_CA_VOLUME, configMap: { name: cm.name, items: [{ key: cm.key, path: EXTRA_CA_FILE }] } };
+}
 export const TOKEN_VOLUME = 'aigress-token';
 /** aigress-init's only writable path: /run, where iptables-legacy takes its xtables lock. */
 export const INIT_RUN_VOLUME = 'aigress-init-run';
@@ -155,6 +166,7 @@ export function proxyArgs(config: InjectionConfig): string[] {
     `${TOKEN_DIR}/${TOKEN_FILE}`,
   ];
   if (config.controlPlane.address !== '') args.push('--control-plane', config.controlPlane.address);
+  if (config.proxy.extraCaConfigMap.name !== '') args.push('--extra-ca-file', `${EXTRA_CA_DIR}/${EXTRA_CA_FILE}`);
   return [...args, ...config.proxy.extraArgs];
 }
 
@@ -219,6 +231,7 @@ export function proxyContainer(config: InjectionConfig, o: PodOverrides, native:
       // Read-write: the proxy writes bundle.pem and truststore.p12 here for the apps.
       { name: CA_VOLUME, mountPath: CA_BUNDLE_DIR },
       { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
+      ...(config.proxy.extraCaConfigMap.name === '' ? [] : [{ name: EXTRA_CA_VOLUME, mountPath: EXTRA_CA_DIR, readOnly: true }]),
     ],
     terminationMessagePolicy: 'FallbackToLogsOnError',
   });

@@ -32,6 +32,8 @@ export interface AppPodOptions {
   annotations?: Record<string, string>;
   /** More containers' names in the spec (a mesh's sidecar, as its injector leaves it); never started. */
   extraContainers?: readonly string[];
+  /** More proxy arguments (after --policy and --ca-dir). */
+  proxyArgs?: readonly string[];
   /** Fields of the injection config's `capture` section. */
   capture?: Record<string, unknown>;
 }
@@ -105,7 +107,7 @@ export async function injectAppPod(
     JSON.stringify({
       injection: {
         controlPlane: { address: '' },
-        proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir] },
+        proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir, ...(opts.proxyArgs ?? [])] },
         ...(opts.capture ? { capture: opts.capture } : {}),
       },
     }),

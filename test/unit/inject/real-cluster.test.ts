@@ -131,3 +131,22 @@ describe('aigress inject names what it does not inject', () => {
     expect(r.output).toContain(`kind: ${kind}`);
   });
 });
+
+describe('extra trust roots (injection.proxy.extraCaConfigMap)', () => {
+  it('mounts the ConfigMap into the proxy only and passes --extra-ca-file', () => {
+    const r = validateConfig({ injection: { proxy: { extraCaConfigMap: { name: 'corp-roots', key: 'roots.pem' } } } });
+    const cfg = (r as { ok: true; config: { injection: InjectionConfig } }).config.injection;
+    const p = inject(pod(), ctx, cfg).pod!;
+    expect(p.spec.volumes).toContainEqual({ name: 'aigress-extra-ca', configMap: { name: 'corp-roots', items: [{ key: 'roots.pem', path: 'ca.crt' }] } });
+    const proxy = p.spec.initContainers!.find((c) => c.name === 'aigress-proxy')!;
+    expect(flag(proxy.args as string[], '--extra-ca-file')).toBe('/etc/aigress/extra-ca/ca.crt');
+    expect(proxy.volumeMounts).toContainEqual({ name: 'aigress-extra-ca', mountPath: '/etc/aigress/extra-ca', readOnly: true });
+    expect(p.spec.containers[0]!.volumeMounts!.some((m) => m.name === 'aigress-extra-ca')).toBe(false);
+  });
+
+  it('adds nothing by default, and refuses a bad ConfigMap name naming the field', () => {
+    expect(inject(pod(), ctx, base).pod!.spec.volumes!.some((v) => v.name === 'aigress-extra-ca')).toBe(false);
+    const r = validateConfig({ injection: { proxy: { extraCaConfigMap: { name: 'Corp_Roots' } } } });
+    expect(r.ok === false && r.issues[0]!.path).toBe('injection.proxy.extraCaConfigMap.name');
+  });
+});
