@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { UserError } from '../shared/errors.js';
-import { loadConfig } from '../webhook/config.js';
+import { loadConfig, withRuntimeDefaults } from '../webhook/config.js';
 import { injectManifests } from '../webhook/inject/manifests.js';
 import { parseDocuments, readInputs } from './inputs.js';
 import { collect, joinStreams, manifestFormat, printManifests } from './output.js';
@@ -46,7 +46,7 @@ Examples:
       for (const f of files) {
         parseDocuments(f); // YAML errors with file, document, line and column, before anything is printed
         try {
-          const result = injectManifests(f.text, { config: config.injection, namespace: flags.namespace });
+          const result = injectManifests(f.text, { config: withRuntimeDefaults(config.injection, process.env), namespace: flags.namespace });
           for (const note of result.notes) process.stderr.write(`aigress: ${files.length > 1 ? `${f.source}: ` : ''}${note}\n`);
           outputs.push(result.output);
         } catch (err) {

@@ -38,3 +38,25 @@ export const EGRESS_POLICY_KIND = 'EgressPolicy';
 
 /** Namespaces never injected, whatever their labels say. The control plane's own namespace is added from config. */
 export const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease'];
+
+/** The proxy's identity env, set by the injected spec (downward API, owner references) and read by the proxy. */
+export const ENV_POD_NAME = 'AIGRESS_POD_NAME';
+export const ENV_POD_NAMESPACE = 'AIGRESS_POD_NAMESPACE';
+export const ENV_SERVICE_ACCOUNT = 'AIGRESS_SERVICE_ACCOUNT';
+/** The owning workload as `kind/name` (`deployment/checkout`), derived from owner references at injection. */
+export const ENV_WORKLOAD = 'AIGRESS_WORKLOAD';
+/** The EgressPolicy the pod selected with `aigress.io/policy`; the proxy asks the control plane for it by name. */
+export const ENV_POLICY = 'AIGRESS_POLICY';
+/** PEM of the control plane's CA (public), which cluster-mode proxies verify the control plane with. */
+export const ENV_CONTROL_PLANE_CA = 'AIGRESS_CONTROL_PLANE_CA';
+
+/** The UIDs service meshes run their proxies as (istio-init's and Linkerd proxy-init's defaults). */
+export const ISTIO_PROXY_UID = 1337;
+export const LINKERD_PROXY_UID = 2102;
+
+/** Key names of the certificate files in a `--ca-dir`: a cert-manager / kubernetes.io/tls Secret's. */
+export const CA_CERT_FILE = 'tls.crt';
+export const CA_KEY_FILE = 'tls.key';
+/** Also accepted in a proxy `--ca-dir` (the names it used first). */
+export const CA_CERT_FILE_ALT = 'ca.crt';
+export const CA_KEY_FILE_ALT = 'ca.key';

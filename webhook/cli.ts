@@ -3,7 +3,7 @@ import { UserError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { createCA, issueLeaf, loadCA } from '../shared/pki.js';
 import { Registry } from 'prom-client';
-import { loadConfig } from './config.js';
+import { loadConfig, withRuntimeDefaults } from './config.js';
 import { addControlPlaneOptions, controlPlaneSettings, startControlPlaneFromSettings, type ControlPlaneFlags } from './control-plane-flags.js';
 import { createWebhookMetrics } from './metrics.js';
 import { createWebhookServer, type TlsSource } from './server.js';
@@ -64,7 +64,8 @@ export function registerWebhook(program: Command): void {
         : certFile && keyFile
           ? { certFile, keyFile, reloadIntervalMs: config.server.certReloadSeconds * 1000 }
           : await ephemeralCertificate(config.injection.controlPlane.namespace, log);
-      const injection = cp ? { ...config.injection, controlPlane: { ...config.injection.controlPlane, caPem: cp.caPem } } : config.injection;
+      const base = withRuntimeDefaults(config.injection, process.env);
+      const injection = cp ? { ...base, controlPlane: { ...base.controlPlane, caPem: cp.caPem } } : base;
       const server = await createWebhookServer({ tls, logger: log, injection, metrics: createWebhookMetrics(registry) }).catch((err: unknown) => {
         const e = err as NodeJS.ErrnoException;
         throw new UserError(`cannot load the TLS certificate (${certFile}, ${keyFile}): ${e.code ?? e.message.split('\n')[0]}`);

@@ -1,8 +1,19 @@
 import { readFile } from 'node:fs/promises';
 import { parseAllDocuments } from 'yaml';
-import { ADMIN_PORT, CAPTURE_PORT, DEFAULT_INCLUDE_PORTS, PROXY_GID, PROXY_UID, VERSION, WEBHOOK_PORT } from '../shared/constants.js';
+import { isIP } from 'node:net';
+import {
+  ADMIN_PORT,
+  CAPTURE_PORT,
+  DEFAULT_INCLUDE_PORTS,
+  ISTIO_PROXY_UID,
+  LINKERD_PROXY_UID,
+  PROXY_GID,
+  PROXY_UID,
+  VERSION,
+  WEBHOOK_PORT,
+} from '../shared/constants.js';
 import { UserError } from '../shared/errors.js';
-import { checkCidrItem, mergePorts, parsePortItem, type PortRange } from './inject/capture.js';
+import { checkCidrItem, mergePorts, parsePortItem, type PortRange } from '../shared/capture.js';
 import { parseQuantity } from './inject/quantity.js';
 import { isObj, type Obj } from '../shared/json.js';
 
@@ -49,6 +60,11 @@ export interface InjectionConfig {
     resources: ResourceRequirements;
     /** Appended verbatim to the proxy's arguments (dev and tests: `--policy FILE --ca-dir DIR`). */
     extraArgs: string[];
+    /**
+     * A ConfigMap (in each injected pod's namespace) with extra trust roots, e.g. a corporate CA: mounted into
+     * the proxy, which merges it into the apps' bundle (`--extra-ca-file`). Empty name: none.
+     */
+    extraCaConfigMap: { name: string; key: string };
   };
   init: {
     resources: ResourceRequirements;
@@ -59,6 +75,15 @@ export interface InjectionConfig {
     excludeOutboundCidrs: string[];
     ipv6: 'auto' | 'true' | 'false';
     iptablesMode: 'auto' | 'legacy' | 'nft';
+    /**
+     * Leave the Kubernetes API Service address out of capture (true by default): controllers, operators and
+     * client-go reach it by IP with TLS and no SNI, which the proxy has no reason to see.
+     */
+    excludeKubernetesApi: boolean;
+    /** The API Service's ClusterIP; empty: the webhook's own KUBERNETES_SERVICE_HOST (see withRuntimeDefaults). */
+    kubernetesApiAddress: string;
+    /** UIDs of mesh proxies exempted from capture when the pod is in that mesh (docs/meshes.md). */
+    meshProxyUids: { istio: number; linkerd: number };
   };
 }
 
@@ -83,7 +108,7 @@ export function defaultConfig(): WebhookConfig {
       imagePullPolicy: 'IfNotPresent',
       nativeSidecar: 'auto',
       kubernetesVersion: '',
-      controlPlane: { address: 'https://aigress.aigress-system.svc:8443', namespace: 'aigress-system' },
+      controlPlane: { address: 'https://aigress.aigress-system.svc', namespace: 'aigress-system' },
       proxy: {
         uid: PROXY_UID,
         gid: PROXY_GID,
@@ -91,6 +116,7 @@ export function defaultConfig(): WebhookConfig {
         adminPort: ADMIN_PORT,
         resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
         extraArgs: [],
+        extraCaConfigMap: { name: '', key: 'ca.crt' },
       },
       init: {
         resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
@@ -101,6 +127,9 @@ export function defaultConfig(): WebhookConfig {
         excludeOutboundCidrs: [],
         ipv6: 'auto',
         iptablesMode: 'auto',
+        excludeKubernetesApi: true,
+        kubernetesApiAddress: '',
+        meshProxyUids: { istio: ISTIO_PROXY_UID, linkerd: LINKERD_PROXY_UID },
       },
     },
     server: { port: WEBHOOK_PORT, tlsCert: '', tlsKey: '', certReloadSeconds: 5 },
@@ -156,6 +185,14 @@ class Reader {
     if (v === undefined || v === null) return dflt;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
       this.fail(path, `must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
+      return dflt;
+    }
+    return v;
+  }
+  boolean(v: unknown, path: string, dflt: boolean): boolean {
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'boolean') {
+      this.fail(path, `must be true or false (got ${JSON.stringify(v)})`);
       return dflt;
     }
     return v;
@@ -249,7 +286,14 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
   const top = r.section(raw, '', TOP);
   const inj = r.section(top.injection, 'injection', INJECTION);
   const cp = r.section(inj.controlPlane, 'injection.controlPlane', ['address', 'namespace']);
-  const proxy = r.section(inj.proxy, 'injection.proxy', ['uid', 'gid', 'capturePort', 'adminPort', 'resources', 'extraArgs']);
+  const proxy = r.section(inj.proxy, 'injection.proxy', ['uid', 'gid', 'capturePort', 'adminPort', 'resources', 'extraArgs', 'extraCaConfigMap']);
+  const extraCa = r.section(proxy.extraCaConfigMap, 'injection.proxy.extraCaConfigMap', ['name', 'key']);
+  const extraCaName = r.string(extraCa.name, 'injection.proxy.extraCaConfigMap.name', '').trim();
+  const extraCaKey = r.string(extraCa.key, 'injection.proxy.extraCaConfigMap.key', 'ca.crt', { nonEmpty: true }).trim();
+  if (extraCaName !== '' && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(extraCaName)) {
+    r.fail('injection.proxy.extraCaConfigMap.name', `must be a ConfigMap name (got ${JSON.stringify(extraCaName)})`);
+  }
+  if (!/^[-._a-zA-Z0-9]+$/.test(extraCaKey)) r.fail('injection.proxy.extraCaConfigMap.key', `must be a ConfigMap key (got ${JSON.stringify(extraCaKey)})`);
   const init = r.section(inj.init, 'injection.init', ['resources']);
   const cap = r.section(inj.capture, 'injection.capture', [
     'includeOutboundPorts',
@@ -257,7 +301,15 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
     'excludeOutboundCidrs',
     'ipv6',
     'iptablesMode',
+    'excludeKubernetesApi',
+    'kubernetesApiAddress',
+    'meshProxyUids',
   ]);
+  const mesh = r.section(cap.meshProxyUids, 'injection.capture.meshProxyUids', ['istio', 'linkerd']);
+  const kubernetesApiAddress = r.string(cap.kubernetesApiAddress, 'injection.capture.kubernetesApiAddress', '').trim();
+  if (kubernetesApiAddress !== '' && isIP(kubernetesApiAddress) === 0) {
+    r.fail('injection.capture.kubernetesApiAddress', `must be an IP address or empty (got ${JSON.stringify(kubernetesApiAddress)})`);
+  }
   const srv = r.section(top.server, 'server', ['port', 'tlsCert', 'tlsKey', 'certReloadSeconds']);
 
   const address = r.string(cp.address, 'injection.controlPlane.address', d.injection.controlPlane.address);
@@ -289,6 +341,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
         adminPort: r.integer(proxy.adminPort, 'injection.proxy.adminPort', d.injection.proxy.adminPort, 1, 65535),
         resources: r.resources(proxy.resources, 'injection.proxy.resources', d.injection.proxy.resources),
         extraArgs: r.stringList(proxy.extraArgs, 'injection.proxy.extraArgs', d.injection.proxy.extraArgs),
+        extraCaConfigMap: { name: extraCaName, key: extraCaKey },
       },
       init: { resources: r.resources(init.resources, 'injection.init.resources', d.injection.init.resources) },
       capture: {
@@ -297,6 +350,12 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
         excludeOutboundCidrs: r.cidrs(cap.excludeOutboundCidrs, 'injection.capture.excludeOutboundCidrs', d.injection.capture.excludeOutboundCidrs),
         ipv6: r.oneOf(cap.ipv6, 'injection.capture.ipv6', ['auto', 'true', 'false'], d.injection.capture.ipv6),
         iptablesMode: r.oneOf(cap.iptablesMode, 'injection.capture.iptablesMode', ['auto', 'legacy', 'nft'], d.injection.capture.iptablesMode),
+        excludeKubernetesApi: r.boolean(cap.excludeKubernetesApi, 'injection.capture.excludeKubernetesApi', true),
+        kubernetesApiAddress,
+        meshProxyUids: {
+          istio: r.integer(mesh.istio, 'injection.capture.meshProxyUids.istio', ISTIO_PROXY_UID, 1, 4294967294),
+          linkerd: r.integer(mesh.linkerd, 'injection.capture.meshProxyUids.linkerd', LINKERD_PROXY_UID, 1, 4294967294),
+        },
       },
     },
     server: {
@@ -328,6 +387,16 @@ export function parseConfig(text: string, source: string): WebhookConfig {
     throw new UserError(`${source}: ${first.path}: ${first.message}${more}`);
   }
   return result.config;
+}
+
+/**
+ * What only the running process knows: the Kubernetes API Service address from its own environment
+ * (KUBERNETES_SERVICE_HOST, set by the kubelet in every pod), unless the config names one. Pure over `env`.
+ */
+export function withRuntimeDefaults(config: InjectionConfig, env: NodeJS.ProcessEnv): InjectionConfig {
+  const host = env.KUBERNETES_SERVICE_HOST?.trim() ?? '';
+  if (config.capture.kubernetesApiAddress !== '' || isIP(host) === 0) return config;
+  return { ...config, capture: { ...config.capture, kubernetesApiAddress: host } };
 }
 
 /** Loads the config file, or the built-in defaults when no path is given. */

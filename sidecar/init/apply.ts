@@ -100,7 +100,7 @@ export function renderDryRun(opts: InitOptions, ipv6: { on: boolean; why: string
     const bin = opts.mode === 'auto' ? binary('nft', family, 'restore').replace('-nft-', '-{legacy,nft}-') : binary(opts.mode, family, 'restore');
     parts.push(`# input for: ${bin} ${RESTORE_ARGS.join(' ')}`);
     // A dry run cannot read the tables (that needs root), so cleanup shows the removal of a fresh install.
-    const text = opts.cleanup ? renderCleanup({ jumps: [JUMP_RULE], chains: true }) : renderApply(opts.capture, family, { jumps: [], chains: false });
+    const text = opts.cleanup ? renderCleanup({ jumps: [JUMP_RULE], chains: true }) : renderApply(opts.capture, family, { jumps: [], chains: false, first: false });
     parts.push((text ?? '').trimEnd());
   }
   return `${parts.join('\n')}\n`;
@@ -128,7 +128,13 @@ export async function runInit(opts: InitOptions, log: Logger, stdout: NodeJS.Wri
     }
     await mustRun(restore, RESTORE_ARGS, renderApply(opts.capture, family, state));
     log.info(
-      { family: `IPv${family}`, binary: restore, jumpAdded: state.jumps.length === 0, duplicateJumpsRemoved: Math.max(0, state.jumps.length - 1) },
+      {
+        family: `IPv${family}`,
+        binary: restore,
+        jumpAdded: state.jumps.length === 0,
+        jumpMovedFirst: state.jumps.length > 0 && !(state.jumps.length === 1 && state.first),
+        duplicateJumpsRemoved: Math.max(0, state.jumps.length - 1),
+      },
       'capture rules applied',
     );
   }

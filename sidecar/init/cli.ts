@@ -21,6 +21,10 @@ export function registerInit(program: Command): void {
     )
     .option('--exclude-outbound-ports <list>', 'comma-separated destination ports or ranges never captured (wins over includes)')
     .option('--exclude-outbound-cidrs <list>', 'comma-separated destination CIDRs never captured; IPv4 and IPv6 both allowed')
+    .option(
+      '--exclude-uids <list>',
+      'comma-separated user ids whose traffic is never captured: a service mesh proxy (Istio 1337, Linkerd 2102) that forwards it',
+    )
     .option('--ipv6 <auto|true|false>', 'also install IPv6 rules; auto: when the kernel has IPv6 and ip6tables-restore is installed (default auto)')
     .option(
       '--iptables-mode <auto|legacy|nft>',

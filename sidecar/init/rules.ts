@@ -7,6 +7,12 @@ export const REDIRECT_CHAIN = 'AIGRESS_REDIRECT';
 
 /** The one rule we add to the built-in OUTPUT chain, in the form iptables-save prints it back. */
 export const JUMP_RULE = `-A OUTPUT -p tcp ${comment('outbound TCP goes through aigress capture')} -j ${OUTPUT_CHAIN}`;
+/**
+ * How we add it: as the first rule of nat OUTPUT, so aigress sees the app's traffic before a service mesh's
+ * chain (istio-init's ISTIO_OUTPUT, Linkerd's PROXY_INIT_OUTPUT) whichever init container ran first. A mesh
+ * that runs after us appends its jump behind ours; one that ran before is overtaken.
+ */
+export const INSERT_JUMP_RULE = JUMP_RULE.replace(/^-A OUTPUT /, '-I OUTPUT 1 ');
 
 const LOOPBACK: Record<Family, string> = { 4: '127.0.0.0/8', 6: '::1/128' };
 
@@ -39,9 +45,10 @@ function portChunks(ports: readonly PortRange[]): string[] {
 
 /**
  * The capture rules for one address family, as `iptables-restore --noflush` input for the nat table. Declaring
- * our two chains flushes and refills them; the jump from OUTPUT is included only when `jump` is true (the caller
- * leaves it out when one is already there, so running twice leaves exactly one). `deleteJumps` are OUTPUT rules
- * as iptables-save printed them (`-A OUTPUT ...`) to remove in the same transaction, e.g. duplicate jumps.
+ * our two chains flushes and refills them; the jump from OUTPUT is inserted first in OUTPUT only when `jump` is
+ * true (the caller leaves it out when exactly one is already first, so running twice leaves exactly one).
+ * `deleteJumps` are OUTPUT rules as iptables-save printed them (`-A OUTPUT ...`) to remove in the same
+ * transaction: duplicates, or a jump that another chain's rules overtook.
  * Pure and deterministic.
  */
 export function renderRules(
@@ -57,6 +64,7 @@ export function renderRules(
     `:${REDIRECT_CHAIN} - [0:0]`,
     `-A ${out} -m owner --uid-owner ${s.proxyUid} ${comment(`proxy uid ${s.proxyUid} is not captured`)} -j RETURN`,
     `-A ${out} -m owner --gid-owner ${s.proxyGid} ${comment(`proxy gid ${s.proxyGid} is not captured`)} -j RETURN`,
+    ...s.excludeUids.map((uid) => `-A ${out} -m owner --uid-owner ${uid} ${comment(`mesh proxy uid ${uid} is not captured`)} -j RETURN`),
     `-A ${out} -o lo ${comment('loopback interface is not captured')} -j RETURN`,
     `-A ${out} -d ${LOOPBACK[family]} ${comment('loopback destination is not captured')} -j RETURN`,
   ];
@@ -74,7 +82,7 @@ export function renderRules(
     `-A ${REDIRECT_CHAIN} -p tcp ${comment(`redirect to the proxy capture port ${s.capturePort}`)} -j REDIRECT --to-ports ${s.capturePort}`,
   );
   for (const rule of opts.deleteJumps ?? []) lines.push(rule.replace(/^-A /, '-D '));
-  if (opts.jump ?? true) lines.push(JUMP_RULE);
+  if (opts.jump ?? true) lines.push(INSERT_JUMP_RULE);
   lines.push('COMMIT', '');
   return lines.join('\n');
 }
@@ -97,19 +105,28 @@ export interface CaptureState {
   /** OUTPUT rules that jump to our chain, as printed (`-A OUTPUT ... -j AIGRESS_OUTPUT`). */
   jumps: string[];
   chains: boolean;
+  /** The first rule of nat OUTPUT is one of our jumps (nothing, a mesh's chain included, is ahead of it). */
+  first: boolean;
 }
 
 export function readState(save: string): CaptureState {
   const lines = natLines(save);
+  const isJump = (l: string): boolean => l.startsWith('-A OUTPUT ') && l.endsWith(` -j ${OUTPUT_CHAIN}`);
+  const output = lines.filter((l) => l.startsWith('-A OUTPUT '));
   return {
-    jumps: lines.filter((l) => l.startsWith('-A OUTPUT ') && l.endsWith(` -j ${OUTPUT_CHAIN}`)),
+    jumps: output.filter(isJump),
     chains: lines.some((l) => l.startsWith(`:${OUTPUT_CHAIN} `) || l.startsWith(`:${REDIRECT_CHAIN} `)),
+    first: output.length > 0 && isJump(output[0]!),
   };
 }
 
-/** Apply input for a table in `state`: refill our chains, keep exactly one jump. */
+/**
+ * Apply input for a table in `state`: refill our chains and leave exactly one jump, first in OUTPUT. One jump
+ * already first stays (a re-run changes nothing there); otherwise every jump goes and one is inserted at the top.
+ */
 export function renderApply(s: CaptureSettings, family: Family, state: CaptureState): string {
-  return renderRules(s, family, { jump: state.jumps.length === 0, deleteJumps: state.jumps.slice(1) });
+  if (state.jumps.length === 1 && state.first) return renderRules(s, family, { jump: false });
+  return renderRules(s, family, { jump: true, deleteJumps: state.jumps });
 }
 
 /**
@@ -117,7 +134,7 @@ export function renderApply(s: CaptureSettings, family: Family, state: CaptureSt
  * undefined when there is nothing of ours to remove. Declaring the chains first empties them, so the
  * reference from AIGRESS_OUTPUT to AIGRESS_REDIRECT is gone before the deletes.
  */
-export function renderCleanup(state: CaptureState): string | undefined {
+export function renderCleanup(state: Pick<CaptureState, 'jumps' | 'chains'>): string | undefined {
   if (state.jumps.length === 0 && !state.chains) return undefined;
   return [
     '# aigress: remove capture rules',

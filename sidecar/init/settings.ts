@@ -1,12 +1,9 @@
 import { CAPTURE_PORT, DEFAULT_INCLUDE_PORTS, PROXY_GID, PROXY_UID } from '../../shared/constants.js';
 import { UserError } from '../../shared/errors.js';
-import { parseCidr, type Cidr } from './cidr.js';
+import { parsePortItem, parseUidItem, type PortRange } from '../../shared/capture.js';
+import { parseCidr, type Cidr } from '../../shared/cidr.js';
 
-/** One destination port or an inclusive range (`8000-8100`). */
-export interface PortRange {
-  from: number;
-  to: number;
-}
+export type { PortRange };
 
 /** What the capture rules depend on; `renderRules` is a pure function of this and the address family. */
 export interface CaptureSettings {
@@ -16,6 +13,11 @@ export interface CaptureSettings {
   includePorts: PortRange[];
   excludePorts: PortRange[];
   excludeCidrs: Cidr[];
+  /**
+   * Other user ids whose traffic is never captured: a service mesh's proxy (Istio's 1337, Linkerd's 2102), which
+   * forwards what the app and aigress sent; capturing it again would loop.
+   */
+  excludeUids: number[];
 }
 
 export type IptablesMode = 'legacy' | 'nft';
@@ -36,6 +38,7 @@ export interface InitFlags {
   includeOutboundPorts?: string;
   excludeOutboundPorts?: string;
   excludeOutboundCidrs?: string;
+  excludeUids?: string;
   ipv6?: string;
   iptablesMode?: string;
   dryRun?: boolean;
@@ -65,13 +68,19 @@ function items(flag: string, value: string): string[] {
 function portList(flag: string, value: string): PortRange[] {
   const out: PortRange[] = [];
   for (const item of items(flag, value)) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(item);
-    const from = m ? Number(m[1]) : NaN;
-    const to = m?.[2] !== undefined ? Number(m[2]) : from;
-    if (!m || !(from >= 1 && to <= 65535 && from <= to)) {
-      throw bad(flag, value, `"${item}" is not a port (1-65535) or a port range like 8000-8100`);
-    }
-    if (!out.some((p) => p.from === from && p.to === to)) out.push({ from, to });
+    const p = parsePortItem(item);
+    if (typeof p === 'string') throw bad(flag, value, `"${item}" ${p}`);
+    if (!out.some((o) => o.from === p.from && o.to === p.to)) out.push(p);
+  }
+  return out;
+}
+
+function uidList(flag: string, value: string): number[] {
+  const out: number[] = [];
+  for (const item of items(flag, value)) {
+    const u = parseUidItem(item);
+    if (typeof u === 'string') throw bad(flag, value, `"${item}" ${u}`);
+    if (!out.includes(u)) out.push(u);
   }
   return out;
 }
@@ -111,6 +120,7 @@ export function parseInitFlags(flags: InitFlags): InitOptions {
       includePorts,
       excludePorts: portList('--exclude-outbound-ports', flags.excludeOutboundPorts ?? ''),
       excludeCidrs: cidrList('--exclude-outbound-cidrs', flags.excludeOutboundCidrs ?? ''),
+      excludeUids: uidList('--exclude-uids', flags.excludeUids ?? ''),
     },
     ipv6: ipv6 === 'auto' ? 'auto' : ipv6 === 'true' ? 'on' : 'off',
     mode: choice('--iptables-mode', flags.iptablesMode ?? 'auto', ['auto', 'legacy', 'nft'] as const),

@@ -1,4 +1,4 @@
-import { createHash, createHmac, hash, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, createHmac, hash, randomBytes } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
@@ -10,11 +10,28 @@ import { UserError } from '../../shared/errors.js';
 // and truststore.p12 (for Java, whose trustStore property replaces its own cacerts: so the public roots go in
 // too, or every non-AI HTTPS call of a Java app would break).
 
-/** PEM text of the bundle: Node's public roots, then the aigress CA. */
-export function bundlePem(caPem: string, roots: readonly string[] = rootCertificates): string {
-  const parts = roots.map((r) => (r.endsWith('\n') ? r : `${r}\n`));
+/** PEM text of the bundle: Node's public roots, the operator's extra roots (--extra-ca-file), then the aigress CA. */
+export function bundlePem(caPem: string, roots: readonly string[] = rootCertificates, extra: readonly string[] = []): string {
+  const parts = [...roots, ...extra].map((r) => (r.endsWith('\n') ? r : `${r}\n`));
   parts.push(caPem.endsWith('\n') ? caPem : `${caPem}\n`);
   return parts.join('');
+}
+
+/**
+ * The certificates of an --extra-ca-file (PEM, one or more): each checked to be a certificate, so a broken
+ * ConfigMap is refused with its reason instead of producing a bundle that OpenSSL would choke on. Pure.
+ */
+export function parseExtraRoots(text: string, source: string): string[] {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new UserError(`--extra-ca-file ${source}: no PEM certificate in it`);
+  blocks.forEach((pem, i) => {
+    try {
+      new X509Certificate(pem);
+    } catch (err) {
+      throw new UserError(`--extra-ca-file ${source}: certificate ${i + 1} is not valid (${err instanceof Error ? err.message : String(err)})`);
+    }
+  });
+  return blocks.map((b) => `${b}\n`);
 }
 
 const OID = {
@@ -99,10 +116,11 @@ function pemToDer(pem: string): Buffer {
 
 export const AIGRESS_CA_ALIAS = 'aigress-ca';
 
-/** The aigress CA first, then the public roots by position (naming them by subject would parse each: ~30 ms). */
-export function trustStoreEntries(caPem: string, roots: readonly string[] = rootCertificates): TrustedCert[] {
+/** The aigress CA first, then the public roots by position (naming them by subject would parse each: ~30 ms), then the extra roots. */
+export function trustStoreEntries(caPem: string, roots: readonly string[] = rootCertificates, extra: readonly string[] = []): TrustedCert[] {
   const entries: TrustedCert[] = [{ alias: AIGRESS_CA_ALIAS, der: pemToDer(caPem) }];
   roots.forEach((pem, i) => entries.push({ alias: `public-root-${i + 1}`, der: pemToDer(pem) }));
+  extra.forEach((pem, i) => entries.push({ alias: `extra-root-${i + 1}`, der: pemToDer(pem) }));
   return entries;
 }
 
@@ -118,12 +136,12 @@ export interface BundleFiles {
 }
 
 /** Writes bundle.pem and truststore.p12 into `dir` (created if missing). */
-export async function writeTrustBundle(dir: string, caPem: string): Promise<BundleFiles> {
+export async function writeTrustBundle(dir: string, caPem: string, extra: readonly string[] = []): Promise<BundleFiles> {
   const files = { bundlePem: join(dir, CA_BUNDLE_FILE), trustStore: join(dir, JAVA_TRUSTSTORE_FILE) };
   try {
     await mkdir(dir, { recursive: true });
-    await writeAtomically(files.bundlePem, bundlePem(caPem));
-    await writeAtomically(files.trustStore, trustStoreP12(trustStoreEntries(caPem), JAVA_TRUSTSTORE_PASSWORD));
+    await writeAtomically(files.bundlePem, bundlePem(caPem, rootCertificates, extra));
+    await writeAtomically(files.trustStore, trustStoreP12(trustStoreEntries(caPem, rootCertificates, extra), JAVA_TRUSTSTORE_PASSWORD));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new UserError(`--bundle-dir ${dir}: cannot write the CA bundle: ${e.code ?? e.message}`);

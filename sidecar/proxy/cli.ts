@@ -17,7 +17,8 @@ export function registerProxy(program: Command): void {
     .option('--listen-address <addr>', 'address the capture port binds (default: 127.0.0.1 and ::1, where REDIRECT delivers)')
     .option('--bundle-dir <dir>', 'directory to write bundle.pem and truststore.p12 (public roots + aigress CA) into', D.bundleDir)
     .option('--policy <file>', 'standalone mode: EgressPolicy YAML file (re-read when it changes)')
-    .option('--ca-dir <dir>', 'standalone mode: directory with ca.crt and ca.key of the CA that signs leaf certificates')
+    .option('--ca-dir <dir>', 'standalone mode: directory with tls.crt and tls.key (or ca.crt and ca.key) of the CA that signs leaf certificates')
+    .option('--extra-ca-file <file>', 'PEM file of extra trust roots (e.g. a corporate CA) merged into bundle.pem and truststore.p12; re-read when it changes')
     .option('--control-plane <url>', 'cluster mode: control plane URL for certificates and policy')
     .option('--token-file <file>', `cluster mode: ServiceAccount token presented to the control plane (default ${DEFAULT_TOKEN_FILE})`)
     .option('--max-body-bytes <n>', 'largest request body buffered for the pipeline; larger ones get 413', String(D.maxBodyBytes))
@@ -26,7 +27,7 @@ export function registerProxy(program: Command): void {
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')}`, 'info')
     .addHelpText(
       'after',
-      '\nEnvironment: AIGRESS_POD_NAME, AIGRESS_POD_NAMESPACE, AIGRESS_SERVICE_ACCOUNT name the pod in log lines.\n' +
+      '\nEnvironment: AIGRESS_POD_NAME, AIGRESS_POD_NAMESPACE, AIGRESS_SERVICE_ACCOUNT, AIGRESS_WORKLOAD name the pod in log lines and metrics.\n' +
         'Standalone example: aigress proxy --policy policy.yaml --ca-dir ./ca --bundle-dir ./bundle',
     )
     .action(async (flags: RawProxyFlags) => {

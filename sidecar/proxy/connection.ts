@@ -10,7 +10,8 @@ import type { MediatedConnection, PolicyState } from './mediate.js';
 import type { ProxyMetrics } from './metrics.js';
 import { passThrough } from './passthrough.js';
 import { PEEK_LIMIT } from './peek.js';
-import { decideRoute, type Route } from './route.js';
+import type { OriginalDestinationReader } from './original-dst.js';
+import { decideRoute, routeLabel, type Route } from './route.js';
 import type { CertificateSource } from './sources/types.js';
 import { LogThrottle } from './throttle.js';
 import { terminateTls } from './tls.js';
@@ -52,6 +53,10 @@ export interface ConnectionDeps {
   log: Logger;
   /** How long a new connection may take to send enough bytes to route it (and wait for readiness). */
   peekTimeoutMs: number;
+  /** SO_ORIGINAL_DST of a captured socket; absent when the addon is not available (routing by name only). */
+  originalDestination?: OriginalDestinationReader;
+  /** With an original destination: how long a silent client is waited for before it is passed through. */
+  serverFirstWaitMs: number;
   /** host → address to dial instead (demo, loopback tests). */
   resolve?: Readonly<Record<string, { host: string; port: number }>>;
   /** Called for every connection that carries AI requests (drain needs them). */
@@ -66,7 +71,14 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
   const tlsEndLog = new LogThrottle(TLS_END_LOG_WINDOW_MS);
 
   async function handleCaptured(socket: Socket): Promise<void> {
-    const peeked = await peekConnection(socket, deps.peekTimeoutMs);
+    // Read before anything else: the conntrack entry is there as long as the socket is.
+    let original;
+    try {
+      original = deps.originalDestination?.(socket);
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'original destination unreadable; routing by name');
+    }
+    const peeked = await peekConnection(socket, deps.peekTimeoutMs, original ? deps.serverFirstWaitMs : undefined);
     // The capture server allows half-open sockets (pass-through needs them), so a client that hung up before
     // it could be routed (Happy Eyeballs losers, pre-warmed connections, TCP probes) is not closed by Node:
     // without this its descriptor stays open for good.
@@ -86,11 +98,9 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
       }
     }
     const s: PolicyState = deps.state()!;
-    const route: Route =
-      peeked.kind === 'timeout'
-        ? { route: 'unmediated', reason: peeked.head.length === 0 ? 'client sent nothing' : 'client sent too little to route' }
-        : decideRoute(peeked.result, s.matchHost, s.policy.spec.unmatchedEgress);
-    metrics.connections.inc({ route: route.route });
+    const what = peeked.kind === 'peeked' ? peeked.result : peeked.head.length === 0 ? ({ kind: 'silent' } as const) : ({ kind: 'stalled' } as const);
+    const route: Route = decideRoute(what, s.matchHost, s.policy.spec.unmatchedEgress, original);
+    metrics.connections.inc({ route: routeLabel(route) });
     const head = peeked.kind === 'peeked' ? peeked.head : Buffer.alloc(0);
     switch (route.route) {
       case 'mediated':
@@ -98,11 +108,13 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
         else servePlain(socket, head, route.host);
         return;
       case 'passthrough': {
-        const target = deps.resolve?.[route.host] ?? { host: route.host, port: route.port };
+        // The demo's and loopback tests' name overrides still apply to names; an original address is dialled as is.
+        const target = (route.host !== undefined && deps.resolve?.[route.host]) || route.target;
+        if (route.by === 'address') log.debug({ target: `${target.host}:${target.port}`, reason: route.reason }, 'passed through by address');
         passThrough(socket, head, target, {
           connectTimeoutMs: PASSTHROUGH_CONNECT_TIMEOUT_MS,
           onClose: (error) => {
-            if (error) log.warn({ host: route.host, port: route.port, err: error }, 'pass-through connection failed');
+            if (error) log.warn({ host: route.host, target: `${target.host}:${target.port}`, by: route.by, err: error }, 'pass-through connection failed');
           },
         });
         return;

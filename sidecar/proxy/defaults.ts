@@ -11,6 +11,11 @@ export const PROXY_DEFAULTS = {
   upstreamTimeoutMs: 300_000,
   /** How long a new connection may take to send enough bytes to route it. */
   peekTimeoutMs: 5_000,
+  /**
+   * With SO_ORIGINAL_DST: a client silent this long is taken for a server-first protocol (MySQL, SMTP…) and passed
+   * through to its original destination. Every TLS and HTTP client speaks within milliseconds of connecting.
+   */
+  serverFirstWaitMs: 1_000,
   /** REDIRECT of locally generated traffic lands on loopback; binding only there keeps other pods out. */
   listenAddresses: ['127.0.0.1', '::1'] as readonly string[],
 } as const;

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { TOKEN_DIR, TOKEN_FILE } from '../../shared/constants.js';
+import { ENV_POD_NAME, ENV_POD_NAMESPACE, ENV_SERVICE_ACCOUNT, ENV_WORKLOAD, TOKEN_DIR, TOKEN_FILE } from '../../shared/constants.js';
 import { UserError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/policy/validate.js';
 import type { PodIdentity } from '../pipeline/types.js';
@@ -13,6 +13,7 @@ export interface RawProxyFlags {
   bundleDir?: string;
   policy?: string;
   caDir?: string;
+  extraCaFile?: string;
   controlPlane?: string;
   tokenFile?: string;
   maxBodyBytes?: string;
@@ -31,6 +32,8 @@ export interface ProxyConfig {
   /** Undefined: loopback on both families (the default). */
   listenAddresses?: string[];
   bundleDir: string;
+  /** Extra trust roots (PEM) merged into the app bundle. */
+  extraCaFile?: string;
   mode: SourceMode;
   maxBodyBytes: number;
   drainTimeoutMs: number;
@@ -110,14 +113,19 @@ export function parseProxyFlags(f: RawProxyFlags, defaults: { capturePort: numbe
   };
   if (cfg.upstreamTimeoutMs === 0) throw new UserError('--upstream-timeout: must be more than 0', 2);
   if (f.listenAddress !== undefined) cfg.listenAddresses = [f.listenAddress];
+  if (f.extraCaFile !== undefined) {
+    if (f.extraCaFile === '') throw new UserError('--extra-ca-file: must not be empty', 2);
+    cfg.extraCaFile = f.extraCaFile;
+  }
   return cfg;
 }
 
 /** Who the proxy serves, from the downward-API env the injected spec sets; absent fields stay absent. */
 export function identityFromEnv(env: NodeJS.ProcessEnv): PodIdentity {
   const id: PodIdentity = {};
-  if (env.AIGRESS_POD_NAMESPACE) id.namespace = env.AIGRESS_POD_NAMESPACE;
-  if (env.AIGRESS_POD_NAME) id.pod = env.AIGRESS_POD_NAME;
-  if (env.AIGRESS_SERVICE_ACCOUNT) id.serviceAccount = env.AIGRESS_SERVICE_ACCOUNT;
+  if (env[ENV_POD_NAMESPACE]) id.namespace = env[ENV_POD_NAMESPACE];
+  if (env[ENV_POD_NAME]) id.pod = env[ENV_POD_NAME];
+  if (env[ENV_SERVICE_ACCOUNT]) id.serviceAccount = env[ENV_SERVICE_ACCOUNT];
+  if (env[ENV_WORKLOAD]) id.workload = env[ENV_WORKLOAD];
   return id;
 }

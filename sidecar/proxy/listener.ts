@@ -15,7 +15,7 @@ export type PeekOutcome =
  * Reads the first bytes of `socket` until `peek` can classify them, the limit, or the timeout. On `peeked`
  * the socket is paused with nothing consumed but `head`: the caller replays or unshifts it.
  */
-export function peekConnection(socket: Socket, timeoutMs: number): Promise<PeekOutcome> {
+export function peekConnection(socket: Socket, timeoutMs: number, silentMs?: number): Promise<PeekOutcome> {
   return new Promise((resolve) => {
     let head: Buffer = Buffer.alloc(0);
     let done = false;
@@ -23,6 +23,7 @@ export function peekConnection(socket: Socket, timeoutMs: number): Promise<PeekO
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearTimeout(silent);
       socket.pause();
       socket.off('data', onData);
       socket.off('end', onGone);
@@ -38,6 +39,9 @@ export function peekConnection(socket: Socket, timeoutMs: number): Promise<PeekO
     };
     const onGone = (): void => finish({ kind: 'closed' });
     const timer = setTimeout(() => finish({ kind: 'timeout', head }), timeoutMs);
+    // A server-first protocol (MySQL, SMTP, FTP…) sends nothing until the server speaks: when the caller can
+    // route by address, it need not wait the full timeout for a client that is silent, only a short while.
+    const silent = silentMs === undefined ? undefined : setTimeout(() => head.length === 0 && finish({ kind: 'timeout', head }), silentMs);
     socket.on('data', onData);
     socket.once('end', onGone);
     socket.once('close', onGone);

@@ -1,9 +1,9 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { ROUTE_LABELS } from './route.js';
 
 // The proxy's Prometheus metrics, served on the admin port. One Registry per proxy instance (tests run several
 // in one process); the pipeline registers its processors' metrics in the same registry.
 
-export type ConnectionRoute = 'mediated' | 'passthrough' | 'denied' | 'unmediated';
 /** `would-deny`: audit mode let through a request policy would have denied. */
 export type Decision = 'allow' | 'deny' | 'would-deny' | 'error';
 
@@ -23,7 +23,9 @@ export function createMetrics(openConnections: () => number, registry: Registry 
     registry,
     connections: new Counter({
       name: 'aigress_connections_total',
-      help: 'Captured connections, by where they were routed.',
+      help:
+        'Captured connections, by where they were routed: mediated, passthrough_name (a non-AI name, to its original destination), ' +
+        'passthrough_address (no name, to its original destination), refused (policy, proxy rules, or nowhere to send it).',
       labelNames: ['route'],
       registers,
     }),
@@ -62,6 +64,6 @@ export function createMetrics(openConnections: () => number, registry: Registry 
     },
   });
   // Zero-valued series up front, so dashboards and alerts see them before the first event.
-  for (const route of ['mediated', 'passthrough', 'denied', 'unmediated'] as const) m.connections.inc({ route }, 0);
+  for (const route of ROUTE_LABELS) m.connections.inc({ route }, 0);
   return m;
 }

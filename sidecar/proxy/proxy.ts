@@ -1,7 +1,9 @@
+import { unwatchFile, watchFile } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
-import { errorMessage } from '../../shared/errors.js';
+import { UserError, errorMessage } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/log.js';
 import type { EgressPolicy } from '../../shared/policy/types.js';
 import { compileHostMatcher } from '../../shared/providers/index.js';
@@ -10,8 +12,9 @@ import type { Pipeline, PipelineServices, PodIdentity } from '../pipeline/types.
 import { createAdminServer } from './admin.js';
 import { createServices } from './services.js';
 import { PROXY_DEFAULTS } from './defaults.js';
-import { writeTrustBundle } from './bundle.js';
+import { parseExtraRoots, writeTrustBundle } from './bundle.js';
 import { createConnectionHandler } from './connection.js';
+import { loadOriginalDestination, type OriginalDestinationReader } from './original-dst.js';
 import { createH1Front } from './h1.js';
 import { createH2Front } from './h2.js';
 import { listenCapture } from './listener.js';
@@ -29,6 +32,8 @@ export interface ProxyOptions {
   policy: PolicySource;
   /** Where bundle.pem and truststore.p12 go (default /var/run/aigress/ca). */
   bundleDir?: string;
+  /** PEM file of extra roots merged into both (--extra-ca-file); re-read when it changes (a mounted ConfigMap). */
+  extraCaFile?: string;
   /** 0 picks a free port (tests). */
   capturePort?: number;
   adminPort?: number;
@@ -49,6 +54,13 @@ export interface ProxyOptions {
   upstreamCa?: string | readonly string[];
   /** Metrics registry to serve (cluster mode passes the one its sources registered in); a new one by default. */
   registry?: Registry;
+  /**
+   * Reads SO_ORIGINAL_DST of captured sockets: the addon's reader by default; `null` routes by name only
+   * (tests of that mode). When the addon is missing the proxy says so once at start.
+   */
+  originalDestination?: OriginalDestinationReader | null;
+  /** With original destinations: how long a silent client is waited for before pass-through (server-first protocols). */
+  serverFirstWaitMs?: number;
   /** Builds the processors for a policy; the real pipeline unless a test supplies its own. */
   buildPipeline?: (policy: EgressPolicy, services: PipelineServices) => Pipeline;
 }
@@ -85,7 +97,18 @@ const DEFAULTS = PROXY_DEFAULTS;
 const KEEP_ALIVE_MS = 30_000;
 const WARM_UP_FALLBACK_MS = 1_000;
 
+const EXTRA_CA_POLL_MS = 2_000;
+
+async function readExtraFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UserError(`--extra-ca-file ${file}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+  }
+}
+
 export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
+  let stopWatchingExtra: (() => void) | undefined;
   const baseLog = opts.logger ?? createLogger('proxy');
   const identity = opts.identity ?? {};
   const log = Object.keys(identity).length > 0 ? baseLog.child(identity) : baseLog;
@@ -157,7 +180,20 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         log.error({ policy: next.metadata.name, err: errorMessage(err) }, 'policy could not be compiled; keeping the previous one');
       }
     });
-    await writeTrustBundle(opts.bundleDir ?? DEFAULTS.bundleDir, certs.caPem());
+    const bundleDir = opts.bundleDir ?? DEFAULTS.bundleDir;
+    const extraFile = opts.extraCaFile;
+    const readExtra = async (): Promise<string[]> => (extraFile === undefined ? [] : parseExtraRoots(await readExtraFile(extraFile), extraFile));
+    await writeTrustBundle(bundleDir, certs.caPem(), await readExtra());
+    if (extraFile !== undefined) {
+      // A ConfigMap volume changes by an atomic symlink swap: polling the path sees it. A bad edit keeps the
+      // last good bundle and is logged.
+      watchFile(extraFile, { interval: EXTRA_CA_POLL_MS, persistent: false }, () => {
+        readExtra()
+          .then((extra) => writeTrustBundle(bundleDir, certs.caPem(), extra).then(() => log.info({ file: extraFile, roots: extra.length }, 'extra CA roots reloaded into the bundle')))
+          .catch((err: unknown) => log.error({ file: extraFile, err: errorMessage(err) }, 'extra CA roots not reloaded; the bundle keeps the previous ones'));
+      });
+      stopWatchingExtra = () => unwatchFile(extraFile);
+    }
     isReady = true;
     log.info(
       { policy: policy.metadata.name, loadMs: Math.round(performance.now() - t0), sinceProcessStartMs: Math.round(process.uptime() * 1000) },
@@ -179,7 +215,23 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     });
   }
 
+  let originalDestination: OriginalDestinationReader | undefined;
+  if (opts.originalDestination === undefined) {
+    const loaded = loadOriginalDestination();
+    if (loaded.ok) {
+      originalDestination = loaded.read;
+      log.info({ addon: loaded.file }, 'original destinations: SO_ORIGINAL_DST available; unnamed connections pass through to where they were going');
+    } else {
+      log.warn(
+        { reason: loaded.why },
+        'original destinations unavailable: connections without a name (no SNI, not HTTP, server-first) are closed and pass-through dials names',
+      );
+    }
+  } else originalDestination = opts.originalDestination ?? undefined;
+
   const handleCaptured = createConnectionHandler({
+    originalDestination,
+    serverFirstWaitMs: opts.serverFirstWaitMs ?? DEFAULTS.serverFirstWaitMs,
     state: () => state,
     ready: readyOrFail,
     certificates: certs,
@@ -267,6 +319,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       await state?.pipeline.close();
       await serviceSet.close();
       await upstreams.close();
+      stopWatchingExtra?.();
       certs.close();
       opts.policy.close();
       await new Promise<void>((r) => {

@@ -53,6 +53,7 @@ async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Pr
       adminPort: config.adminPort,
       listenAddresses: config.listenAddresses,
       bundleDir: config.bundleDir,
+      ...(config.extraCaFile === undefined ? {} : { extraCaFile: config.extraCaFile }),
       maxBodyBytes: config.maxBodyBytes,
       drainTimeoutMs: config.drainTimeoutMs,
       upstreamTimeoutMs: config.upstreamTimeoutMs,

@@ -186,7 +186,7 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
     });
 
     it('the non-AI host passes through untouched: the app sees the outside server\'s own certificate', async () => {
-      const conns = (t: string): number => metricSum(t, 'aigress_connections_total', { route: 'passthrough' });
+      const conns = (t: string): number => metricSum(t, 'aigress_connections_total', { route: 'passthrough_name' });
       const requestsBefore = metricSum(await session.metrics(), 'aigress_requests_total');
       const passBefore = conns(await session.metrics());
       const mark = session.fake.mark();
@@ -207,7 +207,7 @@ describeRoot('a pod played for real: inject → init → proxy → unmodified ap
         ['http', '/plain', session.net.podAddr],
       ]);
       expect(reqs[0]!.sni).toBe(PLAIN_HOST);
-      expect(await session.waitMetric('aigress_connections_total', { route: 'passthrough' }, passBefore + 3)).toBe(passBefore + 3);
+      expect(await session.waitMetric('aigress_connections_total', { route: 'passthrough_name' }, passBefore + 3)).toBe(passBefore + 3);
       expect(metricSum(await session.metrics(), 'aigress_requests_total')).toBe(requestsBefore);
     });
 

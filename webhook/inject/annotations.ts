@@ -9,7 +9,7 @@ import {
   ANNOTATION_PROXY_MEMORY,
   ANNOTATION_STATUS,
 } from '../../shared/constants.js';
-import { checkCidrItem, mergePorts, parsePortItem, splitList, type PortRange } from './capture.js';
+import { checkCidrItem, mergePorts, parsePortItem, splitList, type PortRange } from '../../shared/capture.js';
 import { parseQuantity } from './quantity.js';
 
 // The per-pod overrides a workload owner sets with `aigress.io/*` annotations. A malformed value denies admission:
@@ -21,7 +21,6 @@ export interface PodOverrides {
   excludeCidrs: string[];
   proxyCpu?: string;
   proxyMemory?: string;
-  policy?: string;
 }
 
 export type OverridesResult = { ok: true; overrides: PodOverrides; warnings: string[] } | { ok: false; message: string };
@@ -34,7 +33,6 @@ const KNOWN = [
   ANNOTATION_INCLUDE_PORTS,
   ANNOTATION_PROXY_CPU,
   ANNOTATION_PROXY_MEMORY,
-  ANNOTATION_POLICY,
 ];
 
 class BadAnnotation extends Error {}
@@ -84,9 +82,14 @@ export function readOverrides(annotations: Record<string, string> | undefined | 
   const warnings = Object.keys(a)
     .filter((k) => k.startsWith(ANNOTATION_PREFIX) && !KNOWN.includes(k))
     .sort()
-    .map((k) => `unknown annotation ${k} is ignored (aigress reads: ${KNOWN.map((x) => x.slice(ANNOTATION_PREFIX.length)).join(', ')})`);
+    .map((k) =>
+      k === ANNOTATION_POLICY
+        ? // Said plainly rather than half-done: the control plane serves each namespace one effective policy (all
+          // its EgressPolicies merged), so a pod cannot pick one of them (docs/injection.md).
+          `annotation ${k} is not supported: the pod gets its namespace's effective policy (all its EgressPolicies merged)`
+        : `unknown annotation ${k} is ignored (aigress reads: ${KNOWN.map((x) => x.slice(ANNOTATION_PREFIX.length)).join(', ')})`,
+    );
   try {
-    const policy = a[ANNOTATION_POLICY]?.trim();
     const overrides: PodOverrides = {
       includePorts: ports(ANNOTATION_INCLUDE_PORTS, a[ANNOTATION_INCLUDE_PORTS]),
       excludePorts: ports(ANNOTATION_EXCLUDE_PORTS, a[ANNOTATION_EXCLUDE_PORTS]),
@@ -96,7 +99,6 @@ export function readOverrides(annotations: Record<string, string> | undefined | 
     const memory = quantity(ANNOTATION_PROXY_MEMORY, a[ANNOTATION_PROXY_MEMORY], '256Mi');
     if (cpu !== undefined) overrides.proxyCpu = cpu;
     if (memory !== undefined) overrides.proxyMemory = memory;
-    if (policy) overrides.policy = policy;
     return { ok: true, overrides, warnings };
   } catch (err) {
     if (err instanceof BadAnnotation) return { ok: false, message: err.message };

@@ -2,10 +2,12 @@ import { ANNOTATION_STATUS, INIT_CONTAINER_NAME, PROXY_CONTAINER_NAME, VERSION }
 import { useNativeSidecar, type InjectionConfig } from '../config.js';
 import { readOverrides } from './annotations.js';
 import { planEnv } from './env.js';
+import { meshesOf, type Mesh } from './mesh.js';
 import { PatchBuilder, type Segment } from './patch.js';
 import { identityConflict, isAigressContainer, isInjected, skipReason, type SkipCode } from './rules.js';
 import { checkPodShape, formatShapeIssues } from './shape.js';
-import { CA_VOLUME, appCaMount, caVolume, initContainer, initRunVolume, proxyContainer, tokenVolume } from './template.js';
+import { CA_VOLUME, appCaMount, caVolume, extraCaVolume, initContainer, initRunVolume, proxyContainer, tokenVolume, type PodFacts } from './template.js';
+import { workloadOf } from './workload.js';
 import type { Container, PatchOperation, Pod } from './types.js';
 
 // inject(pod, context, config) → patch: the one decision both the webhook and `aigress inject` make. Pure: no I/O,
@@ -14,6 +16,8 @@ import type { Container, PatchOperation, Pod } from './types.js';
 export interface InjectionContext {
   /** The pod's namespace (the AdmissionRequest's, since a pod from a template may not carry one). */
   namespace: string;
+  /** The owning workload when the caller knows it (`aigress inject` on a Deployment); else from owner references. */
+  workload?: string;
 }
 
 /** A bounded set, used as a metrics label: what happened and why. */
@@ -60,14 +64,19 @@ export function inject(input: unknown, context: InjectionContext, config: Inject
   const conflict = identityConflict(pod, config.proxy);
   if (conflict) return { patch: [], warnings: [], reason: 'identity-conflict', denied: { code: 403, message: conflict } };
 
-  if (isInjected(pod)) return reinject(pod);
+  const meshes = meshesOf(pod, config);
+  if (isInjected(pod)) return reinject(pod, config, meshes);
 
   const read = readOverrides(pod.metadata?.annotations);
   if (!read.ok) return { patch: [], warnings: [], reason: 'invalid-annotation', denied: { code: 400, message: read.message } };
+  const facts: PodFacts = { meshes };
+  const workload = context.workload ?? workloadOf(pod);
+  if (workload !== undefined) facts.workload = workload;
 
   const native = useNativeSidecar(config);
   const b = new PatchBuilder(pod);
-  const volumes = [caVolume(), tokenVolume(), initRunVolume()];
+  const extraCa = extraCaVolume(config);
+  const volumes = [caVolume(), tokenVolume(), initRunVolume(), ...(extraCa ? [extraCa] : [])];
   const status: InjectionStatus = {
     version: VERSION,
     initContainers: native ? [INIT_CONTAINER_NAME, PROXY_CONTAINER_NAME] : [INIT_CONTAINER_NAME],
@@ -82,12 +91,18 @@ export function inject(input: unknown, context: InjectionContext, config: Inject
   );
   // Init first so capture is in place before anything else runs; the native proxy right after it, so the pod's
   // own init containers already go through it.
-  b.insert(['spec', 'initContainers'], 0, initContainer(config, read.overrides));
-  if (native) b.insert(['spec', 'initContainers'], 1, proxyContainer(config, read.overrides, true));
-  else b.insert(['spec', 'containers'], 0, proxyContainer(config, read.overrides, false));
+  b.insert(['spec', 'initContainers'], 0, initContainer(config, read.overrides, facts));
+  if (native) b.insert(['spec', 'initContainers'], 1, proxyContainer(config, read.overrides, true, facts));
+  else b.insert(['spec', 'containers'], 0, proxyContainer(config, read.overrides, false, facts));
 
-  const warnings = [...read.warnings, ...(native ? [] : nonNativeWarnings(pod, config)), ...wireContainers(b, native)];
+  const warnings = [...read.warnings, ...meshWarnings(meshes), ...(native ? [] : nonNativeWarnings(pod, config)), ...wireContainers(b, native)];
   return { patch: b.ops, warnings, reason: 'injected', pod: b.doc as Pod };
+}
+
+function meshWarnings(meshes: readonly Mesh[]): string[] {
+  return meshes.map(
+    (m) => `pod is in the ${m.name} mesh (${m.evidence}): its proxy's UID ${m.uid} is exempted from capture, aigress sees the app's traffic first (docs/meshes.md)`,
+  );
 }
 
 /** What a regular-container proxy (`nativeSidecar: never`) cannot do, said where it matters for this pod. */
@@ -115,12 +130,35 @@ function nonNativeWarnings(pod: Pod, config: InjectionConfig): string[] {
  * webhook added containers, or `aigress inject` run on its own output. Only containers without the CA mount get
  * the env vars and the mount; everything else stays as the first pass left it.
  */
-function reinject(pod: Pod): InjectionResult {
+function reinject(pod: Pod, config: InjectionConfig, meshes: readonly Mesh[]): InjectionResult {
   const native = (pod.spec.initContainers ?? []).some((c) => c.name === PROXY_CONTAINER_NAME);
   const b = new PatchBuilder(pod);
-  const warnings = wireContainers(b, native);
+  const warnings = [...exemptNewMeshes(b, config, meshes), ...wireContainers(b, native)];
   if (b.ops.length === 0) return { patch: [], warnings: [], skippedReason: 'already injected', reason: 'already-injected', pod };
   return { patch: b.ops, warnings, reason: 'updated', pod: b.doc as Pod };
+}
+
+/**
+ * A mesh injector that ran after aigress (webhooks run in name order; `reinvocationPolicy: IfNeeded` calls aigress
+ * again) added its proxy: the init container's `--exclude-uids` gains the mesh's UID, or that proxy's forwarding
+ * would be captured again and loop. Only that flag changes; nothing else of the first pass is touched.
+ */
+function exemptNewMeshes(b: PatchBuilder, config: InjectionConfig, meshes: readonly Mesh[]): string[] {
+  const inits = (b.get(['spec', 'initContainers']) as Container[] | undefined) ?? [];
+  const i = inits.findIndex((c) => c.name === INIT_CONTAINER_NAME);
+  const args = inits[i]?.args;
+  if (i < 0 || !Array.isArray(args) || !args.every((a) => typeof a === 'string')) return [];
+  const flag = args.indexOf('--exclude-uids');
+  const have = flag >= 0 ? String(args[flag + 1] ?? '').split(',').map(Number) : [];
+  const missing = meshes.filter((m) => !have.includes(m.uid));
+  if (missing.length === 0) return [];
+  const uids = [...new Set([...have, ...missing.map((m) => m.uid)])].sort((x, y) => x - y).join(',');
+  const next = [...(args as string[])];
+  if (flag >= 0) next[flag + 1] = uids;
+  // the flag goes where initArgs puts it, before --ipv6
+  else next.splice(next.indexOf('--ipv6') >= 0 ? next.indexOf('--ipv6') : next.length, 0, '--exclude-uids', uids);
+  b.replace(['spec', 'initContainers', i, 'args'], next);
+  return meshWarnings(missing);
 }
 
 /**

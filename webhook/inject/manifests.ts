@@ -3,6 +3,7 @@ import { UserError } from '../../shared/errors.js';
 import type { InjectionConfig } from '../config.js';
 import { inject } from './inject.js';
 import { checkPodShape, formatShapeIssues } from './shape.js';
+import { workloadOfManifest } from './workload.js';
 import type { Pod } from './types.js';
 import { isObj, type Obj } from '../../shared/json.js';
 
@@ -32,6 +33,28 @@ function templatePath(apiVersion: string, kind: string): string[] | undefined {
   if (kind === 'StatefulSet' && group === 'apps') return ['spec', 'template'];
   if (kind === 'Job' && group === 'batch') return ['spec', 'template'];
   if (kind === 'CronJob' && group === 'batch') return ['spec', 'jobTemplate', 'spec', 'template'];
+  return undefined;
+}
+
+/**
+ * Kinds that make pods but that `aigress inject` does not rewrite, so the user is told rather than left to find
+ * out that their pods run uncaptured. In a cluster the webhook still injects the pods they create (it sees Pods,
+ * whatever made them), as long as the namespace is opted in.
+ */
+function notInjectedKind(apiVersion: string, kind: string): string | undefined {
+  const group = apiVersion.includes('/') ? apiVersion.slice(0, apiVersion.indexOf('/')) : '';
+  if (kind === 'ReplicationController' && group === '') {
+    return 'ReplicationController is not rewritten by aigress inject (use a Deployment); the webhook injects its pods in an opted-in namespace';
+  }
+  const known: Record<string, string> = {
+    'argoproj.io/Workflow': 'Argo Workflow',
+    'argoproj.io/WorkflowTemplate': 'Argo WorkflowTemplate',
+    'argoproj.io/CronWorkflow': 'Argo CronWorkflow',
+    'serving.knative.dev/Service': 'Knative Service',
+    'serving.knative.dev/Configuration': 'Knative Configuration',
+  };
+  const name = known[`${group}/${kind}`];
+  if (name) return `${name} embeds pod templates that aigress inject does not rewrite; the webhook injects the pods it creates in an opted-in namespace`;
   return undefined;
 }
 
@@ -67,7 +90,11 @@ function injectObject(o: unknown, where: string, opts: ManifestOptions, notes: s
   }
 
   const path = templatePath(apiVersion, kind);
-  if (!path) return { changed: false, value: o };
+  if (!path) {
+    const why = notInjectedKind(apiVersion, kind);
+    if (why) notes.push(`${label}: not injected: ${why}`);
+    return { changed: false, value: o };
+  }
   let template: unknown = o;
   for (const s of path) template = isObj(template) ? template[s] : undefined;
   const prefix = path.join('.');
@@ -77,7 +104,8 @@ function injectObject(o: unknown, where: string, opts: ManifestOptions, notes: s
 
   const meta = isObj(o.metadata) ? o.metadata : {};
   const namespace = opts.namespace ?? (typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : 'default');
-  const r = inject(template, { namespace }, opts.config);
+  const workload = workloadOfManifest(kind, typeof meta.name === 'string' ? meta.name : undefined);
+  const r = inject(template, workload === undefined ? { namespace } : { namespace, workload }, opts.config);
   if (r.denied) throw new UserError(`${label}: ${r.denied.message}`);
   for (const w of r.warnings) notes.push(`${label}: warning: ${w}`);
   if (r.patch.length === 0) {

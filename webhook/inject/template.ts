@@ -1,5 +1,10 @@
 import {
   CA_BUNDLE_DIR,
+  ENV_CONTROL_PLANE_CA,
+  ENV_POD_NAME,
+  ENV_POD_NAMESPACE,
+  ENV_SERVICE_ACCOUNT,
+  ENV_WORKLOAD,
   INIT_CONTAINER_NAME,
   PROXY_CONTAINER_NAME,
   TOKEN_AUDIENCE,
@@ -8,13 +13,25 @@ import {
 } from '../../shared/constants.js';
 import type { InjectionConfig, ResourceList, ResourceRequirements } from '../config.js';
 import type { PodOverrides } from './annotations.js';
-import { formatPort, mergePorts } from './capture.js';
+import { formatPort, mergePorts } from '../../shared/capture.js';
+import type { Mesh } from './mesh.js';
 import { parseQuantity } from './quantity.js';
 import type { Container, EnvVar, Volume } from './types.js';
 
 // The containers and volumes aigress adds, as pure functions of the config and the pod's overrides.
 
 export const CA_VOLUME = 'aigress-ca';
+/** The operator's extra trust roots (a ConfigMap), mounted into the proxy only. */
+export const EXTRA_CA_VOLUME = 'aigress-extra-ca';
+export const EXTRA_CA_DIR = '/etc/aigress/extra-ca';
+const EXTRA_CA_FILE = 'ca.crt';
+
+/** The extra-roots volume when the config names a ConfigMap. Not optional: a missing one shows as a mount event. */
+export function extraCaVolume(config: InjectionConfig): Volume | undefined {
+  const cm = config.proxy.extraCaConfigMap;
+  if (cm.name === '') return undefined;
+  return { name: EXTRA_CA_VOLUME, configMap: { name: cm.name, items: [{ key: cm.key, path: EXTRA_CA_FILE }] } };
+}
 export const TOKEN_VOLUME = 'aigress-token';
 /** aigress-init's only writable path: /run, where iptables-legacy takes its xtables lock. */
 export const INIT_RUN_VOLUME = 'aigress-init-run';
@@ -73,12 +90,27 @@ export function proxyResources(config: InjectionConfig, o: PodOverrides): Resour
   return r;
 }
 
+/** What injection decided about the pod beyond its annotations: its mesh, its owning workload. */
+export interface PodFacts {
+  meshes: readonly Mesh[];
+  workload?: string;
+}
+
+/** The Kubernetes API Service address as a CIDR to leave out of capture, or undefined when not excluded. */
+export function kubernetesApiCidr(config: InjectionConfig): string | undefined {
+  const a = config.capture.kubernetesApiAddress;
+  if (!config.capture.excludeKubernetesApi || a === '') return undefined;
+  return a.includes(':') ? `${a}/128` : `${a}/32`;
+}
+
 /** Arguments of `aigress init`: every scalar flag always, list flags when non-empty, in a fixed order. */
-export function initArgs(config: InjectionConfig, o: PodOverrides): string[] {
+export function initArgs(config: InjectionConfig, o: PodOverrides, facts: PodFacts = { meshes: [] }): string[] {
   const c = config.capture;
   const include = mergePorts(c.includeOutboundPorts, o.includePorts);
   const exclude = mergePorts(c.excludeOutboundPorts, o.excludePorts);
-  const cidrs = [...new Set([...c.excludeOutboundCidrs, ...o.excludeCidrs])];
+  const api = kubernetesApiCidr(config);
+  const cidrs = [...new Set([...(api ? [api] : []), ...c.excludeOutboundCidrs, ...o.excludeCidrs])];
+  const uids = [...new Set(facts.meshes.map((m) => m.uid))].sort((a, b) => a - b);
   const args = [
     'init',
     '--proxy-uid',
@@ -92,17 +124,18 @@ export function initArgs(config: InjectionConfig, o: PodOverrides): string[] {
   ];
   if (exclude.length > 0) args.push('--exclude-outbound-ports', exclude.map(formatPort).join(','));
   if (cidrs.length > 0) args.push('--exclude-outbound-cidrs', cidrs.join(','));
+  if (uids.length > 0) args.push('--exclude-uids', uids.join(','));
   args.push('--ipv6', c.ipv6, '--iptables-mode', c.iptablesMode);
   return args;
 }
 
-export function initContainer(config: InjectionConfig, o: PodOverrides): Container {
+export function initContainer(config: InjectionConfig, o: PodOverrides, facts?: PodFacts): Container {
   return {
     name: INIT_CONTAINER_NAME,
     image: config.image,
     imagePullPolicy: config.imagePullPolicy,
     command: ['aigress'],
-    args: initArgs(config, o),
+    args: initArgs(config, o, facts),
     resources: resources(config.init.resources),
     // Root, because writing iptables rules needs it; with only the two network capabilities and nothing else.
     securityContext: {
@@ -133,18 +166,20 @@ export function proxyArgs(config: InjectionConfig): string[] {
     `${TOKEN_DIR}/${TOKEN_FILE}`,
   ];
   if (config.controlPlane.address !== '') args.push('--control-plane', config.controlPlane.address);
+  if (config.proxy.extraCaConfigMap.name !== '') args.push('--extra-ca-file', `${EXTRA_CA_DIR}/${EXTRA_CA_FILE}`);
   return [...args, ...config.proxy.extraArgs];
 }
 
-function proxyEnv(config: InjectionConfig, o: PodOverrides): EnvVar[] {
+function proxyEnv(config: InjectionConfig, facts: PodFacts): EnvVar[] {
   const env: EnvVar[] = [
-    { name: 'AIGRESS_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-    { name: 'AIGRESS_POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-    { name: 'AIGRESS_SERVICE_ACCOUNT', valueFrom: { fieldRef: { fieldPath: 'spec.serviceAccountName' } } },
+    { name: ENV_POD_NAME, valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+    { name: ENV_POD_NAMESPACE, valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    { name: ENV_SERVICE_ACCOUNT, valueFrom: { fieldRef: { fieldPath: 'spec.serviceAccountName' } } },
   ];
-  if (o.policy !== undefined) env.push({ name: 'AIGRESS_POLICY', value: o.policy });
+  // The downward API has no field for the owner: the value is written here, from the owner references.
+  if (facts.workload !== undefined) env.push({ name: ENV_WORKLOAD, value: facts.workload });
   // Cluster mode: the CA certificate (public) the proxy verifies the control plane with. Never a key.
-  if (config.controlPlane.address !== '' && config.controlPlane.caPem) env.push({ name: 'AIGRESS_CONTROL_PLANE_CA', value: config.controlPlane.caPem });
+  if (config.controlPlane.address !== '' && config.controlPlane.caPem) env.push({ name: ENV_CONTROL_PLANE_CA, value: config.controlPlane.caPem });
   return env;
 }
 
@@ -163,7 +198,7 @@ export function waitReadyScript(adminPort: number): string {
 }
 
 /** The proxy container: a native sidecar (restartPolicy: Always) or, for `never`, a regular container. */
-export function proxyContainer(config: InjectionConfig, o: PodOverrides, native: boolean): Container {
+export function proxyContainer(config: InjectionConfig, o: PodOverrides, native: boolean, facts: PodFacts = { meshes: [] }): Container {
   const port = config.proxy.adminPort;
   const httpGet = (path: string): Record<string, unknown> => ({ httpGet: { path, port } });
   const c: Container = {
@@ -175,7 +210,7 @@ export function proxyContainer(config: InjectionConfig, o: PodOverrides, native:
   };
   if (native) c.restartPolicy = 'Always';
   Object.assign(c, {
-    env: proxyEnv(config, o),
+    env: proxyEnv(config, facts),
     ports: [{ name: 'aigress-admin', containerPort: port, protocol: 'TCP' }],
     // Readiness means "CA bundle written, listener up": the kubelet starts the next container only after this.
     startupProbe: { ...httpGet('/readyz'), periodSeconds: 1, timeoutSeconds: 1, failureThreshold: WAIT_READY_SECONDS },
@@ -196,6 +231,7 @@ export function proxyContainer(config: InjectionConfig, o: PodOverrides, native:
       // Read-write: the proxy writes bundle.pem and truststore.p12 here for the apps.
       { name: CA_VOLUME, mountPath: CA_BUNDLE_DIR },
       { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
+      ...(config.proxy.extraCaConfigMap.name === '' ? [] : [{ name: EXTRA_CA_VOLUME, mountPath: EXTRA_CA_DIR, readOnly: true }]),
     ],
     terminationMessagePolicy: 'FallbackToLogsOnError',
   });

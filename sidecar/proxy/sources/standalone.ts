@@ -1,8 +1,9 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { unwatchFile, watchFile } from 'node:fs';
+import { existsSync, unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
+import { CA_CERT_FILE, CA_CERT_FILE_ALT, CA_KEY_FILE, CA_KEY_FILE_ALT } from '../../../shared/constants.js';
 import { UserError, errorMessage } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/log.js';
 import { loadPolicyFile } from '../../../shared/policy/load.js';
@@ -45,24 +46,28 @@ export class LocalCaCertificateSource implements CertificateSource {
 
   async ready(): Promise<void> {
     if (this.pem !== undefined) return;
-    const certFile = join(this.caDir, 'ca.crt');
-    const keyFile = join(this.caDir, 'ca.key');
+    // One convention with the control plane's --ca-dir: a kubernetes.io/tls Secret's tls.crt / tls.key (what
+    // cert-manager writes); ca.crt / ca.key, the names this flag took first, are still read when those are absent.
+    const tls = existsSync(join(this.caDir, CA_CERT_FILE)) || !existsSync(join(this.caDir, CA_CERT_FILE_ALT));
+    const [crtName, keyName] = tls ? [CA_CERT_FILE, CA_KEY_FILE] : [CA_CERT_FILE_ALT, CA_KEY_FILE_ALT];
+    const certFile = join(this.caDir, crtName);
+    const keyFile = join(this.caDir, keyName);
     const [certPem, keyPem] = await Promise.all([readCaFile(certFile), readCaFile(keyFile)]);
     let cert: X509Certificate;
     try {
       cert = new X509Certificate(certPem);
     } catch (err) {
-      throw new UserError(`--ca-dir ${this.caDir}: ca.crt is not a PEM certificate (${errorMessage(err)})`);
+      throw new UserError(`--ca-dir ${this.caDir}: ${crtName} is not a PEM certificate (${errorMessage(err)})`);
     }
-    if (!cert.ca) throw new UserError(`--ca-dir ${this.caDir}: ca.crt is not a CA certificate (basicConstraints CA:false)`);
+    if (!cert.ca) throw new UserError(`--ca-dir ${this.caDir}: ${crtName} is not a CA certificate (basicConstraints CA:false)`);
     let key: ReturnType<typeof createPrivateKey>;
     try {
       key = createPrivateKey(keyPem);
     } catch (err) {
-      throw new UserError(`--ca-dir ${this.caDir}: ca.key is not a PEM private key (${errorMessage(err)})`);
+      throw new UserError(`--ca-dir ${this.caDir}: ${keyName} is not a PEM private key (${errorMessage(err)})`);
     }
-    if (!cert.checkPrivateKey(key)) throw new UserError(`--ca-dir ${this.caDir}: ca.key does not belong to ca.crt`);
-    if (Date.parse(cert.validTo) <= this.now()) throw new UserError(`--ca-dir ${this.caDir}: ca.crt expired on ${cert.validTo}`);
+    if (!cert.checkPrivateKey(key)) throw new UserError(`--ca-dir ${this.caDir}: ${keyName} does not belong to ${crtName}`);
+    if (Date.parse(cert.validTo) <= this.now()) throw new UserError(`--ca-dir ${this.caDir}: ${crtName} expired on ${cert.validTo}`);
     this.pem = certPem;
     this.keyPem = keyPem;
   }

@@ -28,18 +28,33 @@ export interface AppPodOptions {
   policy?: string;
   /** More env entries in the app container's own spec. */
   appEnv?: Record<string, string>;
+  /** Annotations on the pod (e.g. `aigress.io/include-outbound-ports`). */
+  annotations?: Record<string, string>;
+  /** More containers' names in the spec (a mesh's sidecar, as its injector leaves it); never started. */
+  extraContainers?: readonly string[];
+  /** More proxy arguments (after --policy and --ca-dir). */
+  proxyArgs?: readonly string[];
+  /** Fields of the injection config's `capture` section. */
+  capture?: Record<string, unknown>;
 }
 
 /** The app's own pod spec, before injection: nothing in it knows about aigress. */
-export function appPodYaml(keys: { openai: string; anthropic: string }, appEnv: Record<string, string> = {}): string {
+export function appPodYaml(
+  keys: { openai: string; anthropic: string },
+  appEnv: Record<string, string> = {},
+  more: Pick<AppPodOptions, 'annotations' | 'extraContainers'> = {},
+): string {
   const extra = Object.entries(appEnv).map(([name, value]) => `
         - { name: ${name}, value: ${JSON.stringify(value)} }`).join('');
+  const annotations = more.annotations ? `\n  annotations: ${JSON.stringify(more.annotations)}` : '';
+  const containers = (more.extraContainers ?? []).map((name) => `
+    - { name: ${name}, image: registry.example.com/mesh/${name}:1 }`).join('');
   return `apiVersion: v1
 kind: Pod
 metadata:
   name: e2e-app
   namespace: team-a
-  labels: { app: e2e-app }
+  labels: { app: e2e-app }${annotations}
 spec:
   serviceAccountName: e2e-app
   containers:
@@ -49,7 +64,7 @@ spec:
       securityContext: { runAsUser: ${APP_UID}, runAsGroup: ${APP_UID}, allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
       env:
         - { name: OPENAI_API_KEY, value: ${keys.openai} }
-        - { name: ANTHROPIC_API_KEY, value: ${keys.anthropic} }${extra}
+        - { name: ANTHROPIC_API_KEY, value: ${keys.anthropic} }${extra}${containers}
 `;
 }
 
@@ -89,10 +104,16 @@ export async function injectAppPod(
   const configFile = join(dir, 'inject-config.yaml');
   writeFileSync(
     configFile,
-    JSON.stringify({ injection: { controlPlane: { address: '' }, proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir] } } }),
+    JSON.stringify({
+      injection: {
+        controlPlane: { address: '' },
+        proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir, ...(opts.proxyArgs ?? [])] },
+        ...(opts.capture ? { capture: opts.capture } : {}),
+      },
+    }),
   );
   const podFile = join(dir, 'app-pod.yaml');
-  writeFileSync(podFile, appPodYaml(keys, opts.appEnv));
+  writeFileSync(podFile, appPodYaml(keys, opts.appEnv, opts));
   const injectedYaml = await runOk(process.execPath, [AIGRESS_BIN, 'inject', '--config', configFile, '-f', podFile]);
   return { pod: parse(injectedYaml) as Pod, policyFile, caDir, caPem: ca.certPem, injectedYaml };
 }

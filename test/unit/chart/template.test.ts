@@ -266,3 +266,18 @@ describe('helm template: what the value combinations change', () => {
     expect(() => parseClusterDefault(text, 'default-policy.yaml')).toThrow(/spec\.filters\[0\]\.pattern: invalid regular expression/);
   });
 });
+
+describe('the built-in defaults agree with the chart', () => {
+  it('`aigress inject` without --config points proxies at the address and port the chart\'s Service serves', async () => {
+    const { parse } = await import('yaml');
+    const { defaultConfig } = await import('../../../webhook/config.js');
+    const objects = render();
+    const cm = find(objects, 'ConfigMap', 'aigress-config') as unknown as { data: Record<string, string> };
+    const rendered = (parse(cm.data['config.yaml']!) as { injection: { controlPlane: { address: string } } }).injection.controlPlane.address;
+    const dflt = defaultConfig().injection.controlPlane.address;
+    expect(dflt).toBe(rendered);
+    const svc = find(objects, 'Service', 'aigress') as unknown as { spec: { ports: Array<{ port: number }> } };
+    const port = new URL(dflt).port === '' ? 443 : Number(new URL(dflt).port);
+    expect(svc.spec.ports.map((p) => p.port)).toContain(port);
+  });
+});

@@ -31,6 +31,8 @@ const cases: Record<string, InitFlags> = {
   'exclude-mixed': { excludeOutboundPorts: '22,3306', excludeOutboundCidrs: '10.0.0.0/8,fd00::/8,192.168.0.0/16' },
   'include-ports': { includeOutboundPorts: '443,8443,9000-9100' },
   'custom-identity': { proxyUid: '2000', proxyGid: '2001', capturePort: '15555' },
+  // a pod in Istio's and Linkerd's meshes: their proxies' traffic is theirs to forward, never captured again.
+  'mesh-uids': { excludeUids: '1337,2102' },
   everything: {
     proxyUid: '1501',
     proxyGid: '1502',
@@ -76,10 +78,10 @@ describe('renderRules properties', () => {
     expect(include).toBeGreaterThan(exclude);
   });
 
-  it('comments every rule it appends', () => {
+  it('comments every rule it adds', () => {
     const rules = renderRules(all, 6)
       .split('\n')
-      .filter((l) => l.startsWith('-A '));
+      .filter((l) => l.startsWith('-A ') || l.startsWith('-I '));
     expect(rules.length).toBeGreaterThan(8);
     for (const r of rules) expect(r).toMatch(/ -m comment --comment "aigress: [^"]+" -j /);
   });

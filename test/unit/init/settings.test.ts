@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CAPTURE_PORT, DEFAULT_INCLUDE_PORTS, PROXY_GID, PROXY_UID } from '../../../shared/constants.js';
 import { UserError } from '../../../shared/errors.js';
-import { parseCidr } from '../../../sidecar/init/cidr.js';
+import { parseCidr } from '../../../shared/cidr.js';
 import { parseInitFlags, type InitFlags } from '../../../sidecar/init/settings.js';
 
 function failure(flags: InitFlags): UserError {
@@ -51,6 +51,7 @@ describe('parseInitFlags', () => {
     expect(parseInitFlags({ excludeOutboundPorts: '', excludeOutboundCidrs: ' ' }).capture).toMatchObject({
       excludePorts: [],
       excludeCidrs: [],
+      excludeUids: [],
     });
   });
 

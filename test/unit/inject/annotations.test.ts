@@ -52,9 +52,17 @@ describe('capture annotations', () => {
     expect(r.ok && r.warnings).toEqual([expect.stringMatching(/^unknown annotation aigress.io\/proxy-cpus is ignored/)]);
   });
 
-  it('passes the proxy overrides and the policy name through, trimmed', () => {
-    const r = readOverrides({ 'aigress.io/proxy-cpu': ' 250m ', 'aigress.io/proxy-memory': '1Gi', 'aigress.io/policy': ' strict ' });
-    expect(r.ok && r.overrides).toMatchObject({ proxyCpu: '250m', proxyMemory: '1Gi', policy: 'strict' });
+  it('passes the proxy overrides through, trimmed', () => {
+    const r = readOverrides({ 'aigress.io/proxy-cpu': ' 250m ', 'aigress.io/proxy-memory': '1Gi' });
+    expect(r.ok && r.overrides).toMatchObject({ proxyCpu: '250m', proxyMemory: '1Gi' });
+  });
+
+  it('says that aigress.io/policy is not supported instead of ignoring it silently', () => {
+    const r = readOverrides({ 'aigress.io/policy': 'strict' });
+    expect(r.ok && r.overrides).not.toHaveProperty('policy');
+    expect(r.ok && r.warnings).toEqual([
+      "annotation aigress.io/policy is not supported: the pod gets its namespace's effective policy (all its EgressPolicies merged)",
+    ]);
   });
 });
 

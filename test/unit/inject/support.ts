@@ -90,6 +90,29 @@ export interface FoundPod {
   label: string;
   /** Volumes the StatefulSet controller adds for volumeClaimTemplates. */
   claimVolumes: string[];
+  /** The object holding the template (absent for a bare Pod). */
+  owner?: { kind: string; name: string };
+}
+
+/**
+ * The pod as its controller creates it: owner reference to the object that made it (a Deployment's pods are
+ * owned by its ReplicaSet `<name>-<hash>` and labelled with the hash, a CronJob's by its Job `<name>-<minutes>`).
+ */
+export function asCreatedBy(pod: Obj, owner: FoundPod['owner']): Obj {
+  if (!owner) return pod;
+  const meta = isObj(pod.metadata) ? pod.metadata : {};
+  const hash = '7d9f8b6c5';
+  const ref =
+    owner.kind === 'Deployment'
+      ? { apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${owner.name}-${hash}` }
+      : owner.kind === 'CronJob'
+        ? { apiVersion: 'batch/v1', kind: 'Job', name: `${owner.name}-29413560` }
+        : { apiVersion: owner.kind === 'Job' ? 'batch/v1' : 'apps/v1', kind: owner.kind, name: owner.name };
+  const labels = owner.kind === 'Deployment' ? { ...(isObj(meta.labels) ? meta.labels : {}), 'pod-template-hash': hash } : meta.labels;
+  return {
+    ...pod,
+    metadata: { ...meta, ...(labels ? { labels } : {}), ownerReferences: [{ ...ref, uid: 'u-1', controller: true, blockOwnerDeletion: true }] },
+  };
 }
 
 /** Every pod (or pod template, turned into a Pod) in a list of objects, in document order. */
@@ -111,6 +134,7 @@ export function podsOf(objects: unknown[]): FoundPod[] {
       namespace: typeof meta.namespace === 'string' ? meta.namespace : undefined,
       label: `${String(o.kind)} ${String(meta.name)}`,
       claimVolumes: claims.map((c) => String((c.metadata as Obj | undefined)?.name)),
+      ...(path.length === 0 ? {} : { owner: { kind: String(o.kind), name: String(meta.name) } }),
     });
   };
   objects.forEach(walk);

@@ -80,3 +80,19 @@ describe('trust bundle', () => {
   });
   if (!hasKeytool) console.log('keytool test skipped: keytool (Java) is not installed on this machine');
 });
+
+describe('extra roots (--extra-ca-file)', () => {
+  it('keeps each PEM certificate, refuses a file without one or with a broken one, naming the file', async () => {
+    const { parseExtraRoots, bundlePem, trustStoreEntries } = await import('../../../sidecar/proxy/bundle.js');
+    const { createCA } = await import('../../../shared/pki.js');
+    const a = await createCA('extra A', 1);
+    const b = await createCA('extra B', 1);
+    const roots = parseExtraRoots(`# corp\n${a.certPem}\n${b.certPem}`, 'corp.pem');
+    expect(roots).toHaveLength(2);
+    const pem = bundlePem('-----BEGIN CERTIFICATE-----\nAIGRESS\n-----END CERTIFICATE-----\n', [], roots);
+    expect(pem.indexOf('extra') === -1 && pem.includes(roots[1]!.trim())).toBe(true);
+    expect(trustStoreEntries(a.certPem, [], roots).map((e) => e.alias)).toEqual(['aigress-ca', 'extra-root-1', 'extra-root-2']);
+    expect(() => parseExtraRoots('nothing here', 'corp.pem')).toThrow('--extra-ca-file corp.pem: no PEM certificate in it');
+    expect(() => parseExtraRoots('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----', 'corp.pem')).toThrow(/certificate 1 is not valid/);
+  });
+});

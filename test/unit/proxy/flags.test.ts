@@ -70,6 +70,7 @@ describe('parseProxyFlags', () => {
   it('reads the pod identity from the downward-API env, leaving absent fields out', () => {
     expect(identityFromEnv({ AIGRESS_POD_NAME: 'p', AIGRESS_POD_NAMESPACE: 'ns', AIGRESS_SERVICE_ACCOUNT: 'sa' })).toEqual({ pod: 'p', namespace: 'ns', serviceAccount: 'sa' });
     expect(identityFromEnv({ AIGRESS_POD_NAME: 'p' })).toEqual({ pod: 'p' });
+    expect(identityFromEnv({ AIGRESS_POD_NAME: 'p', AIGRESS_WORKLOAD: 'deployment/checkout' })).toEqual({ pod: 'p', workload: 'deployment/checkout' });
   });
 });
 

@@ -87,7 +87,7 @@ describe('pass-through', () => {
     const r = await callPlain(proxy.handle.capturePort, 'plain.example', { method: 'GET', path: '/x?y=1' });
     expect(r.body.toString()).toBe('plain site saw GET /x?y=1 host=plain.example');
     const m = await proxy.handle.registry.metrics();
-    expect(metricValue(m, 'aigress_connections_total', { route: 'passthrough' })).toBeGreaterThanOrEqual(3);
+    expect(metricValue(m, 'aigress_connections_total', { route: 'passthrough_name' })).toBeGreaterThanOrEqual(3);
   });
 
   it('refuses CONNECT and absolute-form targets that contradict Host on plain HTTP', async () => {
@@ -114,7 +114,7 @@ describe('unmatchedEgress: deny', () => {
     expect(plain.status).toBe(403);
     expect(plain.body.toString()).toContain('plain.example');
     const m = await proxy.handle.registry.metrics();
-    expect(metricValue(m, 'aigress_connections_total', { route: 'denied' })).toBe(2);
+    expect(metricValue(m, 'aigress_connections_total', { route: 'refused' })).toBe(2);
   });
 
   it('still mediates AI hosts', async () => {
@@ -131,7 +131,7 @@ describe('connections without a name', () => {
   });
   afterAll(() => proxy.handle.close());
 
-  it('closes garbage, a TLS hello without SNI and a silent client, and counts each as unmediated on /metrics', async () => {
+  it('closes garbage, a TLS hello without SNI and a silent client, and counts each as refused on /metrics', async () => {
     const garbage = await rawExchange(proxy.handle.capturePort, Buffer.from([0x00, 0xff, 0x13, 0x37, 0x0a]));
     expect(garbage).toEqual({ reply: '', closed: true });
     const noSni = await new Promise<string>((res) => {
@@ -146,7 +146,7 @@ describe('connections without a name', () => {
     expect(noHost.reply).toMatch(/^HTTP\/1\.1 400 /);
     const metrics = await adminRequest(proxy, '/metrics');
     expect(metrics.status).toBe(200);
-    expect(metricValue(metrics.body, 'aigress_connections_total', { route: 'unmediated' })).toBe(4);
+    expect(metricValue(metrics.body, 'aigress_connections_total', { route: 'refused' })).toBe(4);
   });
 });
 

@@ -25,6 +25,18 @@ beforeAll(async () => {
 });
 
 describe('LocalCaCertificateSource: checking --ca-dir', () => {
+  it('reads tls.crt / tls.key (the control plane\'s and cert-manager\'s names), ahead of ca.crt / ca.key', async () => {
+    const tls = new LocalCaCertificateSource(caDir('tls-names', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem }));
+    await tls.ready();
+    expect(tls.caPem()).toBe(ca.certPem);
+    const both = new LocalCaCertificateSource(caDir('both-names', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem, 'ca.crt': other.certPem, 'ca.key': other.keyPem }));
+    await both.ready();
+    expect(both.caPem()).toBe(ca.certPem);
+  });
+  it('with neither, names the tls.crt it looked for', async () => {
+    const dir = caDir('empty', {});
+    await expect(new LocalCaCertificateSource(dir).ready()).rejects.toThrow(`--ca-dir: cannot read ${join(dir, 'tls.crt')}: ENOENT`);
+  });
   it('names the missing file', async () => {
     const dir = caDir('no-key', { 'ca.crt': ca.certPem });
     await expect(new LocalCaCertificateSource(dir).ready()).rejects.toThrow(`--ca-dir: cannot read ${join(dir, 'ca.key')}: ENOENT`);

@@ -1,11 +1,13 @@
 import fastJsonPatch from 'fast-json-patch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docs, loadCases, podsOf, runManifests, type GoldenCase } from '../inject/support.js';
+import { asCreatedBy, docs, loadCases, podsOf, runManifests, type GoldenCase } from '../inject/support.js';
 import { call, decodePatch, review, startWebhook, testPki, type AdmissionResponseBody, type Running, type TestPki } from './support.js';
 
 // The golden corpus again, this time the way the API server meets it: every pod (or pod template made a Pod) is
 // sent as an AdmissionReview over verified TLS, the returned JSONPatch is applied with an independent RFC 6902
 // implementation (fast-json-patch, validating every operation), and the result must equal the golden output.
+// Template pods carry the owner references their controller would set, from which the webhook derives the
+// workload that `aigress inject` takes from the enclosing object: both must name the same one.
 
 const { applyPatch, deepClone } = fastJsonPatch;
 const cases = loadCases();
@@ -39,7 +41,8 @@ describe('webhook over HTTPS against the golden corpus', () => {
     let denials = 0;
     for (const [i, found] of inputs.entries()) {
       const uid = `${c.name}-${i}`;
-      const body = review(found.pod, { uid, namespace: c.namespace ?? found.namespace ?? 'default' });
+      const pod = asCreatedBy(found.pod, found.owner);
+      const body = review(pod, { uid, namespace: c.namespace ?? found.namespace ?? 'default' });
       const res = await call(s, 'POST', '/mutate', JSON.stringify(body));
       expect(res.status).toBe(200);
       const answer = res.json() as AdmissionResponseBody;
@@ -57,8 +60,8 @@ describe('webhook over HTTPS against the golden corpus', () => {
       const ops = decodePatch(answer);
       if (ops.length > 0) expect(answer.response.patchType).toBe('JSONPatch');
       else expect(answer.response.patchType).toBeUndefined();
-      const patched = applyPatch(deepClone(found.pod), ops as never, true, false).newDocument;
-      expect(patched).toEqual(expected[i]!.pod);
+      const patched = applyPatch(deepClone(pod), ops as never, true, false).newDocument;
+      expect(patched).toEqual(asCreatedBy(expected[i]!.pod, found.owner));
     }
     if (cli.ok) {
       expect(denials).toBe(0);

@@ -1,8 +1,9 @@
-import { isIPv4, isIPv6 } from 'node:net';
+import { parseCidr } from './cidr.js';
 
-// Ports and CIDRs of the capture settings, as config lists and as `aigress.io/*-outbound-*` annotations. What this
-// accepts is what `aigress init` accepts (ports, port ranges like 8000-8100, IPv4/IPv6 CIDRs or bare addresses),
-// so a pod the webhook lets through never has an init container that refuses its own flags.
+// The capture grammar, written once: ports, port ranges (8000-8100), IPv4/IPv6 CIDRs or bare addresses and user
+// ids, as the webhook reads them (config lists, `aigress.io/*-outbound-*` annotations) and as `aigress init`
+// reads its flags. One parser on both sides, so a pod the webhook lets through never has an init container that
+// refuses its own flags.
 
 export interface PortRange {
   from: number;
@@ -22,15 +23,17 @@ export function parsePortItem(item: string): PortRange | string {
 
 /** Checks one CIDR (`10.0.0.0/8`, `fd00::/8`) or bare address; a reason string when malformed, else undefined. */
 export function checkCidrItem(item: string): string | undefined {
-  const slash = item.indexOf('/');
-  const addr = slash < 0 ? item : item.slice(0, slash);
-  const bits = isIPv4(addr) ? 32 : isIPv6(addr) ? 128 : 0;
-  if (bits === 0) return 'is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)';
-  if (slash >= 0) {
-    const prefix = item.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > bits) return `has a bad prefix length (0-${bits} for IPv${bits === 32 ? 4 : 6})`;
-  }
-  return undefined;
+  const c = parseCidr(item);
+  if (typeof c !== 'string') return undefined;
+  if (c.startsWith('not ')) return 'is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)';
+  const v6 = item.slice(0, item.indexOf('/')).includes(':');
+  return `has a bad prefix length (0-${v6 ? 128 : 32} for IPv${v6 ? 6 : 4})`;
+}
+
+/** Parses one user id (0-4294967294: 4294967295 is the kernel's "no user"); a reason string when it is not one. */
+export function parseUidItem(item: string): number | string {
+  if (!/^\d{1,10}$/.test(item) || Number(item) > 4294967294) return 'is not a user id (0-4294967294)';
+  return Number(item);
 }
 
 export function formatPort(p: PortRange): string {
