@@ -49,6 +49,9 @@ export interface ProxyOptions {
   upstreamCa?: string | readonly string[];
   /** Metrics registry to serve (cluster mode passes the one its sources registered in); a new one by default. */
   registry?: Registry;
+  /** Shared budgets' Redis URL (`--redis-url`) and password (from a Secret). */
+  redisUrl?: string;
+  redisPassword?: string;
   /** Builds the processors for a policy; the real pipeline unless a test supplies its own. */
   buildPipeline?: (policy: EgressPolicy, services: PipelineServices) => Pipeline;
 }
@@ -105,7 +108,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   let draining = false;
   // Process-lifetime services: created once, handed to every pipeline build (a policy change rebuilds only the
   // processors, and closes the replaced ones).
-  const serviceSet = createServices({ registry: metrics.registry, log });
+  const serviceSet = createServices({
+    registry: metrics.registry,
+    log,
+    ...(opts.redisUrl !== undefined && { redisUrl: opts.redisUrl }),
+    ...(opts.redisPassword !== undefined && { redisPassword: opts.redisPassword }),
+    ...(identity.pod !== undefined && { proxyName: identity.pod }),
+  });
   const services = serviceSet.services;
   const runner = new PipelineRunner({ registry: metrics.registry, log });
   const compile = (policy: EgressPolicy): PolicyState => ({
