@@ -60,7 +60,7 @@ class SharedKey {
   /** This proxy's net contribution to each live bucket (reservations, leases, settlements). */
   readonly ledger = new Map<number, Row>();
   /** Changes Redis has not seen yet. */
-  readonly pending = new Map<number, Row>();
+  pending = new Map<number, Row>();
   remaining?: number;
   peers = 1;
   flushTimer?: NodeJS.Timeout;
@@ -208,6 +208,7 @@ export class RedisBudgetStore implements BudgetStore {
     void this.sync(k).finally(() => {
       k.syncing = false;
       if (k.queue.length > 0) setImmediate(() => this.kick(k));
+      else if (k.pending.size > 0) this.scheduleFlush(k);
     });
   }
 
@@ -226,10 +227,14 @@ export class RedisBudgetStore implements BudgetStore {
     if (batch.length > 0 || this.closed) this.returnLease(k);
     const key = k.key;
     const s = key.shape;
-    const buckets = new Set([...k.ledger.keys(), ...k.pending.keys()]);
+    // What this call sends is taken out of `pending` now: settlements that arrive during the round trip go
+    // to the next call (and a failed call puts its part back).
+    const sent = k.pending;
+    k.pending = new Map();
+    const buckets = new Set([...k.ledger.keys(), ...sent.keys()]);
     const rows: number[] = [];
     for (const b of buckets) {
-      const p = k.pending.get(b);
+      const p = sent.get(b);
       const l = k.ledger.get(b);
       rows.push(b, p?.spent ?? 0, l?.spent ?? 0, p?.leased ?? 0, l?.leased ?? 0);
     }
@@ -242,10 +247,10 @@ export class RedisBudgetStore implements BudgetStore {
       r = await this.eval(key.id, args.map(String));
     } catch (err) {
       for (const w of batch) w.resolve({ ok: false, kind: 'down', error: errorMessage(err) });
+      for (const [b, row] of sent) add(k.pending, b, row.spent, row.leased);
       if (k.pending.size > 0) this.scheduleFlush(k);
       return;
     }
-    k.pending.clear();
     const [cur, remaining, lease, wait, othersLeased, peers, restored, msLeft] = r as [number, number, number, number, number, number, number, number];
     for (const b of k.ledger.keys()) if (b < cur - s.back) k.ledger.delete(b);
     k.peers = Math.max(1, peers);
