@@ -22,6 +22,8 @@ import type { Deny, EndInfo, Exchange, PipelineServices, PodIdentity, Processor,
 /** Operations that bill tokens: the ones metering reads usage for. */
 const BUDGETED: ReadonlySet<Operation> = new Set(['chat', 'responses', 'embeddings', 'text_completion', 'generate_content']);
 const MICRO = 1_000_000;
+/** Longest Retry-After an SDK is left to sleep through on its own. */
+export const MAX_SDK_WAIT_MS = 65_000; // a 1m budget frees within 61 s: its wait is left to the SDK
 
 interface Compiled {
   readonly b: Budget;
@@ -259,6 +261,9 @@ export function budgetProcessor(ctx: PipelineContext, services: PipelineServices
     ex.facts.budget = 'exhausted';
     ex.facts.budgetRetryAfterMs = ms;
     const headers: Record<string, string> = { 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))), 'retry-after-ms': String(Math.ceil(ms)) };
+    // The OpenAI and Anthropic SDKs sleep for exactly Retry-After before each of their retries (two by default);
+    // much past a minute that would hang the app's call, so they are told not to retry and the app sees the 429.
+    if (ms > MAX_SDK_WAIT_MS) headers['x-should-retry'] = 'false';
     if (c.b.usd === undefined) {
       if (ex.adapter.id === 'anthropic') {
         headers['anthropic-ratelimit-tokens-limit'] = String(c.limit);

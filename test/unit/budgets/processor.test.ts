@@ -52,6 +52,7 @@ describe('budget processor (scope pod, local store)', () => {
     expect(h['x-ratelimit-limit-tokens']).toBe('1000');
     expect(Number(h['x-ratelimit-remaining-tokens'])).toBe(1000 - est - 500);
     expect(h['x-ratelimit-reset-tokens']).toMatch(/^(\d+m)?\d+s$/);
+    expect(h['x-should-retry']).toBeUndefined(); // under a minute: the SDKs wait it out themselves
     // the first settles to what it used: 10 + 20 tokens, so the next fits again
     await respond(pipeline, first.ex, 200, JSON_H, [usageBody(10, 20)]);
     expect(first.ex.facts.budgetSettledTokens).toBe(30);
@@ -85,6 +86,7 @@ describe('budget processor (scope pod, local store)', () => {
     const r = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, chat(500)));
     expect(r.verdict).toMatchObject({ status: 429 });
     expect((r.verdict as { message: string }).message).toContain('budgets[1]');
+    expect((r.verdict as { headers: Record<string, string> }).headers['x-should-retry']).toBeUndefined();
     const hour = await metric(registry, 'aigress_budget_remaining', { budget: 'budgets[0]' });
     const est = r.ex.results.estimatedInputTokens!;
     expect(hour).toBe(100000 - est - 500); // only the admitted request holds the hourly budget
@@ -118,6 +120,16 @@ describe('budget processor (scope pod, local store)', () => {
     const s2 = setup(unpriced);
     const u = await runRequest(s2.pipeline, exchange(unpriced, 'api.openai.com', CHAT, { ...chat(10), model: 'my-finetune' }));
     expect(u.verdict).toMatchObject({ status: 403, reason: 'budget_price_unknown' });
+  });
+
+  it('a Retry-After over a minute tells the SDKs not to sleep through it', async () => {
+    const p = policy({ budgets: [{ tokens: 600, per: '1h', scope: 'pod' }] });
+    const { pipeline } = setup(p);
+    await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, chat(500)));
+    const r = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, chat(500)));
+    const h = (r.verdict as { headers: Record<string, string> }).headers;
+    expect(Number(h['retry-after'])).toBeGreaterThan(3500);
+    expect(h['x-should-retry']).toBe('false');
   });
 
   it('audit mode records would-deny and lets the request pass', async () => {
