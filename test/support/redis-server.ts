@@ -17,11 +17,15 @@ export function redisAvailable(): { ok: true } | { ok: false; reason: string } {
 /** `describe` that needs redis-server: skips with the reason, or fails when AIGRESS_REDIS_REQUIRED=1. */
 export function describeRedis(name: string, fn: () => void): void {
   const a = redisAvailable();
-  if (a.ok) return describe(name, fn);
+  if (a.ok) {
+    describe(name, fn);
+    return;
+  }
   if (process.env.AIGRESS_REDIS_REQUIRED === '1') {
-    return describe(name, () => {
+    describe(name, () => {
       throw new Error(`"${name}" needs redis-server and AIGRESS_REDIS_REQUIRED=1: ${a.reason}`);
     });
+    return;
   }
   console.warn(`[skip] ${name}: ${a.reason}`);
   describe.skip(`${name} (skipped: ${a.reason})`, fn);

@@ -6,16 +6,19 @@ import { describe, expect, it } from 'vitest';
 import { approxTokens, defaultOutputCap, estimateRequest, loadEncoding, openAiEncoding, requestedOutputCap, requestTexts } from '../../../sidecar/budgets/estimate.js';
 
 const fixture = (p: string) => JSON.parse(readFileSync(new URL(`../../fixtures/providers/${p}`, import.meta.url), 'utf8')) as Record<string, unknown>;
-type J = Record<string, unknown> & { [k: string]: never };
+/** The value at `path` in a parsed fixture. */
+const at = (v: unknown, ...path: (string | number)[]): unknown => path.reduce<unknown>((o, k) => (o as Record<string | number, unknown> | undefined)?.[k], v);
+/** Joins the `text` of the parts of a content list (skipping non-text parts). */
+const texts = (list: unknown, key = 'text'): string => (list as Record<string, unknown>[]).filter((p) => typeof p[key] === 'string' && (p.type === undefined || p.type === 'text')).map((p) => p[key] as string).join('');
 
 // fixture → (its answer's text, the output tokens it reports)
-const CASES: [string, (j: J) => [string, number]][] = [
-  ['openai/chat.json', (j) => [(j.choices as J[]).map((c) => (c.message as J).content as string).join(''), (j.usage as J).completion_tokens as number]],
-  ['anthropic/messages.json', (j) => [(j.content as J[]).filter((c) => c.type === 'text').map((c) => c.text as string).join(''), (j.usage as J).output_tokens as number]],
-  ['vertex-ai/anthropic-raw.json', (j) => [(j.content as J[]).filter((c) => c.type === 'text').map((c) => c.text as string).join(''), (j.usage as J).output_tokens as number]],
-  ['gemini/generate-cached.json', (j) => [((j.candidates as J[])[0]!.content as J).parts.map((p: J) => p.text as string).join(''), (j.usageMetadata as J).candidatesTokenCount as number]],
-  ['mistral/chat.json', (j) => [(j.choices as J[]).map((c) => (c.message as J).content as string).join(''), (j.usage as J).completion_tokens as number]],
-  ['bedrock/converse.json', (j) => [(((j.output as J).message as J).content as J[]).map((c) => c.text as string).join(''), (j.usage as J).outputTokens as number]],
+const CASES: [string, (j: unknown) => [string, number]][] = [
+  ['openai/chat.json', (j) => [String(at(j, 'choices', 0, 'message', 'content')), Number(at(j, 'usage', 'completion_tokens'))]],
+  ['anthropic/messages.json', (j) => [texts(at(j, 'content')), Number(at(j, 'usage', 'output_tokens'))]],
+  ['vertex-ai/anthropic-raw.json', (j) => [texts(at(j, 'content')), Number(at(j, 'usage', 'output_tokens'))]],
+  ['gemini/generate-cached.json', (j) => [texts(at(j, 'candidates', 0, 'content', 'parts')), Number(at(j, 'usageMetadata', 'candidatesTokenCount'))]],
+  ['mistral/chat.json', (j) => [String(at(j, 'choices', 0, 'message', 'content')), Number(at(j, 'usage', 'completion_tokens'))]],
+  ['bedrock/converse.json', (j) => [texts(at(j, 'output', 'message', 'content')), Number(at(j, 'usage', 'outputTokens'))]],
 ];
 
 describe('token estimates', () => {
@@ -42,7 +45,7 @@ describe('token estimates', () => {
   it('the approximation over-counts every fixture answer, against o200k and against the reported count', () => {
     const rows: string[] = [];
     for (const [file, read] of CASES) {
-      const [text, reported] = read(fixture(file) as J);
+      const [text, reported] = read(fixture(file));
       expect(text.length, file).toBeGreaterThan(10);
       const approx = approxTokens(text);
       const o200k = countTokens(text);
