@@ -27,11 +27,34 @@ export interface ModelRules {
   deny: string[];
 }
 
+/** Who shares one budget: the proxy's own pod, its owning workload, its ServiceAccount, or its namespace. */
+export const BUDGET_SCOPES = ['pod', 'workload', 'serviceaccount', 'namespace'] as const;
+export type BudgetScope = (typeof BUDGET_SCOPES)[number];
+
+/** What a Redis outage does to a shared budget: refuse (503) or fall back to a local share of the budget. */
+export const STORE_ERROR_MODES = ['FailClosed', 'FailOpen'] as const;
+export type StoreErrorMode = (typeof STORE_ERROR_MODES)[number];
+
+/**
+ * One budget (docs/budgets.md). Exactly one of `tokens` and `usd`. Several entries apply together; the
+ * strictest decides.
+ */
 export interface Budget {
-  tokens: number;
-  /** Window, e.g. 1m, 1h, 24h. */
+  /** Billed tokens per window (input + output; or only `type`). */
+  tokens?: number;
+  /** Count only input or only output tokens (with `tokens`). */
+  type?: 'input' | 'output';
+  /** Estimated cost in USD per window, from the price table. */
+  usd?: number;
+  /** Window length: 1m, 1h, 1d or any duration (30s, 6h). */
   per: string;
-  scope: 'pod' | 'namespace' | 'workload';
+  scope: BudgetScope;
+  /** Model globs the budget counts (all models when absent). */
+  models?: string[];
+  /** Providers the budget counts (all when absent). */
+  providers?: ProviderId[];
+  /** Default FailClosed. Only shared scopes reach a store that can fail. */
+  onStoreError: StoreErrorMode;
 }
 
 export type FilterPhase = 'request' | 'response' | 'both';

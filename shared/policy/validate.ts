@@ -1,8 +1,10 @@
 import { EGRESS_POLICY_API_VERSION, EGRESS_POLICY_KIND } from '../constants.js';
 import { GLOBAL, isKnownPlace, regionGroup, REGION_GROUPS } from '../regions.js';
 import {
+  BUDGET_SCOPES,
   IDENTITY_LABELS,
   PROVIDER_IDS,
+  STORE_ERROR_MODES,
   type Budget,
   type Credential,
   type EgressPolicy,
@@ -156,18 +158,39 @@ function checkBudget(c: Checker, b: unknown, path: string): Budget | undefined {
     c.fail(path, 'must be an object');
     return undefined;
   }
-  c.unknownKeys(b, path, ['tokens', 'per', 'scope']);
-  if (typeof b.tokens !== 'number' || !Number.isInteger(b.tokens) || b.tokens <= 0) {
-    c.fail(`${path}.tokens`, 'must be a positive integer');
-  }
-  if (typeof b.per !== 'string' || parseDuration(b.per) === undefined) {
-    c.fail(`${path}.per`, 'must be a duration like 1m, 1h, 24h');
-  }
-  return {
-    tokens: Number(b.tokens),
+  c.unknownKeys(b, path, ['tokens', 'type', 'usd', 'per', 'scope', 'models', 'providers', 'onStoreError']);
+  const budget: Budget = {
     per: String(b.per),
-    scope: c.oneOf(b.scope, `${path}.scope`, ['pod', 'namespace', 'workload'] as const, 'pod'),
+    scope: c.oneOf(b.scope, `${path}.scope`, BUDGET_SCOPES, 'pod'),
+    onStoreError: c.oneOf(b.onStoreError, `${path}.onStoreError`, STORE_ERROR_MODES, 'FailClosed'),
   };
+  if (b.tokens === undefined && b.usd === undefined) c.fail(path, 'needs tokens or usd');
+  else if (b.tokens !== undefined && b.usd !== undefined) c.fail(path, 'has both tokens and usd; use one budget entry for each');
+  if (b.tokens !== undefined) {
+    if (typeof b.tokens !== 'number' || !Number.isSafeInteger(b.tokens) || b.tokens <= 0) c.fail(`${path}.tokens`, 'must be a positive integer');
+    else budget.tokens = b.tokens;
+  }
+  if (b.type !== undefined) {
+    if (b.tokens === undefined) c.fail(`${path}.type`, 'applies to tokens budgets only');
+    budget.type = c.oneOf(b.type, `${path}.type`, ['input', 'output'] as const, 'input');
+  }
+  if (b.usd !== undefined) {
+    // micro-dollars are counted as integers: a budget below one of them cannot be told apart from zero
+    if (typeof b.usd !== 'number' || !Number.isFinite(b.usd) || b.usd < 0.000001 || b.usd > 1e9) c.fail(`${path}.usd`, 'must be a positive number of US dollars (at most 1e9)');
+    else budget.usd = b.usd;
+  }
+  const windowMs = typeof b.per === 'string' ? parseDuration(b.per) : undefined;
+  if (windowMs === undefined) c.fail(`${path}.per`, 'must be a duration like 1m, 1h, 24h');
+  else if (windowMs < 1000 || windowMs > 31 * 86_400_000) c.fail(`${path}.per`, 'must be from 1s to 31d');
+  if (b.models !== undefined) budget.models = c.stringList(b.models, `${path}.models`);
+  if (b.providers !== undefined) {
+    budget.providers = [];
+    c.stringList(b.providers, `${path}.providers`).forEach((p, i) => {
+      if ((PROVIDER_IDS as readonly string[]).includes(p)) budget.providers!.push(p as ProviderId);
+      else c.fail(`${path}.providers[${i}]`, `unknown provider ${JSON.stringify(p)} (known: ${PROVIDER_IDS.join(', ')})`);
+    });
+  }
+  return budget;
 }
 
 function checkCredential(c: Checker, v: unknown, path: string): Credential | undefined {

@@ -1,3 +1,4 @@
+import { budgetProcessor } from './budget.js';
 import type { PipelineContext } from './context.js';
 import { describeProcessor } from './describe.js';
 import { meteringProcessor } from './metering.js';
@@ -28,6 +29,7 @@ export const PROCESSOR_KINDS: readonly ProcessorKind[] = [
   one('describe', describeProcessor),
   one('regions', regionsProcessor),
   one('models', modelsProcessor),
+  { type: 'budget', build: (ctx, services) => (ctx.policy.spec.budgets.length > 0 ? [budgetProcessor(ctx, services)] : []) },
   one('metering', meteringProcessor),
   one('stream-usage', () => streamUsageProcessor()),
 ];

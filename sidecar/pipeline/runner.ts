@@ -232,7 +232,9 @@ export class PipelineRunner {
   async end(ex: Exchange, info: EndInfo): Promise<void> {
     const live = ex as LiveExchange;
     const pending: Promise<void>[] = [];
-    for (const p of live.reached) {
+    // Reverse phase order: metering (transform) has written results.usage before a budget (admit) settles.
+    for (let i = live.reached.length - 1; i >= 0; i--) {
+      const p = live.reached[i]!;
       if (!p.onEnd) continue;
       try {
         const r = withDeadline(() => p.onEnd!(ex, info), p.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, AbortSignal.timeout(60_000));

@@ -24,10 +24,12 @@ export function registerProxy(program: Command): void {
     .option('--max-body-bytes <n>', 'largest request body buffered for the pipeline; larger ones get 413', String(D.maxBodyBytes))
     .option('--drain-timeout <duration>', 'on SIGTERM or POST /shutdown, how long in-flight requests and streams may take', `${D.drainTimeoutMs / 1000}s`)
     .option('--upstream-timeout <duration>', 'how long to wait for a provider\'s response headers, and between body chunks', `${D.upstreamTimeoutMs / 1000}s`)
+    .option('--redis-url <url>', 'shared budgets: redis:// or rediss:// (TLS) URL of the Redis the proxies of a scope share; password from AIGRESS_REDIS_PASSWORD')
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')}`, 'info')
     .addHelpText(
       'after',
       '\nEnvironment: AIGRESS_POD_NAME, AIGRESS_POD_NAMESPACE, AIGRESS_SERVICE_ACCOUNT, AIGRESS_WORKLOAD name the pod in log lines and metrics.\n' +
+        'AIGRESS_REDIS_PASSWORD: password for --redis-url (kept off the command line).\n' +
         'Standalone example: aigress proxy --policy policy.yaml --ca-dir ./ca --bundle-dir ./bundle',
     )
     .action(async (flags: RawProxyFlags) => {

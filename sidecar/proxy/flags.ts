@@ -20,6 +20,7 @@ export interface RawProxyFlags {
   drainTimeout?: string;
   upstreamTimeout?: string;
   logLevel?: string;
+  redisUrl?: string;
 }
 
 export type SourceMode =
@@ -39,6 +40,8 @@ export interface ProxyConfig {
   drainTimeoutMs: number;
   upstreamTimeoutMs: number;
   logLevel: string;
+  /** Shared budgets' store. */
+  redisUrl?: string;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -65,6 +68,19 @@ function positiveInt(flag: string, value: string | undefined, fallback: number):
     throw new UserError(`${flag}: expected a positive whole number of bytes, got '${value}'`, 2);
   }
   return Number(value);
+}
+
+/** redis://[user:pass@]host:port[/db] or rediss:// (TLS). */
+function redisUrl(value: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new UserError(`--redis-url: not a URL: '${value}' (expected redis://host:6379 or rediss://host:6380)`, 2);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new UserError(`--redis-url: expected redis:// or rediss://, got '${u.protocol}'`, 2);
+  if (!u.hostname) throw new UserError(`--redis-url: no host in '${value}'`, 2);
+  return value;
 }
 
 function sourceMode(f: RawProxyFlags): SourceMode {
@@ -117,6 +133,7 @@ export function parseProxyFlags(f: RawProxyFlags, defaults: { capturePort: numbe
     if (f.extraCaFile === '') throw new UserError('--extra-ca-file: must not be empty', 2);
     cfg.extraCaFile = f.extraCaFile;
   }
+  if (f.redisUrl !== undefined) cfg.redisUrl = redisUrl(f.redisUrl);
   return cfg;
 }
 

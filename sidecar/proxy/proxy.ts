@@ -61,6 +61,9 @@ export interface ProxyOptions {
   originalDestination?: OriginalDestinationReader | null;
   /** With original destinations: how long a silent client is waited for before pass-through (server-first protocols). */
   serverFirstWaitMs?: number;
+  /** Shared budgets' Redis URL (`--redis-url`) and password (from a Secret). */
+  redisUrl?: string;
+  redisPassword?: string;
   /** Builds the processors for a policy; the real pipeline unless a test supplies its own. */
   buildPipeline?: (policy: EgressPolicy, services: PipelineServices) => Pipeline;
 }
@@ -128,7 +131,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   let draining = false;
   // Process-lifetime services: created once, handed to every pipeline build (a policy change rebuilds only the
   // processors, and closes the replaced ones).
-  const serviceSet = createServices({ registry: metrics.registry, log });
+  const serviceSet = createServices({
+    registry: metrics.registry,
+    log,
+    ...(opts.redisUrl !== undefined && { redisUrl: opts.redisUrl }),
+    ...(opts.redisPassword !== undefined && { redisPassword: opts.redisPassword }),
+    ...(identity.pod !== undefined && { proxyName: identity.pod }),
+  });
   const services = serviceSet.services;
   const runner = new PipelineRunner({ registry: metrics.registry, log });
   const compile = (policy: EgressPolicy): PolicyState => ({

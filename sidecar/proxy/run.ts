@@ -59,6 +59,8 @@ async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Pr
       upstreamTimeoutMs: config.upstreamTimeoutMs,
       logger: log,
       identity: identityFromEnv(process.env),
+      ...(config.redisUrl !== undefined && { redisUrl: config.redisUrl }),
+      ...(process.env.AIGRESS_REDIS_PASSWORD && { redisPassword: process.env.AIGRESS_REDIS_PASSWORD }),
     });
   } catch (err) {
     sources.certificates.close();

@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../shared/log.js';
+import { createBudgetServices } from '../budgets/service.js';
 import type { PipelineServices } from '../pipeline/types.js';
 
 // Process-lifetime services of the pipeline: created once when the proxy starts, handed to every pipeline build
@@ -10,6 +11,12 @@ import type { PipelineServices } from '../pipeline/types.js';
 export interface ServiceOptions {
   registry: Registry;
   log: Logger;
+  /** Shared budgets' Redis (`--redis-url`); without it only scope pod budgets can be counted. */
+  redisUrl?: string;
+  /** Redis password from a Secret (AIGRESS_REDIS_PASSWORD), overriding the URL's. */
+  redisPassword?: string;
+  /** This proxy's name in the shared store (the pod name). */
+  proxyName?: string;
 }
 
 export interface ServiceSet {
@@ -19,8 +26,16 @@ export interface ServiceSet {
 }
 
 export function createServices(opts: ServiceOptions): ServiceSet {
-  const services: PipelineServices = { registry: opts.registry, log: opts.log, now: Date.now };
-  const closers: (() => Promise<void> | void)[] = [];
+  const budgets = createBudgetServices({
+    registry: opts.registry,
+    log: opts.log,
+    now: Date.now,
+    ...(opts.redisUrl !== undefined && { redisUrl: opts.redisUrl }),
+    ...(opts.redisPassword !== undefined && { redisPassword: opts.redisPassword }),
+    ...(opts.proxyName !== undefined && { proxyName: opts.proxyName }),
+  });
+  const services: PipelineServices = { registry: opts.registry, log: opts.log, now: Date.now, budgets };
+  const closers: (() => Promise<void> | void)[] = [() => budgets.close()];
   return {
     services,
     async close() {

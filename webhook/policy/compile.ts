@@ -47,7 +47,8 @@ export function overlapIssues(spec: EgressPolicySpec): PolicyIssue[] {
   });
   const windows = new Map<string, number>();
   spec.budgets.forEach((b, i) => {
-    const k = `${b.scope}/${b.per}`;
+    // Entries that count different things (tokens vs usd, a token type, some models or providers) do not overlap.
+    const k = JSON.stringify([b.scope, b.per, b.usd === undefined ? 'tokens' : 'usd', b.type, b.models, b.providers]);
     const first = windows.get(k);
     if (first !== undefined) {
       issues.push({ path: `spec.budgets[${i}]`, message: `overlaps spec.budgets[${first}] (same scope ${b.scope} and window ${b.per}); keep one` });

@@ -11,7 +11,8 @@ const IDENTITY = new Set(Object.values(IDENTITY_LABEL_NAMES));
 
 /** name → label names, for the metrics the pipeline registers plus the proxy's request counter. */
 function registered(): Map<string, string[]> {
-  const { registry } = setup(policy(), new Registry());
+  // a policy with a budget, so the budget processor registers its metrics too
+  const { registry } = setup(policy({ budgets: [{ tokens: 1000, per: '1m', scope: 'pod' }] }), new Registry());
   runnerFor(registry); // the processor runner registers the denial and failure counters
   const proxy = createMetrics(() => 0).registry;
   const out = new Map<string, string[]>();
@@ -26,7 +27,7 @@ describe('docs/metrics.md', () => {
   it('lists every metric with exactly the labels it is registered with', () => {
     const table = new Map<string, string[]>();
     for (const line of read('docs/metrics.md').split('\n')) {
-      const m = /^\| `((?:aigress|gen_ai)_[a-z_]+)` \| (?:counter|histogram) \| ([^|]+) \|/.exec(line);
+      const m = /^\| `((?:aigress|gen_ai)_[a-z_]+)` \| (?:counter|histogram|gauge) \| ([^|]+) \|/.exec(line);
       if (m) table.set(m[1]!, [...m[2]!.matchAll(/`([a-z_]+)`/g)].map((x) => x[1]!));
     }
     const code = registered();

@@ -77,11 +77,19 @@ describe('aigress proxy (process)', () => {
 
 describe('a policy field this version does not enforce', () => {
   it('makes `aigress proxy --policy` exit 1 naming the field, before anything listens', () => {
-    const file = join(dir, 'budgets.yaml');
-    writeFileSync(file, `${policyYaml()}  budgets: [{ tokens: 5, per: 1m, scope: pod }]\n`);
+    const file = join(dir, 'credentials.yaml');
+    writeFileSync(file, `${policyYaml()}  credentials: [{ provider: openai, secretRef: { name: k, key: v } }]\n`);
     const r = spawnSync(process.execPath, [BIN, 'proxy', '--policy', file, '--ca-dir', join(dir, 'ca'), '--capture-port', '0', '--admin-port', '0', '--bundle-dir', join(dir, 'b3')], { encoding: 'utf8', timeout: 20_000 });
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/spec\.budgets: not enforced by this version/);
+    expect(r.stderr).toMatch(/spec\.credentials: not enforced by this version/);
     expect(r.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+  });
+});
+
+describe('--redis-url', () => {
+  it('refuses a URL that is not redis:// or rediss:// with exit code 2, naming the flag', () => {
+    const r = spawnSync(process.execPath, [BIN, 'proxy', '--policy', join(dir, 'p.yaml'), '--ca-dir', join(dir, 'ca'), '--redis-url', 'http://x:6379'], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--redis-url: expected redis:\/\/ or rediss:\/\//);
   });
 });

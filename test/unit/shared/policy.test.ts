@@ -32,7 +32,7 @@ spec:
     expect(p.spec.providers).toHaveLength(7);
     expect(p.spec.regions).toEqual({ allow: ['eu'], unknown: 'deny' });
     expect(p.spec.models.allow).toEqual(['gpt-4o*', 'claude-*']);
-    expect(p.spec.budgets).toEqual([{ tokens: 200000, per: '1m', scope: 'pod' }]);
+    expect(p.spec.budgets).toEqual([{ tokens: 200000, per: '1m', scope: 'pod', onStoreError: 'FailClosed' }]);
     expect(p.spec.filters.map((f) => f.type)).toEqual(['pii', 'regex', 'external']);
     expect(p.spec.filters[2]).toMatchObject({ url: 'http://guard.security:8080/check', timeout: '200ms', onError: 'deny' });
     expect(p.spec.credentials[0]).toEqual({ provider: 'openai', secretRef: { name: 'openai-key', key: 'apiKey' } });

@@ -1,0 +1,350 @@
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import { BUDGET_SYNC_LUA } from './redis-script.js';
+import type { BudgetKey, BudgetStore, ReserveOutcome, Ticket } from './types.js';
+
+// Budgets shared by every proxy of a scope, counted in Redis. The window arithmetic runs in one Lua script on
+// Redis's clock (redis-script.ts); this side keeps, per budget key, a lease (a slice of the window this proxy
+// reserved ahead and spends without a round trip), the settlements not yet sent, and its own contribution to
+// the window (its ledger), which it restores if Redis comes back without it. docs/budgets.md states the bound.
+
+export interface RedisStoreOptions {
+  url: string;
+  /** Overrides the URL's password (from a Secret, kept off the command line). */
+  password?: string;
+  /** Unique per proxy process (the pod name plus a random suffix). */
+  proxyId: string;
+  log: Logger;
+  now?: () => number;
+  /** Longest a lease is spent locally before it is returned; default 1 s (never past its bucket). */
+  leaseTtlMs?: number;
+  /** After Redis lost the window, how long every proxy waits for the others to restore theirs; default 2 s. */
+  recoveryGraceMs?: number;
+  /** Per command; a slower Redis counts as down for that call. Default 1 s. */
+  commandTimeoutMs?: number;
+  onStatus?(up: boolean): void;
+  onCall?(): void;
+  onRestored?(key: string): void;
+}
+
+interface Lease {
+  readonly bucket: number;
+  readonly total: number;
+  left: number;
+  readonly until: number;
+  timer?: NodeJS.Timeout;
+}
+
+interface RedisTicket extends Ticket {
+  readonly bucket: number;
+  readonly lease?: Lease;
+}
+
+interface Waiting {
+  readonly amount: number;
+  readonly resolve: (o: ReserveOutcome) => void;
+  retried: boolean;
+}
+
+interface Row {
+  spent: number;
+  leased: number;
+}
+
+class SharedKey {
+  lease?: Lease;
+  readonly queue: Waiting[] = [];
+  syncing = false;
+  /** This proxy's net contribution to each live bucket (reservations, leases, settlements). */
+  readonly ledger = new Map<number, Row>();
+  /** Changes Redis has not seen yet. */
+  pending = new Map<number, Row>();
+  remaining?: number;
+  peers = 1;
+  flushTimer?: NodeJS.Timeout;
+  retryTimer?: NodeJS.Timeout;
+  constructor(readonly key: BudgetKey) {}
+}
+
+const add = (m: Map<number, Row>, bucket: number, spent: number, leased: number): void => {
+  const r = m.get(bucket);
+  if (r) {
+    r.spent += spent;
+    r.leased += leased;
+  } else m.set(bucket, { spent, leased });
+};
+
+/** Requests reserved in one round trip at most. */
+const BATCH = 64;
+/** Settlements are sent at most this long after they happen (batched with the next reservation when sooner). */
+const FLUSH_MS = 50;
+
+export class RedisBudgetStore implements BudgetStore {
+  private readonly client: Redis;
+  private readonly sha = createHash('sha1').update(BUDGET_SYNC_LUA).digest('hex');
+  private readonly keys = new Map<string, SharedKey>();
+  private readonly now: () => number;
+  private readonly leaseTtlMs: number;
+  private readonly graceMs: number;
+  private closed = false;
+  /** Round trips made (for the Redis-calls-per-request figure). */
+  calls = 0;
+
+  constructor(private readonly opts: RedisStoreOptions) {
+    this.now = opts.now ?? Date.now;
+    this.leaseTtlMs = opts.leaseTtlMs ?? 1_000;
+    this.graceMs = opts.recoveryGraceMs ?? 2_000;
+    this.client = new Redis(opts.url, {
+      ...(opts.password !== undefined && { password: opts.password }),
+      // A budget decision must not wait for a reconnect: with no connection a call fails at once and the
+      // budget's onStoreError decides. Reconnects back off from 50 ms to 1 s, with jitter.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: opts.commandTimeoutMs ?? 1_000,
+      connectTimeout: 2_000,
+      retryStrategy: (n: number) => Math.round(Math.min(1_000, 50 * 2 ** n) * (0.5 + Math.random() / 2)),
+      lazyConnect: false,
+    });
+    this.client.on('ready', () => {
+      opts.log.info('budget store connected');
+      opts.onStatus?.(true);
+      for (const k of this.keys.values()) if (k.pending.size > 0) this.kick(k);
+    });
+    let wasUp = true;
+    this.client.on('close', () => {
+      if (wasUp) opts.log.warn('budget store connection lost; reconnecting');
+      wasUp = false;
+      opts.onStatus?.(false);
+    });
+    this.client.on('ready', () => (wasUp = true));
+    this.client.on('error', (err: Error) => opts.log.debug({ err: errorMessage(err) }, 'budget store error'));
+    opts.onStatus?.(false);
+  }
+
+  get up(): boolean {
+    return this.client.status === 'ready';
+  }
+
+  /** Waits for the first connection (tests, startup logs); resolves false after `ms`. */
+  async connected(ms = 5_000): Promise<boolean> {
+    if (this.up) return true;
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(false), ms);
+      this.client.once('ready', () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+  }
+
+  private state(key: BudgetKey): SharedKey {
+    let k = this.keys.get(key.id);
+    if (!k) this.keys.set(key.id, (k = new SharedKey(key)));
+    return k;
+  }
+
+  reserve(key: BudgetKey, amount: number): ReserveOutcome | Promise<ReserveOutcome> {
+    const k = this.state(key);
+    const l = k.lease;
+    if (l && l.left >= amount && this.now() < l.until) {
+      l.left -= amount;
+      const ticket: RedisTicket = { amount, bucket: l.bucket, lease: l };
+      return { ok: true, ticket, remaining: (k.remaining ?? 0) + l.left };
+    }
+    if (!this.up || this.closed) return { ok: false, kind: 'down', error: this.closed ? 'closed' : `redis ${this.client.status}` };
+    return new Promise((resolve) => {
+      k.queue.push({ amount, resolve, retried: false });
+      this.kick(k);
+    });
+  }
+
+  settle(key: BudgetKey, ticket: Ticket, used: number): void {
+    const t = ticket as RedisTicket;
+    const delta = used - t.amount;
+    if (delta === 0) return;
+    const k = this.state(key);
+    if (t.lease && k.lease === t.lease) {
+      // Still this proxy's live lease: the difference stays in it (a refund can serve the next request).
+      t.lease.left -= delta;
+      return;
+    }
+    add(k.pending, t.bucket, delta, 0);
+    add(k.ledger, t.bucket, delta, 0);
+    this.scheduleFlush(k);
+  }
+
+  remaining(key: BudgetKey): number | undefined {
+    const k = this.keys.get(key.id);
+    if (!k || k.remaining === undefined) return undefined;
+    return k.remaining + (k.lease?.left ?? 0);
+  }
+
+  /** This proxy's share of a budget while Redis cannot be reached: the limit over the proxies last seen. */
+  share(key: BudgetKey): number {
+    const peers = this.keys.get(key.id)?.peers ?? 1;
+    return Math.floor(key.limit / Math.max(1, peers));
+  }
+
+  private scheduleFlush(k: SharedKey): void {
+    if (k.flushTimer || this.closed) return;
+    k.flushTimer = setTimeout(() => {
+      k.flushTimer = undefined;
+      this.kick(k);
+    }, FLUSH_MS);
+    k.flushTimer.unref();
+  }
+
+  private kick(k: SharedKey): void {
+    if (k.syncing) return;
+    if (k.queue.length === 0 && k.pending.size === 0) return;
+    if (!this.up) {
+      // Nothing can be decided: waiting requests fall to onStoreError; settlements wait for the reconnect.
+      for (const w of k.queue.splice(0)) w.resolve({ ok: false, kind: 'down', error: `redis ${this.client.status}` });
+      return;
+    }
+    k.syncing = true;
+    void this.sync(k).finally(() => {
+      k.syncing = false;
+      if (k.queue.length > 0) setImmediate(() => this.kick(k));
+      else if (k.pending.size > 0) this.scheduleFlush(k);
+    });
+  }
+
+  private returnLease(k: SharedKey): void {
+    const l = k.lease;
+    if (!l) return;
+    k.lease = undefined;
+    if (l.timer) clearTimeout(l.timer);
+    add(k.pending, l.bucket, -l.left, -l.total);
+    add(k.ledger, l.bucket, -l.left, -l.total);
+  }
+
+  private async sync(k: SharedKey): Promise<void> {
+    const batch = k.queue.splice(0, BATCH);
+    // A new reservation replaces the lease (it did not cover the request); a flush of settlements keeps it.
+    if (batch.length > 0 || this.closed) this.returnLease(k);
+    const key = k.key;
+    const s = key.shape;
+    // What this call sends is taken out of `pending` now: settlements that arrive during the round trip go
+    // to the next call (and a failed call puts its part back).
+    const sent = k.pending;
+    k.pending = new Map();
+    const buckets = new Set([...k.ledger.keys(), ...sent.keys()]);
+    const rows: number[] = [];
+    for (const b of buckets) {
+      const p = sent.get(b);
+      const l = k.ledger.get(b);
+      rows.push(b, p?.spent ?? 0, l?.spent ?? 0, p?.leased ?? 0, l?.leased ?? 0);
+    }
+    const amounts = batch.map((w) => w.amount);
+    const wantLease = batch.length > 0 && !batch.some((w) => w.retried) && !this.closed;
+    const leaseMin = amounts.length > 0 ? Math.max(...amounts) : 0;
+    const args = [this.opts.proxyId, key.limit, s.windowMs, s.bucketMs, s.back, this.graceMs, wantLease ? 1 : 0, Math.floor(key.limit / 10), leaseMin, amounts.length, buckets.size, ...amounts, ...rows];
+    let r: number[];
+    try {
+      r = await this.eval(key.id, args.map(String));
+    } catch (err) {
+      for (const w of batch) w.resolve({ ok: false, kind: 'down', error: errorMessage(err) });
+      for (const [b, row] of sent) add(k.pending, b, row.spent, row.leased);
+      if (k.pending.size > 0) this.scheduleFlush(k);
+      return;
+    }
+    const [cur, remaining, lease, wait, othersLeased, peers, restored, msLeft] = r as [number, number, number, number, number, number, number, number];
+    for (const b of k.ledger.keys()) if (b < cur - s.back) k.ledger.delete(b);
+    k.peers = Math.max(1, peers);
+    k.remaining = remaining;
+    if (restored > 0) {
+      this.opts.log.warn({ key: key.id, buckets: restored }, 'budget store had lost this window (Redis restarted?); restored this proxy\'s share');
+      this.opts.onRestored?.(key.id);
+    }
+    if (wait > 0) {
+      // Redis lost the window and proxies are restoring their shares: decide nothing until they have.
+      k.queue.unshift(...batch);
+      this.later(k, wait);
+      return;
+    }
+    let retryIn = 0;
+    batch.forEach((w, i) => {
+      if (r[8 + 2 * i] === 1) {
+        add(k.ledger, cur, w.amount, 0);
+        const ticket: RedisTicket = { amount: w.amount, bucket: cur };
+        w.resolve({ ok: true, ticket, remaining });
+        return;
+      }
+      const retry = r[9 + 2 * i]!;
+      if (!w.retried && othersLeased > 0 && remaining + othersLeased >= w.amount) {
+        // Other proxies hold unspent leases that would cover it: they return them within a lease's life, so
+        // ask again then rather than refuse a request the budget still covers.
+        w.retried = true;
+        k.queue.push(w);
+        retryIn = this.leaseTtlMs + 50;
+        return;
+      }
+      w.resolve({ ok: false, kind: 'exhausted', retryAfterMs: retry < 0 ? undefined : retry, remaining });
+    });
+    if (lease > 0) {
+      add(k.ledger, cur, lease, lease);
+      // A lease is spent only within the bucket it was booked in, so the window's bound holds for it too.
+      const ttl = Math.min(this.leaseTtlMs, msLeft - 5);
+      if (ttl > 0) {
+        const l: Lease = { bucket: cur, total: lease, left: lease, until: this.now() + ttl };
+        l.timer = setTimeout(() => {
+          if (k.lease !== l) return;
+          this.returnLease(k);
+          this.kick(k);
+        }, ttl);
+        l.timer.unref();
+        k.lease = l;
+      } else {
+        add(k.pending, cur, -lease, -lease);
+        add(k.ledger, cur, -lease, -lease);
+        this.scheduleFlush(k);
+      }
+    }
+    if (retryIn > 0) this.later(k, retryIn);
+  }
+
+  private later(k: SharedKey, ms: number): void {
+    if (k.retryTimer) return;
+    k.retryTimer = setTimeout(() => {
+      k.retryTimer = undefined;
+      this.kick(k);
+    }, ms);
+    k.retryTimer.unref();
+  }
+
+  private async eval(key: string, args: string[]): Promise<number[]> {
+    this.calls++;
+    this.opts.onCall?.();
+    try {
+      return (await this.client.evalsha(this.sha, 1, key, ...args)) as number[];
+    } catch (err) {
+      if (!errorMessage(err).includes('NOSCRIPT')) throw err;
+      this.calls++;
+      this.opts.onCall?.();
+      return (await this.client.eval(BUDGET_SYNC_LUA, 1, key, ...args)) as number[];
+    }
+  }
+
+  /** Returns leases and sends pending settlements (best effort), then disconnects. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const work: Promise<void>[] = [];
+    for (const k of this.keys.values()) {
+      if (k.flushTimer) clearTimeout(k.flushTimer);
+      if (k.retryTimer) clearTimeout(k.retryTimer);
+      k.flushTimer = k.retryTimer = undefined;
+      for (const w of k.queue.splice(0)) w.resolve({ ok: false, kind: 'down', error: 'closed' });
+      this.returnLease(k);
+      if (this.up && k.pending.size > 0 && !k.syncing) work.push(this.sync(k));
+    }
+    await Promise.allSettled(work);
+    try {
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+}
