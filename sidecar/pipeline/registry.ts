@@ -1,4 +1,5 @@
 import type { PipelineContext } from './context.js';
+import { credentialProcessors } from './credentials.js';
 import { describeProcessor } from './describe.js';
 import { meteringProcessor } from './metering.js';
 import { modelsProcessor } from './models.js';
@@ -30,4 +31,5 @@ export const PROCESSOR_KINDS: readonly ProcessorKind[] = [
   one('models', modelsProcessor),
   one('metering', meteringProcessor),
   one('stream-usage', () => streamUsageProcessor()),
+  { type: 'credentials', build: credentialProcessors },
 ];

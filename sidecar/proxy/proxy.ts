@@ -8,7 +8,7 @@ import { compileHostMatcher } from '../../shared/providers/index.js';
 import { buildPipeline, PipelineRunner } from '../pipeline/index.js';
 import type { Pipeline, PipelineServices, PodIdentity } from '../pipeline/types.js';
 import { createAdminServer } from './admin.js';
-import { createServices } from './services.js';
+import { createServices, type CredentialOption } from './services.js';
 import { PROXY_DEFAULTS } from './defaults.js';
 import { writeTrustBundle } from './bundle.js';
 import { createConnectionHandler } from './connection.js';
@@ -49,6 +49,8 @@ export interface ProxyOptions {
   upstreamCa?: string | readonly string[];
   /** Metrics registry to serve (cluster mode passes the one its sources registered in); a new one by default. */
   registry?: Registry;
+  /** Managed credentials (--credentials-dir, or the control plane's); none by default. */
+  credentials?: CredentialOption;
   /** Builds the processors for a policy; the real pipeline unless a test supplies its own. */
   buildPipeline?: (policy: EgressPolicy, services: PipelineServices) => Pipeline;
 }
@@ -105,7 +107,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   let draining = false;
   // Process-lifetime services: created once, handed to every pipeline build (a policy change rebuilds only the
   // processors, and closes the replaced ones).
-  const serviceSet = createServices({ registry: metrics.registry, log });
+  const serviceSet = createServices({ registry: metrics.registry, log, credentials: opts.credentials });
   const services = serviceSet.services;
   const runner = new PipelineRunner({ registry: metrics.registry, log });
   const compile = (policy: EgressPolicy): PolicyState => ({

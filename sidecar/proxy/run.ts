@@ -49,6 +49,7 @@ async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Pr
     handle = await startProxy({
       ...sources,
       registry,
+      ...(config.mode.kind === 'standalone' && config.mode.credentialsDir !== undefined && { credentials: { kind: 'dir' as const, dir: config.mode.credentialsDir } }),
       capturePort: config.capturePort,
       adminPort: config.adminPort,
       listenAddresses: config.listenAddresses,

@@ -1,5 +1,7 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../shared/log.js';
+import { DirCredentialSource } from '../credentials/dir-source.js';
+import type { CredentialSource } from '../credentials/source.js';
 import type { PipelineServices } from '../pipeline/types.js';
 
 // Process-lifetime services of the pipeline: created once when the proxy starts, handed to every pipeline build
@@ -7,9 +9,13 @@ import type { PipelineServices } from '../pipeline/types.js';
 // budget store, a credential source, a guard HTTP client) adds its option, its field on PipelineServices and its
 // construction here.
 
+/** Where managed credentials come from: a directory (standalone), or a source the caller built (cluster mode). */
+export type CredentialOption = { kind: 'dir'; dir: string; pollMs?: number } | { kind: 'source'; source: CredentialSource };
+
 export interface ServiceOptions {
   registry: Registry;
   log: Logger;
+  credentials?: CredentialOption;
 }
 
 export interface ServiceSet {
@@ -19,8 +25,13 @@ export interface ServiceSet {
 }
 
 export function createServices(opts: ServiceOptions): ServiceSet {
-  const services: PipelineServices = { registry: opts.registry, log: opts.log, now: Date.now };
   const closers: (() => Promise<void> | void)[] = [];
+  let credentials: CredentialSource | undefined;
+  if (opts.credentials?.kind === 'dir') {
+    credentials = new DirCredentialSource({ dir: opts.credentials.dir, log: opts.log, pollMs: opts.credentials.pollMs });
+  } else if (opts.credentials?.kind === 'source') credentials = opts.credentials.source;
+  if (credentials) closers.push(() => credentials.close());
+  const services: PipelineServices = { registry: opts.registry, log: opts.log, now: Date.now, ...(credentials && { credentials }) };
   return {
     services,
     async close() {
