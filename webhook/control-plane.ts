@@ -3,6 +3,8 @@ import type { Logger } from '../shared/log.js';
 import type { EgressPolicySpec } from '../shared/policy/types.js';
 import type { Clock } from '../shared/renewal.js';
 import { loadCa, type CaSource } from './ca.js';
+import { credentialRoutes } from './credentials/server.js';
+import { CredentialSecrets } from './credentials/secrets.js';
 import { issuerRoutes } from './issuer.js';
 import type { KubeClients } from './kube.js';
 import { PolicyController } from './policy/controller.js';
@@ -73,12 +75,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   void bundle.start();
   const store = new PolicyStore();
   const controller = new PolicyController({ clients: opts.clients, defaults: opts.defaults, store, log: opts.log, ownNamespace: opts.namespace, clock: opts.clock });
-  const synced = controller.start();
+  // Managed credentials: Secrets of this namespace only, served to the namespaces whose policy names them.
+  const secrets = new CredentialSecrets({ clients: opts.clients, namespace: opts.namespace, log: opts.log, clock: opts.clock });
+  const synced = Promise.all([controller.start(), secrets.start()]).then(() => undefined);
   const reviewer = new TokenReviewer(opts.clients.authn, { clock: opts.clock });
   const identify = (token: string): ReturnType<TokenReviewer['identify']> => reviewer.identify(token);
   const routes = [
     ...issuerRoutes({ ca, identify, store, log: opts.log, registry: opts.registry, leafValidityMs: opts.leafValidityMs, rateLimit: opts.rateLimit, clock: opts.clock }),
     ...policyRoutes({ store, identify, log: opts.log, registry: opts.registry }),
+    ...credentialRoutes({ store, secrets, identify, log: opts.log, registry: opts.registry, now: opts.clock ? () => opts.clock!.now() : undefined }),
   ];
   return {
     caPem: ca.certPem,
@@ -90,6 +95,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       serving.stop();
       bundle.stop();
       controller.stop();
+      secrets.stop();
     },
   };
 }

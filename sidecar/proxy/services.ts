@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../shared/log.js';
+import { ClusterCredentialSource } from '../credentials/cluster-source.js';
 import { DirCredentialSource } from '../credentials/dir-source.js';
 import type { CredentialSource } from '../credentials/source.js';
 import type { PipelineServices } from '../pipeline/types.js';
@@ -9,8 +10,11 @@ import type { PipelineServices } from '../pipeline/types.js';
 // budget store, a credential source, a guard HTTP client) adds its option, its field on PipelineServices and its
 // construction here.
 
-/** Where managed credentials come from: a directory (standalone), or a source the caller built (cluster mode). */
-export type CredentialOption = { kind: 'dir'; dir: string; pollMs?: number } | { kind: 'source'; source: CredentialSource };
+/** Where managed credentials come from: a directory (standalone), the control plane (cluster mode), or a given source. */
+export type CredentialOption =
+  | { kind: 'dir'; dir: string; pollMs?: number }
+  | { kind: 'control-plane'; controlPlane: URL; tokenFile: string; caPem: string; longPollSeconds?: number }
+  | { kind: 'source'; source: CredentialSource };
 
 export interface ServiceOptions {
   registry: Registry;
@@ -29,6 +33,9 @@ export function createServices(opts: ServiceOptions): ServiceSet {
   let credentials: CredentialSource | undefined;
   if (opts.credentials?.kind === 'dir') {
     credentials = new DirCredentialSource({ dir: opts.credentials.dir, log: opts.log, pollMs: opts.credentials.pollMs });
+  } else if (opts.credentials?.kind === 'control-plane') {
+    const { controlPlane, tokenFile, caPem, longPollSeconds } = opts.credentials;
+    credentials = new ClusterCredentialSource({ controlPlane, tokenFile, caPem, log: opts.log, longPollSeconds });
   } else if (opts.credentials?.kind === 'source') credentials = opts.credentials.source;
   if (credentials) closers.push(() => credentials.close());
   const services: PipelineServices = { registry: opts.registry, log: opts.log, now: Date.now, ...(credentials && { credentials }) };
