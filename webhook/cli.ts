@@ -65,7 +65,7 @@ export function registerWebhook(program: Command): void {
           ? { certFile, keyFile, reloadIntervalMs: config.server.certReloadSeconds * 1000 }
           : await ephemeralCertificate(config.injection.controlPlane.namespace, log);
       const injection = cp ? { ...config.injection, controlPlane: { ...config.injection.controlPlane, caPem: cp.caPem } } : config.injection;
-      const server = await createWebhookServer({ tls, logger: log, injection, metrics: createWebhookMetrics(registry) }).catch((err: unknown) => {
+      const server = await createWebhookServer({ tls, logger: log, injection, metrics: createWebhookMetrics(registry), ...(cp && { managedCredentials: (ns: string) => cp.managedCredentials(ns) }) }).catch((err: unknown) => {
         const e = err as NodeJS.ErrnoException;
         throw new UserError(`cannot load the TLS certificate (${certFile}, ${keyFile}): ${e.code ?? e.message.split('\n')[0]}`);
       });

@@ -1,6 +1,6 @@
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
-import type { EgressPolicySpec } from '../shared/policy/types.js';
+import type { EgressPolicySpec, ProviderId } from '../shared/policy/types.js';
 import type { Clock } from '../shared/renewal.js';
 import { loadCa, type CaSource } from './ca.js';
 import { credentialRoutes } from './credentials/server.js';
@@ -43,6 +43,8 @@ export interface ControlPlane {
   readonly serving: ServingCertificate;
   readonly routes: Route[];
   readonly store: PolicyStore;
+  /** Providers the namespace's effective policy names a managed credential for (injection's SDK placeholders). */
+  managedCredentials(namespace: string): ProviderId[];
   /** Resolves once every namespace's policy is loaded (the policy and issuer endpoints answer 503 before). */
   readonly synced: Promise<void>;
   stop(): void;
@@ -90,6 +92,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     serving,
     routes,
     store,
+    managedCredentials: (namespace) => {
+      const e = store.get(namespace);
+      return e?.kind === 'policy' ? e.policy.spec.credentials.map((c) => c.provider) : [];
+    },
     synced,
     stop: () => {
       serving.stop();
