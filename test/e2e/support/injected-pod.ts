@@ -28,6 +28,8 @@ export interface AppPodOptions {
   policy?: string;
   /** More env entries in the app container's own spec. */
   appEnv?: Record<string, string>;
+  /** More proxy flags for the injection config (e.g. --credentials-dir). */
+  proxyArgs?: string[];
 }
 
 /** The app's own pod spec, before injection: nothing in it knows about aigress. */
@@ -89,7 +91,7 @@ export async function injectAppPod(
   const configFile = join(dir, 'inject-config.yaml');
   writeFileSync(
     configFile,
-    JSON.stringify({ injection: { controlPlane: { address: '' }, proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir] } } }),
+    JSON.stringify({ injection: { controlPlane: { address: '' }, proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir, ...(opts.proxyArgs ?? [])] } } }),
   );
   const podFile = join(dir, 'app-pod.yaml');
   writeFileSync(podFile, appPodYaml(keys, opts.appEnv));
