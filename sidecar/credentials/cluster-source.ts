@@ -208,7 +208,7 @@ export class ClusterCredentialSource implements CredentialSource {
     this.held.clear();
     for (const [p, h] of next) this.held.set(p, h);
     this.etag = etag;
-    if (changed.length > 0) this.opts.log.info({ providers: changed, etag }, 'managed credentials updated from the control plane');
+    if (changed.length > 0) this.opts.log.info({ providers: changed }, 'managed credentials updated from the control plane');
     this.notify(false);
   }
 

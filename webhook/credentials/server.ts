@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Counter, Registry } from 'prom-client';
 import { LABEL_INJECT } from '../../shared/constants.js';
 import { refId, resolveCredential, type CredentialMaterial } from '../../shared/credentials/material.js';
@@ -76,6 +77,9 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
   const maxWait = opts.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
   const registry = opts.registry ?? new Registry();
   const vertex = new VertexTokenCache(opts.now);
+  // The ETag is a hash over key material: salted per process, so it says nothing about a key (the cost: a proxy
+  // that moves to another replica gets one 200 instead of a 304).
+  const salt = randomBytes(16).toString('base64');
   const responses = new Counter({
     name: 'aigress_credential_responses_total',
     help: 'GET /v1/credentials answers, by HTTP status.',
@@ -103,7 +107,7 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
       if (entry.kind === 'unavailable') throw new HttpRefusal(503, 'PolicyUnavailable', entry.message, { 'retry-after': '10' });
       const entries = credentialsFor(who.namespace, entry.policy, asked, opts.secrets, vertex.mint);
       const body = JSON.stringify({ credentials: entries });
-      return { body, etag: etagOf(body), policyEtag: entry.etag, entries };
+      return { body, etag: etagOf(`${salt}\n${body}`), policyEtag: entry.etag, entries };
     };
 
     const known = req.headers['if-none-match'];
@@ -135,7 +139,7 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
     if (missing.length > 0) {
       opts.log.warn({ namespace: who.namespace, serviceAccount: who.serviceAccount, unavailable: missing.map((e) => `${e.provider}:${refId(e.credential.secretRef)}`) }, 'managed credentials unavailable; calls that need them are refused');
     }
-    opts.log.info({ namespace: who.namespace, serviceAccount: who.serviceAccount, providers: r.entries.filter((e) => e.material).map((e) => e.provider), etag: r.etag }, 'credentials served');
+    opts.log.info({ namespace: who.namespace, serviceAccount: who.serviceAccount, providers: r.entries.filter((e) => e.material).map((e) => e.provider) }, 'credentials served');
     return { status: 200, headers: { ...headers, 'content-type': 'application/json' }, text: r.body };
   }
 
