@@ -1,3 +1,4 @@
+import type { ProviderId } from '../shared/policy/types.js';
 import type { InjectionConfig } from './config.js';
 import { inject, type InjectionResult } from './inject/inject.js';
 import { isObj, jsonDepthOver, type Obj } from '../shared/json.js';
@@ -58,7 +59,7 @@ function resultOf(r: InjectionResult): AdmissionResult {
 export const MAX_JSON_DEPTH = 100;
 
 /** Answers one AdmissionReview request body. Never throws: every input gets an HTTP status and a JSON body. */
-export function admit(body: Buffer | string, config: InjectionConfig): AdmissionOutcome {
+export function admit(body: Buffer | string, config: InjectionConfig, managedCredentials?: (namespace: string) => readonly ProviderId[]): AdmissionOutcome {
   let parsed: unknown;
   const text = typeof body === 'string' ? body : body.toString('utf8');
   if (jsonDepthOver(text, MAX_JSON_DEPTH)) return badRequest('too-deep', `JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
@@ -93,7 +94,7 @@ export function admit(body: Buffer | string, config: InjectionConfig): Admission
 
   let r: InjectionResult;
   try {
-    r = inject(object, { namespace }, config);
+    r = inject(object, { namespace, ...(managedCredentials && { managedCredentials: managedCredentials(namespace) }) }, config);
   } catch (err) {
     // A bug, not bad input: answer 500 so the API server applies the webhook's failurePolicy, and say what broke.
     const message = `internal error: ${(err as Error)?.message ?? String(err)}`;

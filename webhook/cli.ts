@@ -66,7 +66,7 @@ export function registerWebhook(program: Command): void {
           : await ephemeralCertificate(config.injection.controlPlane.namespace, log);
       const base = withRuntimeDefaults(config.injection, process.env);
       const injection = cp ? { ...base, controlPlane: { ...base.controlPlane, caPem: cp.caPem } } : base;
-      const server = await createWebhookServer({ tls, logger: log, injection, metrics: createWebhookMetrics(registry) }).catch((err: unknown) => {
+      const server = await createWebhookServer({ tls, logger: log, injection, metrics: createWebhookMetrics(registry), ...(cp && { managedCredentials: (ns: string) => cp.managedCredentials(ns) }) }).catch((err: unknown) => {
         const e = err as NodeJS.ErrnoException;
         throw new UserError(`cannot load the TLS certificate (${certFile}, ${keyFile}): ${e.code ?? e.message.split('\n')[0]}`);
       });

@@ -1,8 +1,10 @@
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
-import type { EgressPolicySpec } from '../shared/policy/types.js';
+import type { EgressPolicySpec, ProviderId } from '../shared/policy/types.js';
 import type { Clock } from '../shared/renewal.js';
 import { loadCa, type CaSource } from './ca.js';
+import { credentialRoutes } from './credentials/server.js';
+import { CredentialSecrets } from './credentials/secrets.js';
 import { issuerRoutes } from './issuer.js';
 import type { KubeClients } from './kube.js';
 import { PolicyController } from './policy/controller.js';
@@ -41,6 +43,8 @@ export interface ControlPlane {
   readonly serving: ServingCertificate;
   readonly routes: Route[];
   readonly store: PolicyStore;
+  /** Providers the namespace's effective policy names a managed credential for (injection's SDK placeholders). */
+  managedCredentials(namespace: string): ProviderId[];
   /** Resolves once every namespace's policy is loaded (the policy and issuer endpoints answer 503 before). */
   readonly synced: Promise<void>;
   stop(): void;
@@ -73,23 +77,31 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   void bundle.start();
   const store = new PolicyStore();
   const controller = new PolicyController({ clients: opts.clients, defaults: opts.defaults, store, log: opts.log, ownNamespace: opts.namespace, clock: opts.clock });
-  const synced = controller.start();
+  // Managed credentials: Secrets of this namespace only, served to the namespaces whose policy names them.
+  const secrets = new CredentialSecrets({ clients: opts.clients, namespace: opts.namespace, log: opts.log, clock: opts.clock });
+  const synced = Promise.all([controller.start(), secrets.start()]).then(() => undefined);
   const reviewer = new TokenReviewer(opts.clients.authn, { clock: opts.clock });
   const identify = (token: string, source?: string): ReturnType<TokenReviewer['identify']> => reviewer.identify(token, source);
   const routes = [
     ...issuerRoutes({ ca, identify, store, log: opts.log, registry: opts.registry, leafValidityMs: opts.leafValidityMs, rateLimit: opts.rateLimit, clock: opts.clock }),
     ...policyRoutes({ store, identify, log: opts.log, registry: opts.registry }),
+    ...credentialRoutes({ store, secrets, identify, log: opts.log, registry: opts.registry, now: opts.clock ? () => opts.clock!.now() : undefined }),
   ];
   return {
     caPem: ca.certPem,
     serving,
     routes,
     store,
+    managedCredentials: (namespace) => {
+      const e = store.get(namespace);
+      return e?.kind === 'policy' ? e.policy.spec.credentials.map((c) => c.provider) : [];
+    },
     synced,
     stop: () => {
       serving.stop();
       bundle.stop();
       controller.stop();
+      secrets.stop();
     },
   };
 }

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Logger } from '../shared/log.js';
 import { admit, type AdmissionOutcome } from './admission.js';
+import type { ProviderId } from '../shared/policy/types.js';
 import type { InjectionConfig } from './config.js';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 
@@ -261,6 +262,8 @@ export class ControlPlaneServer {
 
 export interface WebhookServerOptions extends ControlPlaneServerOptions {
   injection: InjectionConfig;
+  /** Providers a namespace has managed credentials for (the control plane's policies); none without one. */
+  managedCredentials?: (namespace: string) => readonly ProviderId[];
 }
 
 /** The control-plane server with the admission webhook mounted at POST /mutate. */
@@ -277,7 +280,7 @@ export async function createWebhookServer(opts: WebhookServerOptions): Promise<C
     'POST',
     '/mutate',
     (req) => {
-      const outcome = admit(req.body, opts.injection);
+      const outcome = admit(req.body, opts.injection, opts.managedCredentials);
       record(outcome, req.receivedAt);
       return { status: outcome.status, json: outcome.body };
     },

@@ -1,5 +1,6 @@
 import type { FakeAnswer, RequestRecord } from './fake-provider.js';
 import { isObj } from '../../shared/json.js';
+import { DEMO_MANAGED_ANTHROPIC_KEY, DEMO_PLACEHOLDER_KEY } from './sample.js';
 
 // The calls the demo makes as the app, each with the outcome the demo policy must produce, and the pure check of
 // what was observed against it. Observations come from three independent places: what the app got back, what
@@ -173,15 +174,20 @@ export function demoCalls(): DemoCall[] {
       host: ANTHROPIC_HOST,
       method: 'POST',
       path: '/v1/messages',
-      headers: { ...json, 'x-api-key': 'sk-ant-demo-key', 'anthropic-version': '2023-06-01' },
+      // The app holds no Anthropic key: it sends the placeholder, the proxy puts the managed key on the call.
+      headers: { ...json, 'x-api-key': DEMO_PLACEHOLDER_KEY, 'anthropic-version': '2023-06-01' },
       body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: claudePrompt }] }),
       model: 'claude-haiku-4-5',
       provider: 'anthropic',
       prompt: claudePrompt,
       trust: 'bundle',
       expect: { status: 200, decision: 'allow', upstream: true },
-      checkAnswer: (a) => echoed(claudePrompt, field(parseJson(a.body), 'content', '0', 'text')),
-      shows: 'allowed by models.allow claude-*',
+      checkAnswer: (a, upstream) => {
+        const got = upstream[0]?.headers['x-api-key'];
+        if (got !== DEMO_MANAGED_ANTHROPIC_KEY) return `the provider received x-api-key ${got === DEMO_PLACEHOLDER_KEY ? 'the app\'s placeholder' : JSON.stringify(got)}, not the managed key`;
+        return echoed(claudePrompt, field(parseJson(a.body), 'content', '0', 'text'));
+      },
+      shows: 'allowed by models.allow claude-*; the app sent a placeholder key, the provider got the managed one (spec.credentials)',
     },
     {
       id: 'model-denied',

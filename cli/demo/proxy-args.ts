@@ -12,6 +12,7 @@ const FLAGS: Record<string, keyof RawProxyFlags> = {
   'bundle-dir': 'bundleDir',
   policy: 'policy',
   'ca-dir': 'caDir',
+  'credentials-dir': 'credentialsDir',
   'control-plane': 'controlPlane',
   'token-file': 'tokenFile',
   'max-body-bytes': 'maxBodyBytes',

@@ -39,7 +39,7 @@ export function formatReport(r: DemoReport): string {
   }
   const p = r.proxy;
   if (p) {
-    out.push('2. Proxy: started in-process from the injected aigress-proxy args (standalone mode: --policy, --ca-dir)');
+    out.push('2. Proxy: started in-process from the injected aigress-proxy args (standalone mode: --policy, --ca-dir, --credentials-dir)');
     out.push(`   capture 127.0.0.1:${p.capturePort} (${p.injectedCapturePort} in the pod), admin 127.0.0.1:${p.adminPort} (${p.injectedAdminPort} in the pod): ephemeral here`);
     out.push(`   CA bundle written to ${p.bundleDir} (${p.injectedBundleDir} in the pod)`);
     out.push(`   upstreams ${p.resolved.join(', ')} → fake provider 127.0.0.1:${p.fakeProviderPort}, TLS verified against its own root`);

@@ -31,7 +31,7 @@ import { httpsCall } from './https-client.js';
 import { growth, parseSamples, type Sample } from './metrics-text.js';
 import type { InjectedPodSummary } from './pod-summary.js';
 import { proxyConfigFromArgs } from './proxy-args.js';
-import { DEMO_POLICY_YAML, SAMPLE_NAMESPACE, SAMPLE_POD_NAME, SAMPLE_SERVICE_ACCOUNT } from './sample.js';
+import { DEMO_ANTHROPIC_SECRET, DEMO_MANAGED_ANTHROPIC_KEY, DEMO_POLICY_YAML, SAMPLE_NAMESPACE, SAMPLE_POD_NAME, SAMPLE_SERVICE_ACCOUNT } from './sample.js';
 
 // `aigress demo`: the whole path on loopback with embedded inputs — admission of a sample pod through the real
 // webhook server, the proxy started from the injected container's args, calls made as the app, and the proxy's
@@ -92,12 +92,12 @@ function logSink(verbose: boolean): { level: string; dest: DestinationStream } {
 }
 
 /** The injection config the demo's webhook runs with: standalone proxies pointed at the demo's policy and CA. */
-export function demoInjectionConfig(policyFile: string, caDir: string): InjectionConfig {
+export function demoInjectionConfig(policyFile: string, caDir: string, credentialsDir?: string): InjectionConfig {
   const injection = defaultConfig().injection;
   return {
     ...injection,
     controlPlane: { ...injection.controlPlane, address: '' },
-    proxy: { ...injection.proxy, extraArgs: ['--policy', policyFile, '--ca-dir', caDir] },
+    proxy: { ...injection.proxy, extraArgs: ['--policy', policyFile, '--ca-dir', caDir, ...(credentialsDir ? ['--credentials-dir', credentialsDir] : [])] },
   };
 }
 
@@ -196,11 +196,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
     await writeFile(join(caDir, 'ca.key'), caPair.keyPem, { mode: 0o600 });
     const policy = parsePolicy(DEMO_POLICY_YAML, 'the embedded demo policy').spec; // a broken embedded policy fails here, before anything runs
     await writeFile(policyFile, DEMO_POLICY_YAML);
+    // The managed Anthropic key, laid out as a mounted Secret (--credentials-dir DIR/name/key): the app never has it.
+    const credentialsDir = join(dir, 'credentials');
+    await mkdir(join(credentialsDir, DEMO_ANTHROPIC_SECRET.name), { recursive: true, mode: 0o700 });
+    await writeFile(join(credentialsDir, DEMO_ANTHROPIC_SECRET.name, DEMO_ANTHROPIC_SECRET.key), `${DEMO_MANAGED_ANTHROPIC_KEY}\n`, { mode: 0o600 });
     const ca = await loadCA(caPair.certPem, caPair.keyPem);
     report.phasesMs.setup = mark();
 
     step = 'admission';
-    const injection = demoInjectionConfig(policyFile, caDir);
+    const injection = demoInjectionConfig(policyFile, caDir, credentialsDir);
     const admission: AdmissionStep = await admitSamplePod({ ca, caPem: caPair.certPem, injection, logger: logger('webhook') });
     report.admission = {
       serviceName: admission.serviceName,
@@ -257,6 +261,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
       identity: { namespace: SAMPLE_NAMESPACE, pod: SAMPLE_POD_NAME, serviceAccount: SAMPLE_SERVICE_ACCOUNT },
       resolve,
       upstreamCa: fakeRoot.certPem,
+      ...(config.mode.credentialsDir !== undefined && { credentials: { kind: 'dir' as const, dir: config.mode.credentialsDir } }),
     });
     await proxy.ready;
     report.proxy = {

@@ -79,6 +79,12 @@ export const DEMO_POLICY_NAME = 'demo';
  * The policy, as a user would write it: every provider intercepted, US and EU processing only, GPT-4o and
  * Claude models but not the realtime preview. Each call the demo makes meets one of these rules.
  */
+/** The demo's managed credential: the proxy reads it from --credentials-dir; the app sends a placeholder. */
+export const DEMO_ANTHROPIC_SECRET = { name: 'anthropic-key', key: 'apiKey' } as const;
+export const DEMO_MANAGED_ANTHROPIC_KEY = 'sk-ant-demo-managed-key-held-by-the-platform';
+/** What the app sends instead (docs/credentials.md): not a key. */
+export const DEMO_PLACEHOLDER_KEY = 'aigress-managed-credential';
+
 export const DEMO_POLICY_YAML = `apiVersion: ${EGRESS_POLICY_API_VERSION}
 kind: ${EGRESS_POLICY_KIND}
 metadata: { name: ${DEMO_POLICY_NAME}, namespace: ${SAMPLE_NAMESPACE} }
@@ -86,5 +92,6 @@ spec:
   providers: [openai, azure-openai, anthropic, gemini, vertex-ai, bedrock, mistral]
   regions: { allow: [eu, us], unknown: deny }
   models: { allow: ["gpt-4o*", "claude-*"], deny: ["gpt-4o-realtime*"] }
+  credentials: [{ provider: anthropic, secretRef: { name: ${DEMO_ANTHROPIC_SECRET.name}, key: ${DEMO_ANTHROPIC_SECRET.key} } }]
   unmatchedEgress: passthrough
 `;

@@ -105,9 +105,31 @@ export interface MeteringSpec {
   identityLabels: IdentityLabel[];
 }
 
+/** A key of a Secret (cluster: in the control plane's namespace) or the file `DIR/<name>/<key>` (standalone). */
+export interface SecretRef {
+  name: string;
+  key: string;
+}
+
+/** How an Azure OpenAI credential is presented: an API key (`api-key`) or an Entra ID access token (Bearer). */
+export const AZURE_AUTH_KINDS = ['api-key', 'entra'] as const;
+export type AzureAuth = (typeof AZURE_AUTH_KINDS)[number];
+
+/**
+ * A managed credential: the proxy puts it on every allowed call to `provider` in place of the app's own.
+ * `secretRef` holds the secret value: the API key (openai, mistral, anthropic, gemini, azure-openai), an Entra ID
+ * access token (azure-openai with `azureAuth: entra`), a service-account key JSON (vertex-ai: an access token is
+ * minted from it), or the AWS secret access key (bedrock, beside `accessKeyIdKey` and `sessionTokenKey`).
+ */
 export interface Credential {
   provider: ProviderId;
-  secretRef: { name: string; key: string };
+  secretRef: SecretRef;
+  /** azure-openai only; default api-key. */
+  azureAuth?: AzureAuth;
+  /** bedrock only (required): the key, in the same Secret, of the AWS access key id. */
+  accessKeyIdKey?: string;
+  /** bedrock only: the key, in the same Secret, of an STS session token (temporary credentials). */
+  sessionTokenKey?: string;
 }
 
 /** enforce: denials are answered; audit: every decision is computed, logged and counted, and the call passes. */

@@ -2,6 +2,7 @@ import { EGRESS_POLICY_API_VERSION, EGRESS_POLICY_KIND } from '../constants.js';
 import { GLOBAL, isKnownPlace, regionGroup, REGION_GROUPS } from '../regions.js';
 import {
   BUDGET_SCOPES,
+  AZURE_AUTH_KINDS,
   IDENTITY_LABELS,
   PROVIDER_IDS,
   STORE_ERROR_MODES,
@@ -193,19 +194,57 @@ function checkBudget(c: Checker, b: unknown, path: string): Budget | undefined {
   return budget;
 }
 
+/** A Secret name (DNS subdomain) and a Secret data key, as Kubernetes allows them; both become file names standalone. */
+const SECRET_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+
+function secretKey(c: Checker, v: unknown, path: string): string | undefined {
+  if (typeof v !== 'string' || !SECRET_KEY.test(v) || v === '.' || v === '..' || v.length > 253) {
+    c.fail(path, `must be a Secret data key (letters, digits, '-', '_', '.'; got ${JSON.stringify(v)})`);
+    return undefined;
+  }
+  return v;
+}
+
 function checkCredential(c: Checker, v: unknown, path: string): Credential | undefined {
   if (!isObj(v)) {
     c.fail(path, 'must be an object');
     return undefined;
   }
-  c.unknownKeys(v, path, ['provider', 'secretRef']);
+  c.unknownKeys(v, path, ['provider', 'secretRef', 'azureAuth', 'accessKeyIdKey', 'sessionTokenKey']);
   const provider = c.oneOf(v.provider, `${path}.provider`, PROVIDER_IDS, 'openai');
   const ref = v.secretRef;
   if (!isObj(ref) || typeof ref.name !== 'string' || typeof ref.key !== 'string') {
     c.fail(`${path}.secretRef`, 'must be { name, key }');
     return undefined;
   }
-  return { provider, secretRef: { name: ref.name, key: ref.key } };
+  c.unknownKeys(ref, `${path}.secretRef`, ['name', 'key']);
+  if (!SECRET_NAME.test(ref.name) || ref.name.length > 253) {
+    c.fail(`${path}.secretRef.name`, `must be a Secret name (lower-case DNS subdomain; got ${JSON.stringify(ref.name)})`);
+  }
+  secretKey(c, ref.key, `${path}.secretRef.key`);
+  const out: Credential = { provider, secretRef: { name: ref.name, key: ref.key } };
+  const only = (field: 'azureAuth' | 'accessKeyIdKey' | 'sessionTokenKey', who: string): boolean => {
+    if (v[field] === undefined) return false;
+    if (provider !== who) {
+      c.fail(`${path}.${field}`, `only applies to provider ${who}`);
+      return false;
+    }
+    return true;
+  };
+  if (only('azureAuth', 'azure-openai')) out.azureAuth = c.oneOf(v.azureAuth, `${path}.azureAuth`, AZURE_AUTH_KINDS, 'api-key');
+  if (only('accessKeyIdKey', 'bedrock')) {
+    const k = secretKey(c, v.accessKeyIdKey, `${path}.accessKeyIdKey`);
+    if (k !== undefined) out.accessKeyIdKey = k;
+  }
+  if (only('sessionTokenKey', 'bedrock')) {
+    const k = secretKey(c, v.sessionTokenKey, `${path}.sessionTokenKey`);
+    if (k !== undefined) out.sessionTokenKey = k;
+  }
+  if (provider === 'bedrock' && v.accessKeyIdKey === undefined) {
+    c.fail(`${path}.accessKeyIdKey`, 'bedrock needs the Secret key of the AWS access key id (secretRef.key names the secret access key)');
+  }
+  return out;
 }
 
 /** Default for `spec.metering.modelLabelLimit`. */

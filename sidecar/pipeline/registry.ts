@@ -1,5 +1,6 @@
 import { budgetProcessor } from './budget.js';
 import type { PipelineContext } from './context.js';
+import { credentialProcessors } from './credentials.js';
 import { describeProcessor } from './describe.js';
 import { meteringProcessor } from './metering.js';
 import { modelsProcessor } from './models.js';
@@ -32,4 +33,5 @@ export const PROCESSOR_KINDS: readonly ProcessorKind[] = [
   { type: 'budget', build: (ctx, services) => (ctx.policy.spec.budgets.length > 0 ? [budgetProcessor(ctx, services)] : []) },
   one('metering', meteringProcessor),
   one('stream-usage', () => streamUsageProcessor()),
+  { type: 'credentials', build: credentialProcessors },
 ];

@@ -7,6 +7,7 @@ import type { BodyDocument } from './body.js';
 import type { HeaderList } from './header-list.js';
 import type { StreamEvent } from './framing.js';
 import type { BudgetServices } from '../budgets/service.js';
+import type { CredentialSource } from '../credentials/source.js';
 
 // The seam between the proxy (sockets, TLS, upstream) and policy (decisions over one exchange). The proxy hands
 // the runner (runner.ts) one Exchange per request; the runner runs the processors phase by phase, each under its
@@ -211,6 +212,8 @@ export interface PipelineServices {
   readonly now: () => number;
   /** Budget stores (local, Redis), created by the proxy; a pipeline built without them counts locally only. */
   readonly budgets?: BudgetServices;
+  /** Managed credentials (--credentials-dir, or the control plane); absent when the proxy has no source. */
+  readonly credentials?: CredentialSource;
   // Services of later capabilities are added here as optional, typed fields (a budget store, a credential
   // source, a guard HTTP client), created once by the proxy and closed when it stops.
 }

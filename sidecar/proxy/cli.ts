@@ -19,6 +19,7 @@ export function registerProxy(program: Command): void {
     .option('--policy <file>', 'standalone mode: EgressPolicy YAML file (re-read when it changes)')
     .option('--ca-dir <dir>', 'standalone mode: directory with tls.crt and tls.key (or ca.crt and ca.key) of the CA that signs leaf certificates')
     .option('--extra-ca-file <file>', 'PEM file of extra trust roots (e.g. a corporate CA) merged into bundle.pem and truststore.p12; re-read when it changes')
+    .option('--credentials-dir <dir>', 'standalone mode: managed credentials; secretRef {name, key} is the file DIR/name/key (re-read when it changes)')
     .option('--control-plane <url>', 'cluster mode: control plane URL for certificates and policy')
     .option('--token-file <file>', `cluster mode: ServiceAccount token presented to the control plane (default ${DEFAULT_TOKEN_FILE})`)
     .option('--max-body-bytes <n>', 'largest request body buffered for the pipeline; larger ones get 413', String(D.maxBodyBytes))

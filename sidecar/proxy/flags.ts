@@ -14,6 +14,7 @@ export interface RawProxyFlags {
   policy?: string;
   caDir?: string;
   extraCaFile?: string;
+  credentialsDir?: string;
   controlPlane?: string;
   tokenFile?: string;
   maxBodyBytes?: string;
@@ -24,7 +25,7 @@ export interface RawProxyFlags {
 }
 
 export type SourceMode =
-  | { kind: 'standalone'; policyFile: string; caDir: string }
+  | { kind: 'standalone'; policyFile: string; caDir: string; credentialsDir?: string }
   | { kind: 'cluster'; controlPlane: URL; tokenFile: string };
 
 export interface ProxyConfig {
@@ -91,9 +92,13 @@ function sourceMode(f: RawProxyFlags): SourceMode {
   if (standalone) {
     if (f.policy === undefined) throw new UserError('--policy FILE is required with --ca-dir (standalone mode needs both)', 2);
     if (f.caDir === undefined) throw new UserError('--ca-dir DIR is required with --policy (standalone mode needs both)', 2);
-    return { kind: 'standalone', policyFile: f.policy, caDir: f.caDir };
+    if (f.credentialsDir === '') throw new UserError('--credentials-dir: must not be empty', 2);
+    return { kind: 'standalone', policyFile: f.policy, caDir: f.caDir, ...(f.credentialsDir !== undefined && { credentialsDir: f.credentialsDir }) };
   }
   if (f.controlPlane !== undefined) {
+    if (f.credentialsDir !== undefined) {
+      throw new UserError('--credentials-dir is for standalone mode (with --policy); in cluster mode the control plane serves credentials', 2);
+    }
     let url: URL;
     try {
       url = new URL(f.controlPlane);

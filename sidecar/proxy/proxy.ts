@@ -10,7 +10,7 @@ import { compileHostMatcher } from '../../shared/providers/index.js';
 import { buildPipeline, PipelineRunner } from '../pipeline/index.js';
 import type { Pipeline, PipelineServices, PodIdentity } from '../pipeline/types.js';
 import { createAdminServer } from './admin.js';
-import { createServices } from './services.js';
+import { createServices, type CredentialOption } from './services.js';
 import { PROXY_DEFAULTS } from './defaults.js';
 import { parseExtraRoots, writeTrustBundle } from './bundle.js';
 import { createConnectionHandler } from './connection.js';
@@ -64,6 +64,8 @@ export interface ProxyOptions {
   /** Shared budgets' Redis URL (`--redis-url`) and password (from a Secret). */
   redisUrl?: string;
   redisPassword?: string;
+  /** Managed credentials (--credentials-dir, or the control plane's); none by default. */
+  credentials?: CredentialOption;
   /** Builds the processors for a policy; the real pipeline unless a test supplies its own. */
   buildPipeline?: (policy: EgressPolicy, services: PipelineServices) => Pipeline;
 }
@@ -137,6 +139,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     ...(opts.redisUrl !== undefined && { redisUrl: opts.redisUrl }),
     ...(opts.redisPassword !== undefined && { redisPassword: opts.redisPassword }),
     ...(identity.pod !== undefined && { proxyName: identity.pod }),
+    credentials: opts.credentials,
   });
   const services = serviceSet.services;
   const runner = new PipelineRunner({ registry: metrics.registry, log });

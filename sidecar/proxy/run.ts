@@ -4,7 +4,11 @@ import { pino } from 'pino';
 import { createLogger, type Logger } from '../../shared/log.js';
 import { identityFromEnv, type ProxyConfig } from './flags.js';
 import { ListenError, startProxy } from './proxy.js';
+import type { CredentialOption } from './services.js';
 import { FilePolicySource, LocalCaCertificateSource } from './sources/standalone.js';
+
+/** Set by the webhook on injected proxies (sources/cluster.ts checks it before anything starts). */
+const CONTROL_PLANE_CA_ENV = 'AIGRESS_CONTROL_PLANE_CA';
 
 // The long-running `aigress proxy` process: sources for the mode, the proxy, and signals. SIGTERM (or POST
 // /shutdown) drains and exits 0; a startup failure is one line on stderr and a non-zero exit.
@@ -32,6 +36,13 @@ export async function runProxy(config: ProxyConfig): Promise<void> {
   }
 }
 
+/** Standalone: --credentials-dir when given; cluster mode: the control plane (asked only when a policy names credentials). */
+function credentialOption(config: ProxyConfig): CredentialOption | undefined {
+  const m = config.mode;
+  if (m.kind === 'standalone') return m.credentialsDir === undefined ? undefined : { kind: 'dir', dir: m.credentialsDir };
+  return { kind: 'control-plane', controlPlane: m.controlPlane, tokenFile: m.tokenFile, caPem: process.env[CONTROL_PLANE_CA_ENV] ?? '' };
+}
+
 async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Promise<void> {
   // One registry for the proxy and its sources, so cluster mode's certificate and policy metrics are served too.
   const registry = new Registry();
@@ -49,6 +60,7 @@ async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Pr
     handle = await startProxy({
       ...sources,
       registry,
+      credentials: credentialOption(config),
       capturePort: config.capturePort,
       adminPort: config.adminPort,
       listenAddresses: config.listenAddresses,

@@ -1,12 +1,21 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../shared/log.js';
 import { createBudgetServices } from '../budgets/service.js';
+import { ClusterCredentialSource } from '../credentials/cluster-source.js';
+import { DirCredentialSource } from '../credentials/dir-source.js';
+import type { CredentialSource } from '../credentials/source.js';
 import type { PipelineServices } from '../pipeline/types.js';
 
 // Process-lifetime services of the pipeline: created once when the proxy starts, handed to every pipeline build
 // (a policy change rebuilds only the processors), closed when the proxy stops. A capability that needs one (a
 // budget store, a credential source, a guard HTTP client) adds its option, its field on PipelineServices and its
 // construction here.
+
+/** Where managed credentials come from: a directory (standalone), the control plane (cluster mode), or a given source. */
+export type CredentialOption =
+  | { kind: 'dir'; dir: string; pollMs?: number }
+  | { kind: 'control-plane'; controlPlane: URL; tokenFile: string; caPem: string; longPollSeconds?: number }
+  | { kind: 'source'; source: CredentialSource };
 
 export interface ServiceOptions {
   registry: Registry;
@@ -17,6 +26,7 @@ export interface ServiceOptions {
   redisPassword?: string;
   /** This proxy's name in the shared store (the pod name). */
   proxyName?: string;
+  credentials?: CredentialOption;
 }
 
 export interface ServiceSet {
@@ -34,8 +44,16 @@ export function createServices(opts: ServiceOptions): ServiceSet {
     ...(opts.redisPassword !== undefined && { redisPassword: opts.redisPassword }),
     ...(opts.proxyName !== undefined && { proxyName: opts.proxyName }),
   });
-  const services: PipelineServices = { registry: opts.registry, log: opts.log, now: Date.now, budgets };
   const closers: (() => Promise<void> | void)[] = [() => budgets.close()];
+  let credentials: CredentialSource | undefined;
+  if (opts.credentials?.kind === 'dir') {
+    credentials = new DirCredentialSource({ dir: opts.credentials.dir, log: opts.log, pollMs: opts.credentials.pollMs });
+  } else if (opts.credentials?.kind === 'control-plane') {
+    const { controlPlane, tokenFile, caPem, longPollSeconds } = opts.credentials;
+    credentials = new ClusterCredentialSource({ controlPlane, tokenFile, caPem, log: opts.log, longPollSeconds });
+  } else if (opts.credentials?.kind === 'source') credentials = opts.credentials.source;
+  if (credentials) closers.push(() => credentials.close());
+  const services: PipelineServices = { registry: opts.registry, log: opts.log, now: Date.now, budgets, ...(credentials && { credentials }) };
   return {
     services,
     async close() {

@@ -73,7 +73,7 @@ export async function startLocalControlPlane(opts: LocalControlPlaneOptions = {}
   const pair = cp.serving.current();
   const base = defaultConfig().injection;
   const injection: InjectionConfig = { ...base, controlPlane: { ...base.controlPlane, namespace: CP_NAMESPACE, caPem: cp.caPem } };
-  const server = await createWebhookServer({ tls: { certPem: pair.certPem, keyPem: pair.keyPem }, logger: log, injection, metrics: createWebhookMetrics(registry) });
+  const server = await createWebhookServer({ tls: { certPem: pair.certPem, keyPem: pair.keyPem }, logger: log, injection, metrics: createWebhookMetrics(registry), managedCredentials: (ns) => cp.managedCredentials(ns) });
   cp.serving.onRenew((p) => server.server.setSecureContext({ cert: p.certPem, key: p.keyPem, minVersion: 'TLSv1.2' }));
   for (const r of cp.routes) server.addRoute(r.method, r.path, r.handler, r.options);
   let port = 0;

@@ -1,4 +1,5 @@
 import { CA_BUNDLE_DIR, CA_BUNDLE_FILE, JAVA_TRUSTSTORE_FILE, JAVA_TRUSTSTORE_PASSWORD } from '../../shared/constants.js';
+import type { ProviderId } from '../../shared/policy/types.js';
 import type { Container, EnvVar } from './types.js';
 
 // The variables that point each TLS stack in an app container at the bundle (public roots + the aigress CA).
@@ -23,6 +24,15 @@ export const JAVA_TRUST_FLAGS = [
   `-Djavax.net.ssl.trustStorePassword=${JAVA_TRUSTSTORE_PASSWORD}`,
 ].join(' ');
 
+/**
+ * The value injected into OPENAI_API_KEY / ANTHROPIC_API_KEY when the namespace has a managed credential for that
+ * provider and the container sets neither: the SDKs refuse to start without a key, and the proxy replaces this
+ * one (docs/credentials.md). It is not a secret and grants nothing.
+ */
+export const CREDENTIAL_PLACEHOLDER = 'aigress-managed-credential';
+/** The SDK variables that get the placeholder, by provider. */
+export const PLACEHOLDER_ENV: Readonly<Partial<Record<ProviderId, string>>> = { openai: 'OPENAI_API_KEY', anthropic: 'ANTHROPIC_API_KEY' };
+
 export interface EnvPlan {
   /** Variables to append to the container's env, in order. */
   add: EnvVar[];
@@ -32,7 +42,7 @@ export interface EnvPlan {
 }
 
 /** What to change in one container's env; pure. Containers aigress added itself are never passed here. */
-export function planEnv(container: Container): EnvPlan {
+export function planEnv(container: Container, managed: readonly ProviderId[] = []): EnvPlan {
   const env = container.env ?? [];
   // The last entry of a name is the one the kubelet uses.
   const lastIndex = (name: string): number => env.map((e) => e.name).lastIndexOf(name);
@@ -69,8 +79,23 @@ export function planEnv(container: Container): EnvPlan {
     }
   }
 
+  // The SDK key placeholders: only where the container sets no such variable (an envFrom might, unseen: left alone).
+  const envFrom = (container.envFrom ?? []).length > 0;
+  const placeholders: string[] = [];
+  for (const provider of managed) {
+    const name = PLACEHOLDER_ENV[provider];
+    if (name === undefined || lastIndex(name) >= 0 || envFrom) continue;
+    plan.add.push({ name, value: CREDENTIAL_PLACEHOLDER });
+    placeholders.push(name);
+  }
+  if (placeholders.length > 0) {
+    plan.warnings.push(
+      `container "${container.name}": ${placeholders.join(', ')} set to the placeholder "${CREDENTIAL_PLACEHOLDER}"; the namespace has a managed credential, which the aigress proxy puts on each call instead (docs/credentials.md)`,
+    );
+  }
+
   // envFrom's contents live in ConfigMaps and Secrets the webhook cannot see; an env entry beats them.
-  if ((container.envFrom ?? []).length > 0 && plan.add.length > 0) {
+  if (envFrom && plan.add.length > 0) {
     plan.warnings.push(
       `container "${container.name}" uses envFrom: aigress's env entries override any ${plan.add.map((e) => e.name).join(', ')} set there`,
     );

@@ -9,6 +9,7 @@ import { checkPodShape, formatShapeIssues } from './shape.js';
 import { CA_VOLUME, appCaMount, caVolume, extraCaVolume, initContainer, initRunVolume, proxyContainer, tokenVolume, type PodFacts } from './template.js';
 import { workloadOf } from './workload.js';
 import type { Container, PatchOperation, Pod } from './types.js';
+import type { ProviderId } from '../../shared/policy/types.js';
 
 // inject(pod, context, config) → patch: the one decision both the webhook and `aigress inject` make. Pure: no I/O,
 // no clock, no randomness, so the same pod always gives the same patch (golden tests rely on it).
@@ -18,6 +19,8 @@ export interface InjectionContext {
   namespace: string;
   /** The owning workload when the caller knows it (`aigress inject` on a Deployment); else from owner references. */
   workload?: string;
+  /** Providers the namespace's effective policy has a managed credential for (SDK key placeholders; env.ts). */
+  managedCredentials?: readonly ProviderId[];
 }
 
 /** A bounded set, used as a metrics label: what happened and why. */
@@ -65,7 +68,7 @@ export function inject(input: unknown, context: InjectionContext, config: Inject
   if (conflict) return { patch: [], warnings: [], reason: 'identity-conflict', denied: { code: 403, message: conflict } };
 
   const meshes = meshesOf(pod, config);
-  if (isInjected(pod)) return reinject(pod, config, meshes);
+  if (isInjected(pod)) return reinject(pod, config, meshes, context.managedCredentials);
 
   const read = readOverrides(pod.metadata?.annotations);
   if (!read.ok) return { patch: [], warnings: [], reason: 'invalid-annotation', denied: { code: 400, message: read.message } };
@@ -95,7 +98,7 @@ export function inject(input: unknown, context: InjectionContext, config: Inject
   if (native) b.insert(['spec', 'initContainers'], 1, proxyContainer(config, read.overrides, true, facts));
   else b.insert(['spec', 'containers'], 0, proxyContainer(config, read.overrides, false, facts));
 
-  const warnings = [...read.warnings, ...meshWarnings(meshes), ...(native ? [] : nonNativeWarnings(pod, config)), ...wireContainers(b, native)];
+  const warnings = [...read.warnings, ...meshWarnings(meshes), ...(native ? [] : nonNativeWarnings(pod, config)), ...wireContainers(b, native, context.managedCredentials)];
   return { patch: b.ops, warnings, reason: 'injected', pod: b.doc as Pod };
 }
 
@@ -130,10 +133,10 @@ function nonNativeWarnings(pod: Pod, config: InjectionConfig): string[] {
  * webhook added containers, or `aigress inject` run on its own output. Only containers without the CA mount get
  * the env vars and the mount; everything else stays as the first pass left it.
  */
-function reinject(pod: Pod, config: InjectionConfig, meshes: readonly Mesh[]): InjectionResult {
+function reinject(pod: Pod, config: InjectionConfig, meshes: readonly Mesh[], managed?: readonly ProviderId[]): InjectionResult {
   const native = (pod.spec.initContainers ?? []).some((c) => c.name === PROXY_CONTAINER_NAME);
   const b = new PatchBuilder(pod);
-  const warnings = [...exemptNewMeshes(b, config, meshes), ...wireContainers(b, native)];
+  const warnings = [...exemptNewMeshes(b, config, meshes), ...wireContainers(b, native, managed)];
   if (b.ops.length === 0) return { patch: [], warnings: [], skippedReason: 'already injected', reason: 'already-injected', pod };
   return { patch: b.ops, warnings, reason: 'updated', pod: b.doc as Pod };
 }
@@ -166,7 +169,7 @@ function exemptNewMeshes(b: PatchBuilder, config: InjectionConfig, meshes: reado
  * mount. With a non-native proxy the pod's own init containers run before the proxy has written the bundle, so
  * pointing them at it would break their TLS; they are left as they are (see docs/injection.md).
  */
-function wireContainers(b: PatchBuilder, native: boolean): string[] {
+function wireContainers(b: PatchBuilder, native: boolean, managed: readonly ProviderId[] = []): string[] {
   const warnings: string[] = [];
   const lists: Array<'initContainers' | 'containers'> = native ? ['initContainers', 'containers'] : ['containers'];
   for (const list of lists) {
@@ -174,7 +177,7 @@ function wireContainers(b: PatchBuilder, native: boolean): string[] {
     containers.forEach((c, i) => {
       if (isAigressContainer(c) || (c.volumeMounts ?? []).some((m) => m.name === CA_VOLUME)) return;
       const at: Segment[] = ['spec', list, i];
-      const plan = planEnv(c);
+      const plan = planEnv(c, managed);
       warnings.push(...plan.warnings);
       if (plan.javaUpdate) {
         const valuePath = [...at, 'env', plan.javaUpdate.index, 'value'];

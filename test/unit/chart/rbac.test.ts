@@ -3,7 +3,8 @@ import { authorize, requestAttributes, ruleAllows } from './rbac.js';
 import { find, NAMESPACE, render, type K8sObject } from './render.js';
 
 // The chart's RBAC is least privilege: the exact rule set (asserted whole, so any addition fails), no wildcards,
-// Secrets only in the release namespace and only the CA's by name where Kubernetes allows it, the webhook
+// Secrets only in the release namespace (the CA's by name where Kubernetes allows it; list/watch there for managed
+// credentials), the webhook
 // configuration by name. admission.test.ts checks the other direction: every request the running control plane
 // makes is allowed by these rules, and every rule is used.
 
@@ -26,21 +27,26 @@ describe('chart RBAC', () => {
     expect(find(objects, 'ClusterRoleBinding').roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'aigress' });
   });
 
-  it('grants Secrets in the release namespace only: read of the CA Secret by name, create while bootstrapping', () => {
+  it('grants Secrets in the release namespace only: read of the CA Secret by name, create while bootstrapping, list/watch for managed credentials', () => {
     const objects = render();
     const role = find(objects, 'Role');
     expect(role.metadata.namespace).toBe(NAMESPACE);
+    const credentials = { apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] };
     expect(role.rules).toEqual([
       { apiGroups: [''], resources: ['secrets'], resourceNames: ['aigress-ca'], verbs: ['get'] },
       // create cannot be limited by name (the object does not exist when it is authorized)
       { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+      credentials,
     ]);
     expect(find(objects, 'RoleBinding').metadata.namespace).toBe(NAMESPACE);
     expect(find(objects, 'RoleBinding').roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'aigress' });
     // ca.bootstrap: false drops create; the read follows the Secret's name
     expect(rulesOf(render({ ca: { secretName: 'corp-ca', bootstrap: false } }), 'Role')).toEqual([
       { apiGroups: [''], resources: ['secrets'], resourceNames: ['corp-ca'], verbs: ['get'] },
+      credentials,
     ]);
+    // cert-manager: the CA is mounted; only the credentials' list/watch is left
+    expect(rulesOf(render({ certManager: { enabled: true } }), 'Role')).toEqual([credentials]);
   });
 
   it('has no wildcard anywhere, in any value combination', () => {
@@ -59,21 +65,31 @@ describe('chart RBAC', () => {
     expect(may('POST', `/api/v1/namespaces/${NAMESPACE}/secrets`)).toBe(true);
     expect(may('PATCH', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/aigress')).toBe(true);
     expect(may('GET', '/api/v1/namespaces', '?watch=true')).toBe(true);
-    // and what it must not: other Secrets, other namespaces' Secrets, listing Secrets, other webhooks, writes
+    // managed credentials: list and watch of the release namespace's Secrets
+    expect(may('GET', `/api/v1/namespaces/${NAMESPACE}/secrets`)).toBe(true);
+    expect(may('GET', `/api/v1/namespaces/${NAMESPACE}/secrets`, '?watch=true')).toBe(true);
+    // and what it must not: Secrets of any other namespace (by name, list or watch, or cluster-wide), Secret
+    // writes but the CA's bootstrap, other webhooks, writes
     expect(may('GET', `/api/v1/namespaces/${NAMESPACE}/secrets/other`)).toBe(false);
     expect(may('GET', '/api/v1/namespaces/team-a/secrets/aigress-ca')).toBe(false);
+    expect(may('GET', '/api/v1/namespaces/team-a/secrets')).toBe(false);
+    expect(may('GET', '/api/v1/namespaces/team-a/secrets', '?watch=true')).toBe(false);
+    expect(may('GET', '/api/v1/secrets')).toBe(false);
+    expect(may('GET', '/api/v1/secrets', '?watch=true')).toBe(false);
     expect(may('POST', '/api/v1/namespaces/team-a/secrets')).toBe(false);
-    expect(may('GET', `/api/v1/namespaces/${NAMESPACE}/secrets`)).toBe(false);
     expect(may('PUT', `/api/v1/namespaces/${NAMESPACE}/secrets/aigress-ca`)).toBe(false);
+    expect(may('PATCH', `/api/v1/namespaces/${NAMESPACE}/secrets/openai-key`)).toBe(false);
+    expect(may('DELETE', `/api/v1/namespaces/${NAMESPACE}/secrets/openai-key`)).toBe(false);
     expect(may('PATCH', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/istio-sidecar-injector')).toBe(false);
     expect(may('GET', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations')).toBe(false);
     expect(may('PUT', '/apis/aigress.io/v1alpha1/namespaces/team-a/egresspolicies/p')).toBe(false);
     expect(may('PUT', '/apis/aigress.io/v1alpha1/namespaces/team-a/egresspolicies/p/status')).toBe(true);
     expect(may('GET', '/api/v1/namespaces/team-a/pods')).toBe(false);
     expect(may('PATCH', '/api/v1/namespaces/team-a')).toBe(false);
-    // cert-manager mode: no Secret access at all
+    // cert-manager mode: no Secret read by name at all, no Secret anywhere else
     const cm = render({ certManager: { enabled: true } });
     expect(authorize(cm, SA, requestAttributes('GET', `/api/v1/namespaces/${NAMESPACE}/secrets/aigress-ca`, ''))).toBe(false);
+    expect(authorize(cm, SA, requestAttributes('GET', '/api/v1/namespaces/team-a/secrets', ''))).toBe(false);
   });
 });
 

@@ -221,12 +221,13 @@ describe.each(COMBINATIONS)('helm template: %s', (_name, values) => {
 });
 
 describe('helm template: what the value combinations change', () => {
-  it('cert-manager: the CA comes from a Certificate, cainjector fills the caBundle, and no Secret access is granted', () => {
+  it('cert-manager: the CA comes from a Certificate, cainjector fills the caBundle, and no Secret is read by name', () => {
     const objects = render({ certManager: { enabled: true } });
     expect(find(objects, 'MutatingWebhookConfiguration').metadata.annotations).toEqual({ 'cert-manager.io/inject-ca-from': `${NAMESPACE}/aigress-ca` });
     expect(find(objects, 'Issuer').spec).toEqual({ selfSigned: {} });
     expect((find(objects, 'Certificate').spec as Obj).issuerRef).toEqual({ name: 'aigress-selfsigned', kind: 'Issuer', group: 'cert-manager.io' });
-    expect(objects.filter((o) => o.kind === 'Role' || o.kind === 'RoleBinding')).toEqual([]);
+    // only the managed credentials' list/watch in the release namespace is left (rbac.test.ts)
+    expect(objects.filter((o) => o.kind === 'Role').map((o) => o.rules)).toEqual([[{ apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] }]]);
     const own = render({ certManager: { enabled: true, issuerRef: { name: 'corp', kind: 'ClusterIssuer', group: 'cert-manager.io' }, injectCaBundle: false } });
     expect(own.filter((o) => o.kind === 'Issuer')).toEqual([]);
     expect((find(own, 'Certificate').spec as Obj).issuerRef).toEqual({ name: 'corp', kind: 'ClusterIssuer', group: 'cert-manager.io' });

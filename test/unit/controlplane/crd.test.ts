@@ -80,9 +80,9 @@ describe('EgressPolicy CRD', () => {
       // and the control plane's own validator refuses the same document (a second line of defence)
       expect(validatePolicy(doc).ok, path).toBe(false);
     }
-    // shared/policy/validate.ts does not check secretRef's keys (yet): here the CRD is the only guard
     const typo = withPaths(full, ['spec.credentials[0].secretRef.nmae', 'x']);
     expect(validateAgainst(schema, typo)[0]).toMatch(/^spec\.credentials\[0\]\.secretRef\.nmae: unknown field/);
+    expect(validatePolicy(typo).ok).toBe(false);
   });
 
   it('leaves semantic checks (unknown provider, bad regex) to the control plane, which reports them', () => {

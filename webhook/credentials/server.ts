@@ -1,0 +1,164 @@
+import { randomBytes } from 'node:crypto';
+import { Counter, Registry } from 'prom-client';
+import { LABEL_INJECT } from '../../shared/constants.js';
+import { refId, resolveCredential, type CredentialMaterial } from '../../shared/credentials/material.js';
+import { VERTEX_REFRESH_BEFORE_MS, VertexTokenCache } from '../../shared/credentials/vertex-token.js';
+import type { Logger } from '../../shared/log.js';
+import { PROVIDER_IDS, type Credential, type EgressPolicy, type ProviderId } from '../../shared/policy/types.js';
+import { parseDuration } from '../../shared/policy/validate.js';
+import type { RouteRequest, RouteResponse } from '../server.js';
+import type { TokenIdentity } from '../tokenreview.js';
+import { bearerToken, HttpRefusal, refusalResponse, type Route } from '../policy/http.js';
+import { etagOf, type PolicyStore } from '../policy/store.js';
+import { DEFAULT_MAX_WAIT_MS } from '../policy/server.js';
+import { ANNOTATION_CREDENTIAL_NAMESPACES, type CredentialSecrets } from './secrets.js';
+
+// GET /v1/credentials?provider=openai&provider=bedrock[&wait=30s]: the managed credentials a proxy's namespace
+// may use, over the same authenticated channel as its policy (ServiceAccount token → TokenReview; the namespace
+// comes from the token, never from a parameter). A namespace gets only what its effective policy names, each
+// from a Secret of the control plane's own namespace that allows it (annotation
+// aigress.io/credential-namespaces). Vertex AI service-account keys never leave the control plane: the answer
+// carries an access token minted here. Long poll as for the policy: with If-None-Match and `wait`, the answer
+// waits for a Secret or policy change (or re-minted token) and otherwise says 304.
+
+export interface CredentialServerOptions {
+  store: PolicyStore;
+  secrets: Pick<CredentialSecrets, 'get' | 'current' | 'waitForChange' | 'isSynced'>;
+  identify(token: string): Promise<TokenIdentity>;
+  log: Logger;
+  registry?: Registry;
+  maxWaitMs?: number;
+  now?: () => number;
+}
+
+/** One entry of the answer: the material, or why there is none (never a value). */
+export interface CredentialEntry {
+  provider: ProviderId;
+  credential: Credential;
+  material?: CredentialMaterial;
+  error?: string;
+}
+
+/**
+ * Pure: the entries `namespace` gets for the providers it asked for (all its policy names when it asked for
+ * none). Throws 403 for a provider its effective policy names no credential for.
+ */
+export function credentialsFor(
+  namespace: string,
+  policy: EgressPolicy,
+  asked: readonly string[],
+  secrets: Pick<CredentialSecrets, 'get'>,
+  mintVertex: VertexTokenCache['mint'],
+): CredentialEntry[] {
+  const named = new Map(policy.spec.credentials.map((c) => [c.provider as string, c]));
+  const wanted = asked.length > 0 ? [...new Set(asked)] : [...named.keys()];
+  const out: CredentialEntry[] = [];
+  for (const p of wanted) {
+    const c = named.get(p);
+    if (!c) {
+      throw new HttpRefusal(403, 'CredentialNotPermitted', `the effective policy of namespace ${namespace} names no managed credential for provider ${JSON.stringify(p)}`);
+    }
+    const s = secrets.get(c.secretRef.name);
+    if (!s) {
+      out.push({ provider: c.provider, credential: c, error: `no credential Secret ${c.secretRef.name} in the control plane's namespace (it needs the annotation ${ANNOTATION_CREDENTIAL_NAMESPACES})` });
+      continue;
+    }
+    if (!s.allows(namespace)) {
+      out.push({ provider: c.provider, credential: c, error: `Secret ${c.secretRef.name} does not allow namespace ${namespace} (annotation ${ANNOTATION_CREDENTIAL_NAMESPACES})` });
+      continue;
+    }
+    const r = resolveCredential(c, (k) => s.data.get(k), mintVertex);
+    out.push('error' in r ? { provider: c.provider, credential: c, error: r.error } : { provider: c.provider, credential: c, material: r });
+  }
+  return out;
+}
+
+export function credentialRoutes(opts: CredentialServerOptions): Route[] {
+  const maxWait = opts.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
+  const registry = opts.registry ?? new Registry();
+  const vertex = new VertexTokenCache(opts.now);
+  // The ETag is a hash over key material: salted per process, so it says nothing about a key (the cost: a proxy
+  // that moves to another replica gets one 200 instead of a 304).
+  const salt = randomBytes(16).toString('base64');
+  const responses = new Counter({
+    name: 'aigress_credential_responses_total',
+    help: 'GET /v1/credentials answers, by HTTP status.',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+
+  async function answer(req: RouteRequest): Promise<RouteResponse> {
+    const waitParam = req.url.searchParams.get('wait');
+    let waitMs = 0;
+    if (waitParam !== null) {
+      const ms = parseDuration(waitParam);
+      if (ms === undefined) throw new HttpRefusal(400, 'BadRequest', `wait must be a duration like 30s (got ${JSON.stringify(waitParam)})`);
+      waitMs = Math.min(ms, maxWait);
+    }
+    const asked = req.url.searchParams.getAll('provider');
+    const unknown = asked.find((p) => !(PROVIDER_IDS as readonly string[]).includes(p));
+    if (unknown !== undefined) throw new HttpRefusal(400, 'BadRequest', `unknown provider ${JSON.stringify(unknown)}`);
+    const who = await opts.identify(bearerToken(req));
+    if (!opts.store.isSynced() || !opts.secrets.isSynced()) throw new HttpRefusal(503, 'Starting', 'the control plane is still loading policies', { 'retry-after': '2' });
+
+    const compute = (): { body: string; etag: string; policyEtag: string; entries: CredentialEntry[] } => {
+      const entry = opts.store.get(who.namespace);
+      if (!entry) throw new HttpRefusal(403, 'NamespaceNotEnabled', `namespace ${who.namespace} is not opted in (label it ${LABEL_INJECT}=enabled)`);
+      if (entry.kind === 'unavailable') throw new HttpRefusal(503, 'PolicyUnavailable', entry.message, { 'retry-after': '10' });
+      const entries = credentialsFor(who.namespace, entry.policy, asked, opts.secrets, vertex.mint);
+      const body = JSON.stringify({ credentials: entries });
+      return { body, etag: etagOf(`${salt}\n${body}`), policyEtag: entry.etag, entries };
+    };
+
+    const known = req.headers['if-none-match'];
+    let r = compute();
+    if (known === r.etag && waitMs > 0) {
+      const gone = new AbortController();
+      const socket = req.raw.socket;
+      const onClose = (): void => gone.abort();
+      socket.once('close', onClose);
+      const stop = new AbortController();
+      const version = opts.secrets.current();
+      // Wake on a credential Secret change, a policy change of this namespace, or when a token is due to be re-minted.
+      const now = (opts.now ?? Date.now)();
+      const remint = r.entries.map((e) => (e.material?.kind === 'bearer' && e.material.expiresAt !== undefined ? e.material.expiresAt - VERTEX_REFRESH_BEFORE_MS + 1000 - now : waitMs));
+      const refreshIn = Math.max(1000, Math.min(waitMs, ...remint));
+      const both = AbortSignal.any([gone.signal, stop.signal]);
+      await Promise.race([
+        opts.secrets.waitForChange(version, refreshIn, both),
+        opts.store.waitForChange(who.namespace, r.policyEtag, refreshIn, both),
+      ]);
+      stop.abort();
+      socket.off('close', onClose);
+      if (gone.signal.aborted) return { status: 499 };
+      r = compute();
+    }
+    const headers = { etag: r.etag, 'cache-control': 'no-store' };
+    if (known === r.etag) return { status: 304, headers, text: '' };
+    const missing = r.entries.filter((e) => e.error);
+    if (missing.length > 0) {
+      opts.log.warn({ namespace: who.namespace, serviceAccount: who.serviceAccount, unavailable: missing.map((e) => `${e.provider}:${refId(e.credential.secretRef)}`) }, 'managed credentials unavailable; calls that need them are refused');
+    }
+    opts.log.info({ namespace: who.namespace, serviceAccount: who.serviceAccount, providers: r.entries.filter((e) => e.material).map((e) => e.provider) }, 'credentials served');
+    return { status: 200, headers: { ...headers, 'content-type': 'application/json' }, text: r.body };
+  }
+
+  return [
+    {
+      method: 'GET',
+      path: '/v1/credentials',
+      handler: async (req) => {
+        let r: RouteResponse;
+        try {
+          r = await answer(req);
+        } catch (err) {
+          if (!(err instanceof HttpRefusal)) throw err;
+          if (err.status !== 503) opts.log.info({ status: err.status, reason: err.reason, detail: err.message }, 'credentials request refused');
+          r = refusalResponse(err);
+        }
+        responses.inc({ code: String(r.status) });
+        return r;
+      },
+    },
+  ];
+}
