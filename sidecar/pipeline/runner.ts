@@ -39,6 +39,8 @@ export const DEFAULT_STEP_TIMEOUT_MS = 5_000;
 /** A held (non-streamed) response larger than this cannot be inspected: refused when a processor must see it. */
 export const MAX_HELD_BODY = 32 * 1024 * 1024;
 
+/** onEnd work runs after the client is gone: only its deadline stops it. */
+const NEVER = new AbortController().signal;
 const UNDESCRIBED: RequestDescription = Object.freeze({ operation: 'unknown', stream: false });
 const phaseRank = (p: Phase): number => PHASES.indexOf(p);
 
@@ -231,19 +233,18 @@ export class PipelineRunner {
   /** Runs every reached processor's onEnd (awaited: drain waits for budgets to settle). Never throws. */
   async end(ex: Exchange, info: EndInfo): Promise<void> {
     const live = ex as LiveExchange;
-    const pending: Promise<void>[] = [];
-    // Reverse phase order: metering (transform) has written results.usage before a budget (admit) settles.
+    // Reverse order, one after the other: a later phase's results (metering's usage) are in place before an
+    // earlier one (a budget's settlement) reads them. Synchronous ones cost no promise.
     for (let i = live.reached.length - 1; i >= 0; i--) {
       const p = live.reached[i]!;
       if (!p.onEnd) continue;
       try {
-        const r = withDeadline(() => p.onEnd!(ex, info), p.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, AbortSignal.timeout(60_000));
-        if (isThenable(r)) pending.push(r.catch((err: unknown) => this.endFailed(p, err)));
+        const r = withDeadline(() => p.onEnd!(ex, info), p.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, NEVER);
+        if (isThenable(r)) await r.catch((err: unknown) => this.endFailed(p, err));
       } catch (err) {
         this.endFailed(p, err);
       }
     }
-    if (pending.length > 0) await Promise.all(pending);
   }
 
   private endFailed(p: Processor, err: unknown): void {
