@@ -24,13 +24,17 @@ export function registerProxy(program: Command): void {
     .option('--drain-timeout <duration>', 'on SIGTERM or POST /shutdown, how long in-flight requests and streams may take', `${D.drainTimeoutMs / 1000}s`)
     .option('--upstream-timeout <duration>', 'how long to wait for a provider\'s response headers, and between body chunks', `${D.upstreamTimeoutMs / 1000}s`)
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')}`, 'info')
+    .option('--otlp-endpoint <url>', 'export spans and metrics over OTLP/HTTP (JSON) to this base URL (as OTEL_EXPORTER_OTLP_ENDPOINT; docs/metrics.md)')
+    .option('--audit-log <dest>', 'write one audit record per AI call (docs/audit.md) to stdout, stderr or this file')
+    .option('--capture-content', 'put prompt and completion text (after redaction) on spans; off by default')
     .addHelpText(
       'after',
-      '\nEnvironment: AIGRESS_POD_NAME, AIGRESS_POD_NAMESPACE, AIGRESS_SERVICE_ACCOUNT name the pod in log lines.\n' +
+      '\nEnvironment: AIGRESS_POD_NAME, AIGRESS_POD_NAMESPACE, AIGRESS_SERVICE_ACCOUNT, AIGRESS_WORKLOAD name the pod in log lines.\n' +
+        'OTEL_EXPORTER_OTLP_ENDPOINT (and the other OTEL_EXPORTER_OTLP_* variables) enable OTLP export.\n' +
         'Standalone example: aigress proxy --policy policy.yaml --ca-dir ./ca --bundle-dir ./bundle',
     )
     .action(async (flags: RawProxyFlags) => {
-      const config = parseProxyFlags(flags, D);
+      const config = parseProxyFlags(flags, D, process.env);
       const { runProxy } = await import('./run.js');
       await runProxy(config);
     });

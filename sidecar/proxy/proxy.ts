@@ -9,6 +9,8 @@ import { buildPipeline, PipelineRunner } from '../pipeline/index.js';
 import type { Pipeline, PipelineServices, PodIdentity } from '../pipeline/types.js';
 import { createAdminServer } from './admin.js';
 import { createServices } from './services.js';
+import type { Writable } from '../telemetry/audit-sink.js';
+import type { TelemetryConfig } from '../telemetry/config.js';
 import { PROXY_DEFAULTS } from './defaults.js';
 import { writeTrustBundle } from './bundle.js';
 import { createConnectionHandler } from './connection.js';
@@ -49,6 +51,10 @@ export interface ProxyOptions {
   upstreamCa?: string | readonly string[];
   /** Metrics registry to serve (cluster mode passes the one its sources registered in); a new one by default. */
   registry?: Registry;
+  /** OTLP export, the audit log and content capture (sidecar/telemetry/); off when absent. */
+  telemetry?: TelemetryConfig;
+  /** The operational log's stream, for `--audit-log stdout`. */
+  stdout?: Writable;
   /** Builds the processors for a policy; the real pipeline unless a test supplies its own. */
   buildPipeline?: (policy: EgressPolicy, services: PipelineServices) => Pipeline;
 }
@@ -105,7 +111,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   let draining = false;
   // Process-lifetime services: created once, handed to every pipeline build (a policy change rebuilds only the
   // processors, and closes the replaced ones).
-  const serviceSet = createServices({ registry: metrics.registry, log });
+  const serviceSet = await createServices({ registry: metrics.registry, log, identity, telemetry: opts.telemetry, ...(opts.stdout && { stdout: opts.stdout }) });
   const services = serviceSet.services;
   const runner = new PipelineRunner({ registry: metrics.registry, log });
   const compile = (policy: EgressPolicy): PolicyState => ({

@@ -25,14 +25,14 @@ export async function runProxy(config: ProxyConfig): Promise<void> {
     }
   };
   try {
-    await start(config, createLogger('proxy', { level: config.logLevel }, sink), flushNow);
+    await start(config, createLogger('proxy', { level: config.logLevel }, sink), flushNow, sink);
   } catch (err) {
     flushNow();
     throw err;
   }
 }
 
-async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Promise<void> {
+async function start(config: ProxyConfig, log: Logger, flushNow: () => void, stdout: { write(line: string): unknown }): Promise<void> {
   // One registry for the proxy and its sources, so cluster mode's certificate and policy metrics are served too.
   const registry = new Registry();
   // Cluster mode's code (its HTTP client, CSR signing) loads only in cluster mode: standalone starts without it.
@@ -58,6 +58,8 @@ async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Pr
       upstreamTimeoutMs: config.upstreamTimeoutMs,
       logger: log,
       identity: identityFromEnv(process.env),
+      telemetry: config.telemetry,
+      stdout,
     });
   } catch (err) {
     sources.certificates.close();
