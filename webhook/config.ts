@@ -49,6 +49,15 @@ export interface InjectionConfig {
     resources: ResourceRequirements;
     /** Appended verbatim to the proxy's arguments (dev and tests: `--policy FILE --ca-dir DIR`). */
     extraArgs: string[];
+    /** OTLP export and the audit log of injected proxies (docs/metrics.md, docs/audit.md); empty = off. */
+    telemetry: {
+      /** OTEL_EXPORTER_OTLP_ENDPOINT of the proxy: an http(s) base URL of an OTLP/HTTP receiver. */
+      otlpEndpoint: string;
+      /** AIGRESS_AUDIT_LOG of the proxy: stdout, stderr or a file path. */
+      auditLog: string;
+      /** Prompt and completion text on spans (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT). */
+      captureContent: boolean;
+    };
   };
   init: {
     resources: ResourceRequirements;
@@ -91,6 +100,7 @@ export function defaultConfig(): WebhookConfig {
         adminPort: ADMIN_PORT,
         resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
         extraArgs: [],
+        telemetry: { otlpEndpoint: '', auditLog: '', captureContent: false },
       },
       init: {
         resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
@@ -249,7 +259,15 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
   const top = r.section(raw, '', TOP);
   const inj = r.section(top.injection, 'injection', INJECTION);
   const cp = r.section(inj.controlPlane, 'injection.controlPlane', ['address', 'namespace']);
-  const proxy = r.section(inj.proxy, 'injection.proxy', ['uid', 'gid', 'capturePort', 'adminPort', 'resources', 'extraArgs']);
+  const proxy = r.section(inj.proxy, 'injection.proxy', ['uid', 'gid', 'capturePort', 'adminPort', 'resources', 'extraArgs', 'telemetry']);
+  const tel = r.section(proxy.telemetry, 'injection.proxy.telemetry', ['otlpEndpoint', 'auditLog', 'captureContent']);
+  const otlpEndpoint = r.string(tel.otlpEndpoint, 'injection.proxy.telemetry.otlpEndpoint', '');
+  if (otlpEndpoint !== '' && !/^https?:\/\/[^\s/]+/.test(otlpEndpoint)) {
+    r.fail('injection.proxy.telemetry.otlpEndpoint', `must be an http(s) URL or empty (got ${JSON.stringify(otlpEndpoint)})`);
+  }
+  if (tel.captureContent !== undefined && typeof tel.captureContent !== 'boolean') {
+    r.fail('injection.proxy.telemetry.captureContent', `must be true or false (got ${JSON.stringify(tel.captureContent)})`);
+  }
   const init = r.section(inj.init, 'injection.init', ['resources']);
   const cap = r.section(inj.capture, 'injection.capture', [
     'includeOutboundPorts',
@@ -289,6 +307,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
         adminPort: r.integer(proxy.adminPort, 'injection.proxy.adminPort', d.injection.proxy.adminPort, 1, 65535),
         resources: r.resources(proxy.resources, 'injection.proxy.resources', d.injection.proxy.resources),
         extraArgs: r.stringList(proxy.extraArgs, 'injection.proxy.extraArgs', d.injection.proxy.extraArgs),
+        telemetry: { otlpEndpoint, auditLog: r.string(tel.auditLog, 'injection.proxy.telemetry.auditLog', ''), captureContent: tel.captureContent === true },
       },
       init: { resources: r.resources(init.resources, 'injection.init.resources', d.injection.init.resources) },
       capture: {

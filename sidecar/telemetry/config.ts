@@ -32,7 +32,7 @@ export interface TelemetryConfig {
 export interface TelemetryFlags {
   /** --otlp-endpoint: same as OTEL_EXPORTER_OTLP_ENDPOINT (the flag wins). */
   otlpEndpoint?: string;
-  /** --audit-log: stdout, stderr or a file path. */
+  /** --audit-log: stdout, stderr or a file path (as AIGRESS_AUDIT_LOG; the flag wins). */
   auditLog?: string;
   /** --capture-content */
   captureContent?: boolean;
@@ -103,8 +103,8 @@ export function telemetryConfig(env: Env, flags: TelemetryFlags = {}): Telemetry
   const cfg: TelemetryConfig = {
     captureContent: flags.captureContent === true || TRUE.has((env.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT ?? '').toLowerCase()),
   };
-  if (flags.auditLog !== undefined && flags.auditLog !== '') {
-    const a = flags.auditLog;
+  const a = flags.auditLog ?? env.AIGRESS_AUDIT_LOG;
+  if (a !== undefined && a !== '') {
     cfg.audit = a === 'stdout' ? { kind: 'stdout' } : a === 'stderr' ? { kind: 'stderr' } : { kind: 'file', path: a };
   }
   if (TRUE.has((env.OTEL_SDK_DISABLED ?? '').toLowerCase())) return cfg;

@@ -143,6 +143,10 @@ function proxyEnv(config: InjectionConfig, o: PodOverrides): EnvVar[] {
     { name: 'AIGRESS_SERVICE_ACCOUNT', valueFrom: { fieldRef: { fieldPath: 'spec.serviceAccountName' } } },
   ];
   if (o.policy !== undefined) env.push({ name: 'AIGRESS_POLICY', value: o.policy });
+  const tel = config.proxy.telemetry;
+  if (tel.otlpEndpoint !== '') env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: tel.otlpEndpoint });
+  if (tel.auditLog !== '') env.push({ name: 'AIGRESS_AUDIT_LOG', value: tel.auditLog });
+  if (tel.captureContent) env.push({ name: 'OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT', value: 'true' });
   // Cluster mode: the CA certificate (public) the proxy verifies the control plane with. Never a key.
   if (config.controlPlane.address !== '' && config.controlPlane.caPem) env.push({ name: 'AIGRESS_CONTROL_PLANE_CA', value: config.controlPlane.caPem });
   return env;

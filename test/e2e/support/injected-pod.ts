@@ -28,6 +28,8 @@ export interface AppPodOptions {
   policy?: string;
   /** More env entries in the app container's own spec. */
   appEnv?: Record<string, string>;
+  /** `injection.proxy.telemetry` of the injection config (OTLP endpoint, audit log). */
+  telemetry?: { otlpEndpoint?: string; auditLog?: string };
 }
 
 /** The app's own pod spec, before injection: nothing in it knows about aigress. */
@@ -89,7 +91,9 @@ export async function injectAppPod(
   const configFile = join(dir, 'inject-config.yaml');
   writeFileSync(
     configFile,
-    JSON.stringify({ injection: { controlPlane: { address: '' }, proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir] } } }),
+    JSON.stringify({
+      injection: { controlPlane: { address: '' }, proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir], ...(opts.telemetry && { telemetry: opts.telemetry }) } },
+    }),
   );
   const podFile = join(dir, 'app-pod.yaml');
   writeFileSync(podFile, appPodYaml(keys, opts.appEnv));
