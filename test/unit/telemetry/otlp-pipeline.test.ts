@@ -5,7 +5,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../shared/log.js';
-import { buildPipeline, type Exchange, type Pipeline, type PipelineServices } from '../../../sidecar/pipeline/index.js';
+import type { ContentCodec } from '../../../shared/providers/content.js';
+import { buildPipeline, newExchange, pipelineOf, type Exchange, type Pipeline, type PipelineServices, type Processor } from '../../../sidecar/pipeline/index.js';
 import type { AuditRecord } from '../../../sidecar/telemetry/audit-record.js';
 import { telemetryConfig } from '../../../sidecar/telemetry/config.js';
 import { createTelemetry } from '../../../sidecar/telemetry/create.js';
@@ -237,5 +238,87 @@ describe('denials', () => {
     expect(ex.request.headers.get('traceparent')).toBeUndefined();
     expect(JSON.stringify({ rec, span }, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).not.toContain('secret prompt');
     await s.telemetry.otlp!.close();
+  });
+});
+
+describe('content capture (off by default; when on, what went upstream, after redaction)', () => {
+  // No adapter ships a content codec yet (filters bring them); a small OpenAI chat codec plays one here.
+  const codec: ContentCodec = {
+    format: 'test-openai-chat',
+    request: (json) =>
+      (Array.isArray(json.messages) ? json.messages : []).flatMap((m: unknown, i) => {
+        const msg = m as { role?: string; content?: unknown };
+        return typeof msg.content === 'string' ? [{ id: `messages.${i}.content`, path: ['messages', i, 'content'], role: msg.role ?? 'user', kind: 'text' as const, text: msg.content }] : [];
+      }),
+    response: (json) =>
+      (Array.isArray(json.choices) ? json.choices : []).flatMap((c: unknown, i) => {
+        const text = (c as { message?: { content?: unknown } }).message?.content;
+        return typeof text === 'string' ? [{ id: `choices.${i}`, path: ['choices', i, 'message', 'content'], role: 'assistant', kind: 'text' as const, text }] : [];
+      }),
+    event: (payload) =>
+      (Array.isArray(payload.choices) ? payload.choices : []).flatMap((c: unknown, i) => {
+        const text = (c as { delta?: { content?: unknown } }).delta?.content;
+        return typeof text === 'string' && text !== '' ? [{ id: `choices.${i}`, path: ['choices', i, 'delta', 'content'], role: 'assistant', kind: 'text' as const, text }] : [];
+      }),
+  };
+  // A transform step standing in for a PII filter: the e-mail address never goes upstream.
+  const redact: Processor = {
+    name: 'redact-email',
+    type: 'test',
+    phase: 'transform',
+    onRequest(ex) {
+      ex.request.body.edit((j) => {
+        for (const m of j.messages as { content: string }[]) m.content = m.content.replace(/\S+@\S+/g, '[EMAIL_1]');
+      });
+      ex.actions.push({ processor: 'redact-email', type: 'test', phase: 'transform', action: 'redact', found: { email: 1 } });
+      return { action: 'continue' };
+    },
+  };
+
+  async function captured(env: Record<string, string>, stream: boolean): Promise<ReceivedSpan> {
+    const reg = new Registry();
+    const s = await telemetryServices({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${collector.url}/v1/traces`, ...env }, reg);
+    const pl = withRegistry(pipelineOf([...buildPipeline(p, s.services).processors, redact]), reg);
+    const base = exchange(p, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o', stream, ...(stream && { stream_options: { include_usage: true } }), messages: [{ role: 'user', content: 'mail me at jane@example.com' }] }, { identity: IDENTITY });
+    const ex = newExchange({
+      adapter: { ...base.adapter, codec: () => codec },
+      host: base.request.host,
+      method: 'POST',
+      path: base.request.path,
+      headers: base.request.headers.toRaw(),
+      appHeaders: base.appHeaders,
+      body: base.request.body.bytes(),
+      hadBody: true,
+      policy: p,
+      identity: IDENTITY,
+      signal: new AbortController().signal,
+    });
+    await runRequest(pl, ex);
+    await respond(pl, ex, 200, stream ? SSE_H : JSON_H, [fixture('openai', stream ? 'chat-stream-include-usage.sse' : 'chat.json')]);
+    await s.telemetry.otlp!.flush();
+    await s.telemetry.otlp!.close();
+    const [, , spanId] = ex.request.headers.get('traceparent')!.split('-');
+    return collector.spans.find((x) => x.spanId === spanId)!;
+  }
+
+  it('puts nothing on spans unless enabled', async () => {
+    const span = await captured({}, false);
+    expect(span.attributes['gen_ai.input.messages']).toBeUndefined();
+    expect(span.attributes['gen_ai.output.messages']).toBeUndefined();
+    expect(span.attributes['aigress.processors']).toEqual(['redact-email:redact:email=1']);
+  });
+
+  it('captures the redacted request and the completion, JSON and streamed', async () => {
+    for (const stream of [false, true]) {
+      const span = await captured({ OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true' }, stream);
+      const input = JSON.parse(String(span.attributes['gen_ai.input.messages'])) as unknown;
+      expect(input).toEqual([{ role: 'user', parts: [{ type: 'text', content: 'mail me at [EMAIL_1]' }] }]);
+      expect(JSON.stringify(span.attributes)).not.toContain('jane@example.com');
+      const output = JSON.parse(String(span.attributes['gen_ai.output.messages'])) as { role: string; parts: { content: string }[]; finish_reason: string }[];
+      expect(output).toHaveLength(1);
+      expect(output[0]!.role).toBe('assistant');
+      expect(output[0]!.finish_reason).toBe('stop');
+      expect(output[0]!.parts[0]!.content.length).toBeGreaterThan(0);
+    }
   });
 });
