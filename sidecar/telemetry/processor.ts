@@ -119,7 +119,8 @@ export function telemetryProcessors(ctx: PipelineContext, services: PipelineServ
       const h = ex.request.headers;
       // Only when spans are exported (a context nobody records is noise), and never when the app's own SigV4
       // signature covers the header: the provider would reject the changed request.
-      if (tracing && !signatureCovers(h, 'traceparent') && !signatureCovers(h, 'tracestate')) {
+      const path = ex.request.path;
+      if (tracing && !signatureCovers(h, 'traceparent', path) && !signatureCovers(h, 'tracestate', path)) {
         h.set('traceparent', formatTraceparent({ traceId: call.traceId, spanId: call.spanId, flags: call.sampled ? '01' : '00' }));
         if (call.traceState) h.set('tracestate', call.traceState);
         else h.delete('tracestate');

@@ -64,11 +64,17 @@ function nonZeroHex(bytes: number): string {
  * app's trace headers as they are. A signature the proxy makes (managed credentials, `sign` phase) runs after
  * this and covers what the proxy set.
  */
-export function signatureCovers(headers: HeaderList, name: string): boolean {
+export function signatureCovers(headers: HeaderList, name: string, path = ''): boolean {
   const auth = headers.get('authorization');
   if (auth !== undefined && /^AWS4-HMAC-SHA256\s/i.test(auth)) {
     const m = /SignedHeaders=([^,\s]+)/i.exec(auth);
     if (m && m[1]!.toLowerCase().split(';').includes(name)) return true;
+  }
+  // A presigned URL names its signed headers in the query string.
+  const q = path.indexOf('?');
+  if (q >= 0) {
+    const signed = new URLSearchParams(path.slice(q + 1)).get('X-Amz-SignedHeaders');
+    if (signed && signed.toLowerCase().split(';').includes(name)) return true;
   }
   return false;
 }

@@ -82,6 +82,8 @@ describe('W3C trace context', () => {
     expect(signatureCovers(signed, 'traceparent')).toBe(true);
     expect(signatureCovers(signed, 'tracestate')).toBe(false);
     expect(signatureCovers(new HeaderList(['authorization', 'Bearer sk-x']), 'traceparent')).toBe(false);
+    expect(signatureCovers(new HeaderList([]), 'traceparent', '/model/m/invoke?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=host%3Btraceparent&X-Amz-Signature=s')).toBe(true);
+    expect(signatureCovers(new HeaderList([]), 'traceparent', '/model/m/invoke?X-Amz-SignedHeaders=host')).toBe(false);
   });
 });
 
