@@ -140,7 +140,9 @@ function responseHooks(t: TelemetryServices, ex: Exchange, call: Call, head: Res
   const ok = head.status >= 200 && head.status < 300;
   const stream = framing === 'sse' || framing === 'eventstream';
   const capture = t.captureContent && t.otlp !== undefined;
-  const readBody = ok && !stream && (framing === 'json' || framing === 'other');
+  // Finish reasons and content are for spans only: an audit-only proxy reads no response body.
+  const spans = t.otlp?.tracing === true;
+  const readBody = spans && ok && !stream && (framing === 'json' || framing === 'other');
   if (readBody) call.body = [];
   return {
     bytes(chunk) {
@@ -155,13 +157,14 @@ function responseHooks(t: TelemetryServices, ex: Exchange, call: Call, head: Res
         else call.body.push(chunk);
       }
     },
-    ...(stream && {
+    // Events are framed for this only when something uses them (spans, the per-chunk histogram).
+    ...(stream && (spans || t.otlp?.genAi) && {
       observe(ev: StreamEvent) {
         if (!ev.sse && !ev.message) return;
         const now = hr();
-        if (call.lastEventAt !== undefined && call.intervals.length < MAX_INTERVALS) call.intervals.push(Number(now - call.lastEventAt) / 1e9);
+        if (t.otlp?.genAi && call.lastEventAt !== undefined && call.intervals.length < MAX_INTERVALS) call.intervals.push(Number(now - call.lastEventAt) / 1e9);
         call.lastEventAt = now;
-        if (!ok) return;
+        if (!ok || !spans) return;
         const text = ev.sse ? ev.sse.data : Buffer.from(ev.message!.body).toString('utf8');
         const reason = MAY_HOLD_REASON.test(text);
         if (!reason && !capture) return;
