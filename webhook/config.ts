@@ -65,6 +65,15 @@ export interface InjectionConfig {
      * the proxy, which merges it into the apps' bundle (`--extra-ca-file`). Empty name: none.
      */
     extraCaConfigMap: { name: string; key: string };
+    /** OTLP export and the audit log of injected proxies (docs/metrics.md, docs/audit.md); empty = off. */
+    telemetry: {
+      /** OTEL_EXPORTER_OTLP_ENDPOINT of the proxy: an http(s) base URL of an OTLP/HTTP receiver. */
+      otlpEndpoint: string;
+      /** AIGRESS_AUDIT_LOG of the proxy: stdout, stderr or a file path. */
+      auditLog: string;
+      /** Prompt and completion text on spans (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT). */
+      captureContent: boolean;
+    };
   };
   init: {
     resources: ResourceRequirements;
@@ -117,6 +126,7 @@ export function defaultConfig(): WebhookConfig {
         resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
         extraArgs: [],
         extraCaConfigMap: { name: '', key: 'ca.crt' },
+        telemetry: { otlpEndpoint: '', auditLog: '', captureContent: false },
       },
       init: {
         resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
@@ -286,7 +296,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
   const top = r.section(raw, '', TOP);
   const inj = r.section(top.injection, 'injection', INJECTION);
   const cp = r.section(inj.controlPlane, 'injection.controlPlane', ['address', 'namespace']);
-  const proxy = r.section(inj.proxy, 'injection.proxy', ['uid', 'gid', 'capturePort', 'adminPort', 'resources', 'extraArgs', 'extraCaConfigMap']);
+  const proxy = r.section(inj.proxy, 'injection.proxy', ['uid', 'gid', 'capturePort', 'adminPort', 'resources', 'extraArgs', 'extraCaConfigMap', 'telemetry']);
   const extraCa = r.section(proxy.extraCaConfigMap, 'injection.proxy.extraCaConfigMap', ['name', 'key']);
   const extraCaName = r.string(extraCa.name, 'injection.proxy.extraCaConfigMap.name', '').trim();
   const extraCaKey = r.string(extraCa.key, 'injection.proxy.extraCaConfigMap.key', 'ca.crt', { nonEmpty: true }).trim();
@@ -294,6 +304,14 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
     r.fail('injection.proxy.extraCaConfigMap.name', `must be a ConfigMap name (got ${JSON.stringify(extraCaName)})`);
   }
   if (!/^[-._a-zA-Z0-9]+$/.test(extraCaKey)) r.fail('injection.proxy.extraCaConfigMap.key', `must be a ConfigMap key (got ${JSON.stringify(extraCaKey)})`);
+  const tel = r.section(proxy.telemetry, 'injection.proxy.telemetry', ['otlpEndpoint', 'auditLog', 'captureContent']);
+  const otlpEndpoint = r.string(tel.otlpEndpoint, 'injection.proxy.telemetry.otlpEndpoint', '');
+  if (otlpEndpoint !== '' && !/^https?:\/\/[^\s/]+/.test(otlpEndpoint)) {
+    r.fail('injection.proxy.telemetry.otlpEndpoint', `must be an http(s) URL or empty (got ${JSON.stringify(otlpEndpoint)})`);
+  }
+  if (tel.captureContent !== undefined && typeof tel.captureContent !== 'boolean') {
+    r.fail('injection.proxy.telemetry.captureContent', `must be true or false (got ${JSON.stringify(tel.captureContent)})`);
+  }
   const init = r.section(inj.init, 'injection.init', ['resources']);
   const cap = r.section(inj.capture, 'injection.capture', [
     'includeOutboundPorts',
@@ -342,6 +360,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
         resources: r.resources(proxy.resources, 'injection.proxy.resources', d.injection.proxy.resources),
         extraArgs: r.stringList(proxy.extraArgs, 'injection.proxy.extraArgs', d.injection.proxy.extraArgs),
         extraCaConfigMap: { name: extraCaName, key: extraCaKey },
+        telemetry: { otlpEndpoint, auditLog: r.string(tel.auditLog, 'injection.proxy.telemetry.auditLog', ''), captureContent: tel.captureContent === true },
       },
       init: { resources: r.resources(init.resources, 'injection.init.resources', d.injection.init.resources) },
       capture: {

@@ -219,8 +219,8 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
   }
 
   /** Writes SSE events one by one (slowly in slow mode); records how the stream ended. */
-  function sendSse(res: ServerResponse, id: number, events: readonly string[], slow: boolean): Promise<void> {
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  function sendSse(res: ServerResponse, id: number, events: readonly string[], slow: boolean, headers: Record<string, string> = {}): Promise<void> {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', ...headers });
     return sendEvents(res, id, events, slow);
   }
 
@@ -252,6 +252,8 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
     const pieces = replyPieces(prompt, slow);
     const usage = { prompt_tokens: countTokens(prompt), completion_tokens: pieces.length, total_tokens: countTokens(prompt) + pieces.length };
     const chatId = `chatcmpl-fake${id}`;
+    // Providers name each answer with a request id header (the audit record carries it).
+    const requestId = { 'x-request-id': `req_fake${id}` };
     const created = Math.floor(Date.now() / 1000);
     const stream = Boolean(body.stream);
     const includeUsage = isObj(body.stream_options) && Boolean(body.stream_options.include_usage);
@@ -265,7 +267,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
         choices: [{ index: 0, message: { role: 'assistant', content: pieces.join(''), refusal: null }, logprobs: null, finish_reason: 'stop' }],
         usage,
         system_fingerprint: 'fp_fake',
-      });
+      }, requestId);
     }
     const chunk = (choices: unknown[], extra: Json = {}): string =>
       `data: ${JSON.stringify({ id: chatId, object: 'chat.completion.chunk', created, model, system_fingerprint: 'fp_fake', choices, ...extra })}\n\n`;
@@ -277,7 +279,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
     ];
     if (includeUsage) events.push(chunk([], { usage }));
     events.push('data: [DONE]\n\n');
-    return sendSse(res, id, events, slow);
+    return sendSse(res, id, events, slow, requestId);
   }
 
   async function anthropic(req: IncomingMessage, res: ServerResponse, id: number, body: Json): Promise<void> {
@@ -298,6 +300,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
     const prompt = lastUserText(body.messages);
     const pieces = replyPieces(prompt, slow);
     const msgId = `msg_fake${id}`;
+    const requestId = { 'request-id': `req_fake${id}` };
     const usage = { input_tokens: countTokens(prompt), output_tokens: pieces.length };
     const stream = Boolean(body.stream);
     answered({ id, provider: 'anthropic', model, stream, usage: { input: usage.input_tokens, output: usage.output_tokens }, usageSent: true });
@@ -311,7 +314,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
         stop_reason: 'end_turn',
         stop_sequence: null,
         usage,
-      });
+      }, requestId);
     }
     const event = (name: string, data: Json): string => `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
     const events = [
@@ -334,7 +337,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
       event('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: usage.output_tokens } }),
       event('message_stop', {}),
     ];
-    return sendSse(res, id, events, slow);
+    return sendSse(res, id, events, slow, requestId);
   }
 
   /** Bedrock's error shape: `{message}`, the error's name in x-amzn-errortype (what the AWS SDKs read). */

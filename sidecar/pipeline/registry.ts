@@ -7,6 +7,7 @@ import { modelsProcessor } from './models.js';
 import { streamUsageProcessor } from './openai-stream-usage.js';
 import { regionsProcessor } from './regions.js';
 import type { PipelineServices, Processor } from './types.js';
+import { telemetryProcessors } from '../telemetry/processor.js';
 
 // Which processors a policy gets, keyed by processor type. Each kind builds its processors from the policy (none
 // when the policy does not use it); the runner sorts them by phase, list order kept within a phase. A new
@@ -34,4 +35,7 @@ export const PROCESSOR_KINDS: readonly ProcessorKind[] = [
   one('metering', meteringProcessor),
   one('stream-usage', () => streamUsageProcessor()),
   { type: 'credentials', build: credentialProcessors },
+  // Spans, GenAI OTLP metrics and audit records; none unless the proxy enabled OTLP export or the audit log.
+  // Its describe-phase step ends last (onEnd runs in reverse), after metering wrote the usage.
+  { type: 'telemetry', build: telemetryProcessors },
 ];

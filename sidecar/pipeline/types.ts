@@ -8,6 +8,7 @@ import type { HeaderList } from './header-list.js';
 import type { StreamEvent } from './framing.js';
 import type { BudgetServices } from '../budgets/service.js';
 import type { CredentialSource } from '../credentials/source.js';
+import type { TelemetryServices } from '../telemetry/types.js';
 
 // The seam between the proxy (sockets, TLS, upstream) and policy (decisions over one exchange). The proxy hands
 // the runner (runner.ts) one Exchange per request; the runner runs the processors phase by phase, each under its
@@ -175,6 +176,21 @@ export interface EndInfo {
   readonly forwarded: boolean;
   /** HTTP status the app got (0 when none). */
   readonly status: number;
+  /** What the proxy's transport knows of the exchange (absent when a test drives the runner alone). */
+  readonly transport?: TransportFacts;
+}
+
+/** Transport facts for telemetry and the audit record, filled by the proxy (mediate.ts) when the exchange ends. */
+export interface TransportFacts {
+  /** The request's outcome as the proxy counts it (`allow`, `deny`, `would-deny`, `error`). */
+  readonly decision: string;
+  /** process.hrtime.bigint() when the request's head arrived. */
+  readonly receivedAt: bigint;
+  /** Body bytes the app sent, and response bytes the app got. */
+  readonly reqBytes: number;
+  readonly resBytes: number;
+  /** Why the provider could not be reached or its response broke (`refused`, `truncated (reset)`, …). */
+  readonly upstreamError?: string;
 }
 
 /** One step of the pipeline. A processor is one file (plus its tests); see docs/pipeline.md. */
@@ -216,6 +232,8 @@ export interface PipelineServices {
   readonly credentials?: CredentialSource;
   // Services of later capabilities are added here as optional, typed fields (a budget store, a credential
   // source, a guard HTTP client), created once by the proxy and closed when it stops.
+  /** OTLP export, the audit log and content capture (sidecar/telemetry/); absent when none is enabled. */
+  readonly telemetry?: TelemetryServices;
 }
 
 /** The processors for one policy; replaced whole on a policy change and then closed. */

@@ -3,6 +3,8 @@ import { ENV_POD_NAME, ENV_POD_NAMESPACE, ENV_SERVICE_ACCOUNT, ENV_WORKLOAD, TOK
 import { UserError } from '../../shared/errors.js';
 import { parseDuration } from '../../shared/policy/validate.js';
 import type { PodIdentity } from '../pipeline/types.js';
+import { telemetryConfig } from '../telemetry/config.js';
+import type { TelemetryConfig } from '../telemetry/config.js';
 
 // `aigress proxy` flags → a checked configuration. Pure: every bad value becomes a UserError naming the flag.
 
@@ -22,6 +24,10 @@ export interface RawProxyFlags {
   upstreamTimeout?: string;
   logLevel?: string;
   redisUrl?: string;
+  otlpEndpoint?: string;
+  auditLog?: string;
+  /** A switch (commander gives true); `'true'` when read from an argument list. */
+  captureContent?: boolean | string;
 }
 
 export type SourceMode =
@@ -43,6 +49,8 @@ export interface ProxyConfig {
   logLevel: string;
   /** Shared budgets' store. */
   redisUrl?: string;
+  /** OTLP export, audit log, content capture (flags and the OTEL_* environment). */
+  telemetry: TelemetryConfig;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -113,7 +121,11 @@ function sourceMode(f: RawProxyFlags): SourceMode {
   throw new UserError('aigress proxy needs --policy FILE and --ca-dir DIR (standalone) or --control-plane URL (cluster)', 2);
 }
 
-export function parseProxyFlags(f: RawProxyFlags, defaults: { capturePort: number; adminPort: number; bundleDir: string; maxBodyBytes: number; drainTimeoutMs: number; upstreamTimeoutMs: number }): ProxyConfig {
+export function parseProxyFlags(
+  f: RawProxyFlags,
+  defaults: { capturePort: number; adminPort: number; bundleDir: string; maxBodyBytes: number; drainTimeoutMs: number; upstreamTimeoutMs: number },
+  env: Readonly<Record<string, string | undefined>> = {},
+): ProxyConfig {
   const logLevel = f.logLevel ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new UserError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`, 2);
@@ -131,6 +143,11 @@ export function parseProxyFlags(f: RawProxyFlags, defaults: { capturePort: numbe
     drainTimeoutMs: duration('--drain-timeout', f.drainTimeout, defaults.drainTimeoutMs),
     upstreamTimeoutMs: duration('--upstream-timeout', f.upstreamTimeout, defaults.upstreamTimeoutMs),
     logLevel,
+    telemetry: telemetryConfig(env, {
+      ...(f.otlpEndpoint !== undefined && { otlpEndpoint: f.otlpEndpoint }),
+      ...(f.auditLog !== undefined && { auditLog: f.auditLog }),
+      ...(f.captureContent !== undefined && { captureContent: f.captureContent === true || f.captureContent === 'true' }),
+    }),
   };
   if (cfg.upstreamTimeoutMs === 0) throw new UserError('--upstream-timeout: must be more than 0', 2);
   if (f.listenAddress !== undefined) cfg.listenAddresses = [f.listenAddress];

@@ -283,7 +283,8 @@ export class Mediator {
       return;
     }
     // onEnd work (metering, budget settlement) runs before the log line, so the line carries its results.
-    const ending = this.deps.runner.end(ex, { complete, forwarded: out.forwarded, status: out.code, framingFailed }).then(log, log);
+    const transport = { decision: out.decision, receivedAt: t0, reqBytes: out.reqBytes, resBytes: out.resBytes, ...(out.upstreamError !== undefined && { upstreamError: out.upstreamError }) };
+    const ending = this.deps.runner.end(ex, { complete, forwarded: out.forwarded, status: out.code, framingFailed, transport }).then(log, log);
     this.deps.track?.(ending);
   }
 

@@ -11,6 +11,8 @@ import { buildPipeline, PipelineRunner } from '../pipeline/index.js';
 import type { Pipeline, PipelineServices, PodIdentity } from '../pipeline/types.js';
 import { createAdminServer } from './admin.js';
 import { createServices, type CredentialOption } from './services.js';
+import type { Writable } from '../telemetry/audit-sink.js';
+import type { TelemetryConfig } from '../telemetry/config.js';
 import { PROXY_DEFAULTS } from './defaults.js';
 import { parseExtraRoots, writeTrustBundle } from './bundle.js';
 import { createConnectionHandler } from './connection.js';
@@ -66,6 +68,10 @@ export interface ProxyOptions {
   redisPassword?: string;
   /** Managed credentials (--credentials-dir, or the control plane's); none by default. */
   credentials?: CredentialOption;
+  /** OTLP export, the audit log and content capture (sidecar/telemetry/); off when absent. */
+  telemetry?: TelemetryConfig;
+  /** The operational log's stream, for `--audit-log stdout`. */
+  stdout?: Writable;
   /** Builds the processors for a policy; the real pipeline unless a test supplies its own. */
   buildPipeline?: (policy: EgressPolicy, services: PipelineServices) => Pipeline;
 }
@@ -133,13 +139,16 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   let draining = false;
   // Process-lifetime services: created once, handed to every pipeline build (a policy change rebuilds only the
   // processors, and closes the replaced ones).
-  const serviceSet = createServices({
+  const serviceSet = await createServices({
     registry: metrics.registry,
     log,
     ...(opts.redisUrl !== undefined && { redisUrl: opts.redisUrl }),
     ...(opts.redisPassword !== undefined && { redisPassword: opts.redisPassword }),
     ...(identity.pod !== undefined && { proxyName: identity.pod }),
     credentials: opts.credentials,
+    identity,
+    telemetry: opts.telemetry,
+    ...(opts.stdout && { stdout: opts.stdout }),
   });
   const services = serviceSet.services;
   const runner = new PipelineRunner({ registry: metrics.registry, log });

@@ -29,7 +29,7 @@ export async function runProxy(config: ProxyConfig): Promise<void> {
     }
   };
   try {
-    await start(config, createLogger('proxy', { level: config.logLevel }, sink), flushNow);
+    await start(config, createLogger('proxy', { level: config.logLevel }, sink), flushNow, sink);
   } catch (err) {
     flushNow();
     throw err;
@@ -43,7 +43,7 @@ function credentialOption(config: ProxyConfig): CredentialOption | undefined {
   return { kind: 'control-plane', controlPlane: m.controlPlane, tokenFile: m.tokenFile, caPem: process.env[CONTROL_PLANE_CA_ENV] ?? '' };
 }
 
-async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Promise<void> {
+async function start(config: ProxyConfig, log: Logger, flushNow: () => void, stdout: { write(line: string): unknown }): Promise<void> {
   // One registry for the proxy and its sources, so cluster mode's certificate and policy metrics are served too.
   const registry = new Registry();
   // Cluster mode's code (its HTTP client, CSR signing) loads only in cluster mode: standalone starts without it.
@@ -73,6 +73,8 @@ async function start(config: ProxyConfig, log: Logger, flushNow: () => void): Pr
       identity: identityFromEnv(process.env),
       ...(config.redisUrl !== undefined && { redisUrl: config.redisUrl }),
       ...(process.env.AIGRESS_REDIS_PASSWORD && { redisPassword: process.env.AIGRESS_REDIS_PASSWORD }),
+      telemetry: config.telemetry,
+      stdout,
     });
   } catch (err) {
     sources.certificates.close();

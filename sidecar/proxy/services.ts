@@ -4,7 +4,9 @@ import { createBudgetServices } from '../budgets/service.js';
 import { ClusterCredentialSource } from '../credentials/cluster-source.js';
 import { DirCredentialSource } from '../credentials/dir-source.js';
 import type { CredentialSource } from '../credentials/source.js';
-import type { PipelineServices } from '../pipeline/types.js';
+import type { PipelineServices, PodIdentity } from '../pipeline/types.js';
+import type { Writable } from '../telemetry/audit-sink.js';
+import type { TelemetryConfig } from '../telemetry/config.js';
 
 // Process-lifetime services of the pipeline: created once when the proxy starts, handed to every pipeline build
 // (a policy change rebuilds only the processors), closed when the proxy stops. A capability that needs one (a
@@ -27,6 +29,11 @@ export interface ServiceOptions {
   /** This proxy's name in the shared store (the pod name). */
   proxyName?: string;
   credentials?: CredentialOption;
+  /** OTLP export, audit log, content capture; nothing of it is loaded when none is enabled. */
+  telemetry?: TelemetryConfig;
+  identity?: PodIdentity;
+  /** The operational log's stream (`--audit-log stdout` writes through it). */
+  stdout?: Writable;
 }
 
 export interface ServiceSet {
@@ -35,7 +42,7 @@ export interface ServiceSet {
   close(): Promise<void>;
 }
 
-export function createServices(opts: ServiceOptions): ServiceSet {
+export async function createServices(opts: ServiceOptions): Promise<ServiceSet> {
   const budgets = createBudgetServices({
     registry: opts.registry,
     log: opts.log,
@@ -53,7 +60,15 @@ export function createServices(opts: ServiceOptions): ServiceSet {
     credentials = new ClusterCredentialSource({ controlPlane, tokenFile, caPem, log: opts.log, longPollSeconds });
   } else if (opts.credentials?.kind === 'source') credentials = opts.credentials.source;
   if (credentials) closers.push(() => credentials.close());
-  const services: PipelineServices = { registry: opts.registry, log: opts.log, now: Date.now, budgets, ...(credentials && { credentials }) };
+  let telemetry: PipelineServices['telemetry'];
+  if (opts.telemetry && (opts.telemetry.otlp || opts.telemetry.audit)) {
+    const { createTelemetry } = await import('../telemetry/create.js');
+    telemetry = await createTelemetry({ config: opts.telemetry, identity: opts.identity ?? {}, registry: opts.registry, log: opts.log, ...(opts.stdout && { stdout: opts.stdout }) });
+    const { otlp, audit } = telemetry ?? {};
+    if (otlp) closers.push(() => otlp.close());
+    if (audit) closers.push(() => audit.close());
+  }
+  const services: PipelineServices = { registry: opts.registry, log: opts.log, now: Date.now, budgets, ...(credentials && { credentials }), ...(telemetry && { telemetry }) };
   return {
     services,
     async close() {

@@ -178,6 +178,10 @@ function proxyEnv(config: InjectionConfig, facts: PodFacts): EnvVar[] {
   ];
   // The downward API has no field for the owner: the value is written here, from the owner references.
   if (facts.workload !== undefined) env.push({ name: ENV_WORKLOAD, value: facts.workload });
+  const tel = config.proxy.telemetry;
+  if (tel.otlpEndpoint !== '') env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: tel.otlpEndpoint });
+  if (tel.auditLog !== '') env.push({ name: 'AIGRESS_AUDIT_LOG', value: tel.auditLog });
+  if (tel.captureContent) env.push({ name: 'OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT', value: 'true' });
   // Cluster mode: the CA certificate (public) the proxy verifies the control plane with. Never a key.
   if (config.controlPlane.address !== '' && config.controlPlane.caPem) env.push({ name: ENV_CONTROL_PLANE_CA, value: config.controlPlane.caPem });
   return env;

@@ -36,6 +36,8 @@ export interface AppPodOptions {
   proxyArgs?: readonly string[];
   /** Fields of the injection config's `capture` section. */
   capture?: Record<string, unknown>;
+  /** `injection.proxy.telemetry` of the injection config (OTLP endpoint, audit log). */
+  telemetry?: { otlpEndpoint?: string; auditLog?: string };
 }
 
 /** The app's own pod spec, before injection: nothing in it knows about aigress. */
@@ -107,7 +109,7 @@ export async function injectAppPod(
     JSON.stringify({
       injection: {
         controlPlane: { address: '' },
-        proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir, ...(opts.proxyArgs ?? [])] },
+        proxy: { extraArgs: ['--policy', policyFile, '--ca-dir', caDir, ...(opts.proxyArgs ?? [])], ...(opts.telemetry && { telemetry: opts.telemetry }) },
         ...(opts.capture ? { capture: opts.capture } : {}),
       },
     }),

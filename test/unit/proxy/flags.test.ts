@@ -32,6 +32,8 @@ describe('parseProxyFlags', () => {
       drainTimeoutMs: 25_000,
       upstreamTimeoutMs: 300_000,
       logLevel: 'info',
+      // No OTLP endpoint, no audit log: telemetry off.
+      telemetry: { captureContent: false },
     });
   });
 
