@@ -1,5 +1,6 @@
 import type { PipelineContext } from './context.js';
 import { describeProcessor } from './describe.js';
+import { buildFilters } from './filters/index.js';
 import { meteringProcessor } from './metering.js';
 import { modelsProcessor } from './models.js';
 import { streamUsageProcessor } from './openai-stream-usage.js';
@@ -29,5 +30,6 @@ export const PROCESSOR_KINDS: readonly ProcessorKind[] = [
   one('regions', regionsProcessor),
   one('models', modelsProcessor),
   one('metering', meteringProcessor),
+  { type: 'filters', build: buildFilters },
   one('stream-usage', () => streamUsageProcessor()),
 ];
