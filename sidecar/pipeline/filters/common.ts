@@ -142,18 +142,25 @@ export class FilterTools {
    */
   writeRequest(ex: Exchange, edits: ReadonlyMap<TextSegment, string>): Verdict {
     if (edits.size === 0) return CONTINUE;
+    const refused = this.signedRefusal(ex);
+    if (refused) return refused;
+    ex.request.body.edit((j) => {
+      for (const [seg, text] of edits) setText(j, seg.path, text);
+    });
+    return CONTINUE;
+  }
+
+  /** The refusal for rewriting a Bedrock request the app signed itself, when nothing will sign it again. */
+  signedRefusal(ex: Exchange): Deny | undefined {
     if (ex.adapter.id === 'bedrock' && appSigned(ex) && !resignsBedrock(ex)) {
       return deny(
         'policy',
         403,
         'signed_body_rewrite',
-        `aigress: filter ${this.filter.name} (${this.filter.type}) must rewrite this Bedrock request, but the app signed it with SigV4 and a rewritten body would break the signature; the proxy holds no Bedrock credentials to sign it again (spec.credentials), so nothing was sent`,
+        `aigress: filter ${this.filter.name} (${this.filter.type}) must rewrite this Bedrock request, but the app signed it with SigV4 and a rewritten request would break the signature; the proxy holds no Bedrock credentials to sign it again (spec.credentials), so nothing was sent`,
       );
     }
-    ex.request.body.edit((j) => {
-      for (const [seg, text] of edits) setText(j, seg.path, text);
-    });
-    return CONTINUE;
+    return undefined;
   }
 
   /**

@@ -2,10 +2,12 @@ import type { Filter, FilterType } from '../../../shared/policy/filters.js';
 import type { PipelineContext } from '../context.js';
 import type { PipelineServices, Processor } from '../types.js';
 import type { FilterEnv } from './common.js';
+import { externalFilter } from './external.js';
 import { filterMetrics } from './metrics.js';
 import { piiFilter } from './pii.js';
 import { promptInjectionFilter } from './prompt-injection.js';
 import { regexFilter } from './regex.js';
+import { transformFilter } from './transform.js';
 
 // `spec.filters` → processors, in list order, through a small registry keyed by filter type. Each type is one
 // file beside this one. Names are unique in a policy the author wrote; default names (`pii-0`) of the cluster
@@ -18,6 +20,8 @@ export const FILTER_BUILDERS: Builders = {
   pii: piiFilter,
   regex: regexFilter,
   'prompt-injection': promptInjectionFilter,
+  transform: transformFilter,
+  external: externalFilter,
 };
 
 export function buildFilters(ctx: PipelineContext, services: PipelineServices): Processor[] {

@@ -96,7 +96,7 @@ describe('pii redact in requests', () => {
     const signed = { authorization: 'AWS4-HMAC-SHA256 Credential=AKIA/20260101/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=abc' };
     const r = await send(s, host, '/model/amazon.nova-lite-v1%3A0/converse', body, signed);
     expect(r.verdict).toMatchObject({ action: 'deny', status: 403, reason: 'signed_body_rewrite' });
-    expect((r.verdict as { message: string }).message).toMatch(/signed it with SigV4.*broken the signature|signed it with SigV4.*break the signature/);
+    expect((r.verdict as { message: string }).message).toMatch(/signed it with SigV4.*would break the signature/);
     // nothing to rewrite: the signed request goes on unchanged
     const clean = await send(s, host, '/model/amazon.nova-lite-v1%3A0/converse', { messages: [{ role: 'user', content: [{ text: 'hello' }] }] }, signed);
     expect(clean.verdict).toEqual({ action: 'continue' });
@@ -302,5 +302,22 @@ describe('response-phase pii', () => {
     const { ex } = await runRequest(s.pipeline, exchange(s.p, 'api.openai.com', CHAT, { model: 'gpt-4o', messages: [{ role: 'user', content: 'who?' }] }));
     const got = await respond(s.pipeline, ex, 200, JSON_H, [Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: 'write to grace@example.org' } }] }))]);
     expect(JSON.parse(got.body.toString()).choices[0].message.content).toBe('write to [EMAIL_1]');
+  });
+});
+
+describe('bodies a filter cannot read', () => {
+  it('invalid UTF-8, not JSON, an unknown content-encoding: FailClosed → 400 in the provider’s shape; FailOpen → on, counted', async () => {
+    const s = filterSetup([{ type: 'pii', name: 'pii', action: 'redact' }], { providers: ['anthropic'] });
+    const bad = Buffer.concat([Buffer.from('{"model":"claude-x","messages":[{"role":"user","content":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}]}')]);
+    for (const [body, headers, why] of [[bad, {}, 'not valid UTF-8'], [Buffer.from('model=claude'), {}, 'not a JSON object'], [Buffer.from('{}'), { 'content-encoding': 'br' }, 'content-encoding br']] as const) {
+      const { verdict } = await send(s, 'api.anthropic.com', '/v1/messages', body, headers);
+      expect(verdict).toMatchObject({ action: 'deny', status: 400, kind: 'bad_request', reason: 'uninspectable_body' });
+      expect((verdict as { message: string }).message).toContain(why);
+    }
+    const e = (await import('../../../../shared/providers/anthropic.js')).anthropicError('bad_request', 400, 'x');
+    expect(JSON.parse(e.body)).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'x' } });
+    expect(await metric(s.registry, 'aigress_filter_failures_total', { filter: 'pii', mode: 'closed' })).toBe(3);
+    const open = filterSetup([{ type: 'pii', action: 'redact', failureMode: 'FailOpen' }], { providers: ['anthropic'] });
+    expect((await send(open, 'api.anthropic.com', '/v1/messages', bad)).verdict).toEqual({ action: 'continue' });
   });
 });
