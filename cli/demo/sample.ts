@@ -86,5 +86,7 @@ spec:
   providers: [openai, azure-openai, anthropic, gemini, vertex-ai, bedrock, mistral]
   regions: { allow: [eu, us], unknown: deny }
   models: { allow: ["gpt-4o*", "claude-*"], deny: ["gpt-4o-realtime*"] }
+  filters:
+    - { type: pii, name: pii-redact, detect: [email, credit-card], action: redact, restore: true }
   unmatchedEgress: passthrough
 `;
