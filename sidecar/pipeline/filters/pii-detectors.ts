@@ -52,6 +52,8 @@ function cardCheck(v: string): boolean {
   if (digits.length < 13 || digits.length > 19) return false;
   // one kind of separator, used in groups (4-4-4-4, 4-6-5): not a phone number or a date
   if (/ /.test(v) && /-/.test(v)) return false;
+  const groups = v.split(/[ -]/).map((g) => g.length).join(',');
+  if (groups.includes(',') && !/^(4,4,4,4|4,4,4,4,3|4,4,4,1|4,6,5|4,6,4)$/.test(groups)) return false;
   return CARD_PREFIX.test(digits) && luhn(digits) && !/^(\d)\1+$/.test(digits);
 }
 
@@ -140,7 +142,7 @@ export const DETECTORS: readonly Detector[] = [
     label: 'PHONE',
     find: byRegex(
       'phone',
-      new RegExp(`${NB}(?:\\+[1-9](?:[ .-]?\\(?\\d{1,4}\\)?){2,6}|\\(\\d{3}\\) ?\\d{3}[ .-]\\d{4}|\\d{3}[.-]\\d{3}[.-]\\d{4}|0\\d{1,4}[ /-]\\d{3,4}[ -]?\\d{2,5})${NA}`, 'g'),
+      new RegExp(`${NB}(?<!\\d[ -])(?:\\+[1-9](?:[ .-]?\\(?\\d{1,4}\\)?){2,6}|\\(\\d{3}\\) ?\\d{3}[ .-]\\d{4}|\\d{3}[.-]\\d{3}[.-]\\d{4}|0\\d{1,4}[ /-]\\d{3,4}[ -]?\\d{2,5})${NA}(?![ -]\\d)`, 'g'),
       phoneCheck,
     ),
   },
