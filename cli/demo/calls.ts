@@ -125,6 +125,7 @@ export function demoCalls(): DemoCall[] {
   const chatPrompt = 'Summarise the release notes in one line';
   const streamPrompt = 'Stream a haiku about egress';
   const claudePrompt = 'Translate hello into French';
+  const piiPrompt = 'Mail ada@example.com the invoice for card 4111 1111 1111 1111';
   return [
     {
       id: 'openai-chat',
@@ -167,6 +168,27 @@ export function demoCalls(): DemoCall[] {
         return undefined;
       },
       shows: 'no include_usage from the app: the proxy asked upstream and stripped it; the app saw no usage chunk',
+    },
+    {
+      id: 'pii-restore',
+      title: 'OpenAI stream, PII redacted',
+      host: OPENAI_HOST,
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: openAiAuth,
+      body: JSON.stringify({ model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: piiPrompt }] }),
+      model: 'gpt-4o',
+      provider: 'openai',
+      prompt: piiPrompt,
+      trust: 'bundle',
+      expect: { status: 200, decision: 'allow', upstream: true },
+      checkAnswer: (a, upstream) => {
+        const sent = String(field(parseJson(upstream[0]?.body ?? ''), 'messages', '0', 'content'));
+        if (sent !== 'Mail [EMAIL_1] the invoice for card [CREDIT_CARD_1]') return `the provider received ${JSON.stringify(sent)}, not placeholders`;
+        const text = sseData(a.body).map((c) => field(c, 'choices', '0', 'delta', 'content')).filter((t) => typeof t === 'string').join('');
+        return echoed(piiPrompt, text);
+      },
+      shows: 'filter pii-redact: the provider saw [EMAIL_1] and [CREDIT_CARD_1]; the app read its own values back (restore: true)',
     },
     {
       id: 'anthropic',

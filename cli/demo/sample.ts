@@ -93,5 +93,7 @@ spec:
   regions: { allow: [eu, us], unknown: deny }
   models: { allow: ["gpt-4o*", "claude-*"], deny: ["gpt-4o-realtime*"] }
   credentials: [{ provider: anthropic, secretRef: { name: ${DEMO_ANTHROPIC_SECRET.name}, key: ${DEMO_ANTHROPIC_SECRET.key} } }]
+  filters:
+    - { type: pii, name: pii-redact, detect: [email, credit-card], action: redact, restore: true }
   unmatchedEgress: passthrough
 `;

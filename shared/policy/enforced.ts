@@ -9,7 +9,7 @@ import type { EgressPolicySpec } from './types.js';
 export const NOT_ENFORCED_MESSAGE = 'not enforced by this version';
 
 /** Fields accepted by the schema whose processor does not exist yet. */
-export const NOT_ENFORCED_FIELDS: readonly (keyof EgressPolicySpec)[] = ['filters'];
+export const NOT_ENFORCED_FIELDS: readonly (keyof EgressPolicySpec)[] = [];
 
 /** One refusal per unenforced field the spec uses (a non-empty list counts; an empty one asks for nothing). */
 export function notEnforced(spec: EgressPolicySpec): { path: string; message: string; reason: 'NotEnforced' }[] {

@@ -57,29 +57,18 @@ export interface Budget {
   onStoreError: StoreErrorMode;
 }
 
-export type FilterPhase = 'request' | 'response' | 'both';
-export type FilterAction = 'redact' | 'block' | 'log';
-
-export interface PiiFilter {
-  type: 'pii';
-  detect: string[];
-  action: FilterAction;
-  phase: FilterPhase;
-}
-export interface RegexFilter {
-  type: 'regex';
-  pattern: string;
-  action: FilterAction;
-  phase: FilterPhase;
-}
-export interface ExternalFilter {
-  type: 'external';
-  url: string;
-  timeout: string;
-  onError: 'deny' | 'allow';
-  phase: FilterPhase;
-}
-export type Filter = PiiFilter | RegexFilter | ExternalFilter;
+// Filters (spec.filters) have their own module: their types, checks and defaults.
+import type { Filter } from './filters.js';
+export type {
+  ExternalFilter,
+  Filter,
+  FilterAction,
+  FilterPhase,
+  PiiFilter,
+  PromptInjectionFilter,
+  RegexFilter,
+  TransformFilter,
+} from './filters.js';
 
 /** USD per million tokens for models matching `model` (a glob), optionally only on one provider. */
 export interface PriceEntry {

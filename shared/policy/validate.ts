@@ -18,6 +18,7 @@ import {
 } from './types.js';
 import { isObj, type Obj } from '../json.js';
 import { notEnforced } from './enforced.js';
+import { checkFilters } from './filters.js';
 
 /** One problem in a policy document, with the path of the field it is about (e.g. `spec.regions.unknown`). */
 export interface PolicyIssue {
@@ -85,73 +86,6 @@ class Checker {
     }
     return v as T;
   }
-}
-
-const PHASES = ['request', 'response', 'both'] as const;
-const ACTIONS = ['redact', 'block', 'log'] as const;
-
-function checkFilter(c: Checker, f: unknown, path: string): Filter | undefined {
-  if (!isObj(f)) {
-    c.fail(path, 'must be an object');
-    return undefined;
-  }
-  const type = f.type;
-  if (type === 'pii') {
-    c.unknownKeys(f, path, ['type', 'detect', 'action', 'phase']);
-    return {
-      type,
-      detect: c.stringList(f.detect, `${path}.detect`),
-      action: c.oneOf(f.action, `${path}.action`, ACTIONS, 'redact'),
-      phase: c.oneOf(f.phase, `${path}.phase`, PHASES, 'request'),
-    };
-  }
-  if (type === 'regex') {
-    c.unknownKeys(f, path, ['type', 'pattern', 'action', 'phase']);
-    if (typeof f.pattern !== 'string' || f.pattern === '') {
-      c.fail(`${path}.pattern`, 'must be a non-empty string');
-      return undefined;
-    }
-    // `(?i)` is the common inline flag in other engines; accept it as a leading case-insensitive marker.
-    const source = f.pattern.startsWith('(?i)') ? f.pattern.slice(4) : f.pattern;
-    try {
-      new RegExp(source, 'u');
-    } catch (err) {
-      c.fail(`${path}.pattern`, `invalid regular expression: ${(err as Error).message}`);
-    }
-    return {
-      type,
-      pattern: f.pattern,
-      action: c.oneOf(f.action, `${path}.action`, ACTIONS, 'block'),
-      phase: c.oneOf(f.phase, `${path}.phase`, PHASES, 'request'),
-    };
-  }
-  if (type === 'external') {
-    c.unknownKeys(f, path, ['type', 'url', 'timeout', 'onError', 'phase']);
-    let url = '';
-    if (typeof f.url !== 'string') c.fail(`${path}.url`, 'must be a URL string');
-    else {
-      try {
-        const u = new URL(f.url);
-        if (u.protocol !== 'http:' && u.protocol !== 'https:') c.fail(`${path}.url`, 'must be http or https');
-        url = f.url;
-      } catch {
-        c.fail(`${path}.url`, `not a valid URL: ${JSON.stringify(f.url)}`);
-      }
-    }
-    const timeout = f.timeout === undefined ? '200ms' : f.timeout;
-    if (typeof timeout !== 'string' || parseDuration(timeout) === undefined) {
-      c.fail(`${path}.timeout`, 'must be a duration like 200ms, 2s');
-    }
-    return {
-      type,
-      url,
-      timeout: String(timeout),
-      onError: c.oneOf(f.onError, `${path}.onError`, ['deny', 'allow'] as const, 'deny'),
-      phase: c.oneOf(f.phase, `${path}.phase`, PHASES, 'request'),
-    };
-  }
-  c.fail(`${path}.type`, `must be one of pii, regex, external (got ${JSON.stringify(type)})`);
-  return undefined;
 }
 
 function checkBudget(c: Checker, b: unknown, path: string): Budget | undefined {
@@ -393,7 +327,7 @@ export function validatePolicy(doc: unknown): PolicyResult {
     regions,
     models,
     budgets: listOf(spec.budgets, 'spec.budgets', checkBudget),
-    filters: listOf(spec.filters, 'spec.filters', checkFilter),
+    filters: Array.isArray(spec.filters) ? checkFilters(spec.filters, (p, m) => c.fail(p, m)) : listOf<Filter>(spec.filters, 'spec.filters', () => undefined),
     credentials: listOf(spec.credentials, 'spec.credentials', checkCredential),
     unmatchedEgress: c.oneOf(spec.unmatchedEgress, 'spec.unmatchedEgress', ['passthrough', 'deny'] as const, 'passthrough'),
     ...(metering && { metering }),

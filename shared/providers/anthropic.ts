@@ -1,3 +1,4 @@
+import { anthropicMessagesCodec } from './anthropic-content.js';
 import { jsonError } from './errors.js';
 import { isObject, modelField, bodyJson, splitPath, type JsonObject } from './request.js';
 import type { DenyKind, ErrorResponse, Operation, ProviderAdapter, Usage } from './types.js';
@@ -22,6 +23,7 @@ export function anthropicError(kind: DenyKind, status: number, message: string):
     bad_gateway: 'api_error',
     timeout: 'api_error',
     misdirected: 'invalid_request_error',
+    bad_request: 'invalid_request_error',
     unavailable: 'overloaded_error',
   }[kind];
   return jsonError(status, kind, { type: 'error', error: { type, message } });
@@ -136,4 +138,5 @@ export const anthropic: ProviderAdapter = {
     };
   },
   usageHandlers: () => anthropicUsageHandlers(),
+  codec: (d) => (d.operation === 'unknown' ? undefined : anthropicMessagesCodec),
 };

@@ -1,4 +1,5 @@
 import { openAiStyleError } from './errors.js';
+import { openAiCodec } from './openai-content.js';
 import { describeOpenAiBody, openAiUsageHandlers } from './openai.js';
 import { decodeSegment, bodyJson, splitPath } from './request.js';
 import type { Operation, ProviderAdapter } from './types.js';
@@ -45,4 +46,5 @@ export const azureOpenai: ProviderAdapter = {
     return { ...describeOpenAiBody(json, v1 ? TAIL[v1[1]!]! : 'unknown'), ...where };
   },
   usageHandlers: () => openAiUsageHandlers(),
+  codec: (d) => openAiCodec(d.operation),
 };

@@ -1,5 +1,6 @@
 import { AnthropicStreamUsage } from './anthropic.js';
 import { jsonError } from './errors.js';
+import { bedrockConverseCodec, bedrockInvokeCodec, invokeFamily } from './bedrock-content.js';
 import type { EventStreamMessage } from './event-stream.js';
 import { decodeSegment, isObject, splitPath, type JsonObject } from './request.js';
 import { GLOBAL } from '../regions.js';
@@ -207,11 +208,20 @@ export const bedrock: ProviderAdapter = {
       bad_gateway: 'ServiceUnavailableException',
       timeout: 'ModelTimeoutException',
       misdirected: 'ValidationException',
+      bad_request: 'ValidationException',
       unavailable: 'ServiceUnavailableException',
     }[kind];
     return jsonError(status, kind, { message }, { 'x-amzn-errortype': type });
   },
   describe: (req) => describe(req.host, req.path),
+  codec(d) {
+    if (d.action === 'converse' || d.action === 'converse-stream') return bedrockConverseCodec;
+    if (d.action === 'invoke' || d.action === 'invoke-with-response-stream') {
+      const family = invokeFamily(d.model);
+      return family && bedrockInvokeCodec(family);
+    }
+    return undefined;
+  },
   usageHandlers(d, res): UsageHandlers {
     switch (d.action) {
       case 'converse':

@@ -18,6 +18,13 @@ export interface TextSegment {
   readonly role: string;
   readonly kind: SegmentKind;
   readonly text: string;
+  /**
+   * Stream deltas only: the channel the text continues on in later events (a choice, a content block, a tool
+   * call's arguments). Text on one channel is one string cut into pieces; a segment without a channel is whole.
+   */
+  readonly channel?: string;
+  /** The text is JSON source (function-call arguments as OpenAI sends them, Anthropic's partial_json). */
+  readonly json?: true;
 }
 
 export interface ContentCodec {
@@ -50,4 +57,39 @@ export function setText(root: Record<string, unknown>, path: JsonPath, text: str
   if (typeof parent[last] !== 'string') return false;
   parent[last] = text;
   return true;
+}
+
+/** Collects segments; `add` skips values that are not strings (and empty strings: nothing to read). */
+export class Segments {
+  readonly list: TextSegment[] = [];
+  add(value: unknown, path: JsonPath, role: string, kind: SegmentKind, channel?: string, json?: true): void {
+    if (typeof value !== 'string' || value === '') return;
+    this.list.push({ id: path.join('.'), path, role, kind, text: value, ...(channel !== undefined && { channel }), ...(json && { json }) });
+  }
+  /** A string holding JSON source (tool-call arguments as text). */
+  addJson(value: unknown, path: JsonPath, role: string, channel?: string): void {
+    this.add(value, path, role, 'tool_arguments', channel, true);
+  }
+  /**
+   * Every string value inside a structured tool input or result (object keys are not text, and nor are
+   * numbers); depth-bounded, as the body parser already is.
+   */
+  walk(value: unknown, path: JsonPath, role: string, kind: SegmentKind, depth = 0): void {
+    if (depth > 64) return;
+    if (typeof value === 'string') this.add(value, path, role, kind);
+    else if (Array.isArray(value)) value.forEach((v, i) => this.walk(v, [...path, i], role, kind, depth + 1));
+    else if (value !== null && typeof value === 'object') {
+      for (const [k, v] of Object.entries(value)) this.walk(v, [...path, k], role, kind, depth + 1);
+    }
+  }
+}
+
+/** `v` as an array (empty when it is not one). */
+export function arr(v: unknown): readonly unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+
+/** `v` as a plain object, or undefined. */
+export function obj(v: unknown): Record<string, unknown> | undefined {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 }

@@ -19,6 +19,7 @@ export function openAiStyleError(kind: DenyKind, status: number, message: string
     bad_gateway: 'server_error',
     timeout: 'server_error',
     misdirected: 'invalid_request_error',
+    bad_request: 'invalid_request_error',
     unavailable: 'server_error',
   }[kind];
   return jsonError(status, kind, { error: { message, type, param: null, code: `aigress_${kind}` } });
@@ -34,6 +35,7 @@ export function googleStyleError(kind: DenyKind, status: number, message: string
     bad_gateway: 'UNAVAILABLE',
     timeout: 'DEADLINE_EXCEEDED',
     misdirected: 'INVALID_ARGUMENT',
+    bad_request: 'INVALID_ARGUMENT',
     unavailable: 'UNAVAILABLE',
   }[kind];
   return jsonError(status, kind, { error: { code: status, message, status: googleStatus } });

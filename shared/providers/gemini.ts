@@ -1,4 +1,7 @@
 import { googleStyleError } from './errors.js';
+import { geminiCodec } from './gemini-content.js';
+import { openAiCodec } from './openai-content.js';
+import type { ContentCodec } from './content.js';
 import { describeOpenAiBody, openAiUsageHandlers } from './openai.js';
 import { decodeSegment, isObject, bodyJson, splitPath, type JsonObject } from './request.js';
 import { GLOBAL } from '../regions.js';
@@ -71,6 +74,11 @@ export function geminiUsageHandlers(): UsageHandlers {
   };
 }
 
+/** GenerateContent and countTokens speak the GenerateContent format; other methods have no codec. */
+export function googleCodec(operation: Operation): ContentCodec | undefined {
+  return operation === 'generate_content' || operation === 'count_tokens' ? geminiCodec : undefined;
+}
+
 const MODEL_METHOD = /^\/v1(?:beta|alpha)?\/(models|tunedModels)\/([^/:]+):([A-Za-z]+)$/;
 const OPENAI_COMPAT = /^\/v1beta\/openai\/(chat\/completions|embeddings)\/?$/;
 
@@ -97,4 +105,5 @@ export const gemini: ProviderAdapter = {
   usageHandlers(d) {
     return d.api === 'openai' ? openAiUsageHandlers() : geminiUsageHandlers();
   },
+  codec: (d) => (d.api === 'openai' ? openAiCodec(d.operation) : googleCodec(d.operation)),
 };

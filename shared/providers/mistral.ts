@@ -1,4 +1,5 @@
 import { jsonError } from './errors.js';
+import { openAiCodec } from './openai-content.js';
 import { describeOpenAiBody, openAiUsageHandlers } from './openai.js';
 import { bodyJson, splitPath } from './request.js';
 import type { Operation, ProviderAdapter } from './types.js';
@@ -29,4 +30,5 @@ export const mistral: ProviderAdapter = {
     };
   },
   usageHandlers: () => openAiUsageHandlers(),
+  codec: (d) => openAiCodec(d.operation),
 };

@@ -1,4 +1,5 @@
 import { openAiStyleError } from './errors.js';
+import { openAiCodec } from './openai-content.js';
 import { IncludeUsageStripper, injectIncludeUsage } from './openai-stream-usage.js';
 import { isObject, modelField, bodyJson, splitPath, type JsonObject } from './request.js';
 import type { Operation, ProviderAdapter, RequestDescription, Usage } from './types.js';
@@ -90,6 +91,7 @@ export const openai: ProviderAdapter = {
     };
   },
   usageHandlers: () => openAiUsageHandlers(),
+  codec: (d) => openAiCodec(d.operation),
   streamUsage: {
     inject: (req, d) => {
       if (d.operation !== 'chat' || !d.stream) return undefined;

@@ -14,6 +14,7 @@ export type DenyKind =
   | 'bad_gateway' // 502: upstream unreachable, reset, TLS failure
   | 'timeout' // 504: upstream did not answer in time
   | 'misdirected' // 421: Host header disagrees with SNI
+  | 'bad_request' // 400: a body the policy must inspect cannot be read (encoding, UTF-8, JSON)
   | 'unavailable'; // 503: the proxy cannot enforce policy right now (fail closed)
 
 export interface ErrorResponse {

@@ -1,6 +1,8 @@
 import { anthropicUsageHandlers } from './anthropic.js';
 import { googleStyleError } from './errors.js';
-import { geminiUsageHandlers, googleMethodOperation } from './gemini.js';
+import { geminiUsageHandlers, googleCodec, googleMethodOperation } from './gemini.js';
+import { anthropicMessagesCodec } from './anthropic-content.js';
+import { openAiCodec } from './openai-content.js';
 import { describeOpenAiBody, openAiUsageHandlers } from './openai.js';
 import { decodeSegment, modelField, bodyJson, splitPath } from './request.js';
 import { GLOBAL } from '../regions.js';
@@ -80,5 +82,10 @@ export const vertexAi: ProviderAdapter = {
   },
   usageHandlers(d) {
     return d.api === 'anthropic' ? anthropicUsageHandlers() : d.api === 'openai' ? openAiUsageHandlers() : geminiUsageHandlers();
+  },
+  codec(d) {
+    if (d.api === 'anthropic') return d.operation === 'unknown' ? undefined : anthropicMessagesCodec;
+    if (d.api === 'openai') return openAiCodec(d.operation);
+    return googleCodec(d.operation);
   },
 };

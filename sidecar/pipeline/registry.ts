@@ -2,6 +2,7 @@ import { budgetProcessor } from './budget.js';
 import type { PipelineContext } from './context.js';
 import { credentialProcessors } from './credentials.js';
 import { describeProcessor } from './describe.js';
+import { buildFilters } from './filters/index.js';
 import { meteringProcessor } from './metering.js';
 import { modelsProcessor } from './models.js';
 import { streamUsageProcessor } from './openai-stream-usage.js';
@@ -33,6 +34,7 @@ export const PROCESSOR_KINDS: readonly ProcessorKind[] = [
   one('models', modelsProcessor),
   { type: 'budget', build: (ctx, services) => (ctx.policy.spec.budgets.length > 0 ? [budgetProcessor(ctx, services)] : []) },
   one('metering', meteringProcessor),
+  { type: 'filters', build: buildFilters },
   one('stream-usage', () => streamUsageProcessor()),
   { type: 'credentials', build: credentialProcessors },
   // Spans, GenAI OTLP metrics and audit records; none unless the proxy enabled OTLP export or the audit log.

@@ -62,7 +62,7 @@ describe('aigress demo --json', () => {
   });
 
   it('lets the allowed calls through and meters exactly the tokens the fake provider reported', () => {
-    for (const id of ['openai-chat', 'openai-stream', 'anthropic']) {
+    for (const id of ['openai-chat', 'openai-stream', 'pii-restore', 'anthropic']) {
       const c = byId(id);
       expect(c, id).toMatchObject({ status: 200, decision: 'allow', upstreamRequests: 1, ok: true });
       expect(c.certificate!.issuer, id).toBe('aigress demo CA');
@@ -70,6 +70,10 @@ describe('aigress demo --json', () => {
       expect(c.reportedTokens!.output, id).toBeGreaterThan(0);
       expect(c.meteredTokens, id).toEqual(c.reportedTokens);
     }
+  });
+
+  it('redacts PII on the way out and restores it on the way back (the fake provider checked the placeholders)', () => {
+    expect(byId('pii-restore')).toMatchObject({ status: 200, decision: 'allow', upstreamRequests: 1, ok: true, failures: [] });
   });
 
   it('denies the realtime model with 403 and the region-less Gemini call with 451, before anything leaves', () => {

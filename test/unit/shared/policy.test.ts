@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 
-// These tests exercise the schema and merge rules of fields that are not enforced yet (filters, budgets,
+// These tests exercise the schema and merge rules of fields that are not enforced yet (budgets and
 // credentials); the refusal of such policies has its own tests (test/unit/shared/enforced.test.ts).
 vi.mock('../../../shared/policy/enforced.js', async () => (await import('../../support/unenforced.js')).acceptUnenforced());
 import { parsePolicy } from '../../../shared/policy/load.js';
@@ -34,7 +34,7 @@ spec:
     expect(p.spec.models.allow).toEqual(['gpt-4o*', 'claude-*']);
     expect(p.spec.budgets).toEqual([{ tokens: 200000, per: '1m', scope: 'pod', onStoreError: 'FailClosed' }]);
     expect(p.spec.filters.map((f) => f.type)).toEqual(['pii', 'regex', 'external']);
-    expect(p.spec.filters[2]).toMatchObject({ url: 'http://guard.security:8080/check', timeout: '200ms', onError: 'deny' });
+    expect(p.spec.filters[2]).toMatchObject({ name: 'external-2', url: 'http://guard.security:8080/check', timeout: '200ms', failureMode: 'FailClosed' });
     expect(p.spec.credentials[0]).toEqual({ provider: 'openai', secretRef: { name: 'openai-key', key: 'apiKey' } });
     expect(p.spec.unmatchedEgress).toBe('passthrough');
   });
@@ -61,7 +61,7 @@ spec:
     [{ spec: { budgets: [{ tokens: -1, per: '1m' }] } }, 'spec.budgets[0].tokens', 'positive integer'],
     [{ spec: { budgets: [{ tokens: 5, per: 'soon' }] } }, 'spec.budgets[0].per', 'duration'],
     [{ spec: { filters: [{ type: 'regex', pattern: '(' }] } }, 'spec.filters[0].pattern', 'invalid regular expression'],
-    [{ spec: { filters: [{ type: 'magic' }] } }, 'spec.filters[0].type', 'must be one of pii, regex, external'],
+    [{ spec: { filters: [{ type: 'magic' }] } }, 'spec.filters[0].type', 'must be one of pii, regex, prompt-injection, external, transform'],
     [{ spec: { filters: [{ type: 'external', url: 'ftp://x' }] } }, 'spec.filters[0].url', 'http or https'],
     [{ spec: { credentials: [{ provider: 'openai' }] } }, 'spec.credentials[0].secretRef', '{ name, key }'],
     [{ kind: 'Policy' }, 'kind', 'must be EgressPolicy'],

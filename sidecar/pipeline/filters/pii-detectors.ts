@@ -1,0 +1,168 @@
+import { isIPv6 } from 'node:net';
+import type { PiiKind } from '../../../shared/policy/filters.js';
+import type { Match } from './scan-rewriter.js';
+
+// PII and secret detectors: a pattern finds candidates, a check confirms them (Luhn for cards, mod-97 for IBANs,
+// ranges for SSNs and IPs), and overlapping finds keep the longest. The patterns are ours (not policy input),
+// written without nested unbounded repetition, so the backtracking engine stays linear on them; every
+// quantifier is bounded. Detectors see the texts the provider or the app reads, never keys or base64 data.
+
+export interface Detector {
+  readonly kind: PiiKind;
+  /** Placeholder label: `[EMAIL_1]`. */
+  readonly label: string;
+  readonly find: (text: string) => Match[];
+}
+
+function byRegex(kind: PiiKind, re: RegExp, check?: (m: string) => [number, number] | boolean): (text: string) => Match[] {
+  return (text) => {
+    const out: Match[] = [];
+    re.lastIndex = 0;
+    for (let m = re.exec(text); m; m = re.exec(text)) {
+      const v = m[0];
+      const r = check ? check(v) : true;
+      if (r === true) out.push({ start: m.index, end: m.index + v.length, kind });
+      else if (Array.isArray(r)) out.push({ start: m.index + r[0], end: m.index + r[1], kind });
+      if (v.length === 0) re.lastIndex++;
+    }
+    return out;
+  };
+}
+
+export function luhn(digits: string): boolean {
+  let sum = 0;
+  let dbl = false;
+  for (let i = digits.length - 1; i >= 0; i--) {
+    let d = digits.charCodeAt(i) - 48;
+    if (dbl) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    dbl = !dbl;
+  }
+  return sum % 10 === 0;
+}
+
+/** Issuer prefixes of the card networks (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro). */
+const CARD_PREFIX = /^(?:4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|6(?:011|5|4[4-9]|2)|35(?:2[89]|[3-8])|3(?:0[0-5]|[689])|5[06-9]|6\d)/;
+
+function cardCheck(v: string): boolean {
+  const digits = v.replace(/[ -]/g, '');
+  if (digits.length < 13 || digits.length > 19) return false;
+  // one kind of separator, used in groups (4-4-4-4, 4-6-5): not a phone number or a date
+  if (/ /.test(v) && /-/.test(v)) return false;
+  const groups = v.split(/[ -]/).map((g) => g.length).join(',');
+  if (groups.includes(',') && !/^(4,4,4,4|4,4,4,4,3|4,4,4,1|4,6,5|4,6,4)$/.test(groups)) return false;
+  return CARD_PREFIX.test(digits) && luhn(digits) && !/^(\d)\1+$/.test(digits);
+}
+
+/** IBAN lengths by country (ISO 13616 registry, the SEPA countries and common others). */
+const IBAN_LENGTH: Record<string, number> = {
+  AD: 24, AE: 23, AL: 28, AT: 20, AZ: 28, BA: 20, BE: 16, BG: 22, BH: 22, BR: 29, CH: 21, CR: 22, CY: 28, CZ: 24,
+  DE: 22, DK: 18, DO: 28, EE: 20, EG: 29, ES: 24, FI: 18, FO: 18, FR: 27, GB: 22, GE: 22, GI: 23, GL: 18, GR: 27,
+  GT: 28, HR: 21, HU: 28, IE: 22, IL: 23, IS: 26, IT: 27, JO: 30, KW: 30, KZ: 20, LB: 28, LI: 21, LT: 20, LU: 20,
+  LV: 21, MC: 27, MD: 24, ME: 22, MK: 19, MR: 27, MT: 31, MU: 30, NL: 18, NO: 15, PK: 24, PL: 28, PS: 29, PT: 25,
+  QA: 29, RO: 24, RS: 22, SA: 24, SE: 24, SI: 19, SK: 24, SM: 27, TN: 24, TR: 26, UA: 29, VG: 24, XK: 20,
+};
+
+export function mod97(iban: string): boolean {
+  const s = iban.slice(4) + iban.slice(0, 4);
+  let r = 0;
+  for (const ch of s) {
+    const c = ch.charCodeAt(0);
+    const v = c >= 65 ? c - 55 : c - 48;
+    r = v >= 10 ? (r * 100 + v) % 97 : (r * 10 + v) % 97;
+  }
+  return r === 1;
+}
+
+/** An IBAN candidate cut to its country's length (spaces allowed in groups), or false. */
+function ibanCheck(v: string): [number, number] | false {
+  const len = IBAN_LENGTH[v.slice(0, 2)];
+  if (!len) return false;
+  let n = 0;
+  let end = 0;
+  for (let i = 0; i < v.length && n < len; i++) {
+    if (v[i] !== ' ') n++;
+    end = i + 1;
+  }
+  if (n !== len) return false;
+  const compact = v.slice(0, end).replace(/ /g, '');
+  return mod97(compact) ? [0, end] : false;
+}
+
+function ssnCheck(v: string): boolean {
+  const [a, b, c] = v.split('-');
+  return a !== '000' && a !== '666' && a![0] !== '9' && b !== '00' && c !== '0000';
+}
+
+function ipv4Check(v: string): boolean {
+  return v.split('.').every((o) => Number(o) <= 255 && (o.length === 1 || o[0] !== '0'));
+}
+
+function ipv6Check(v: string): boolean {
+  const groups = v.split(':').filter((g) => g !== '').length;
+  return groups >= 3 && isIPv6(v) && /[0-9a-f]/i.test(v);
+}
+
+/** Phone numbers: E.164 (`+4930123456`, with spaces, dots or dashes), and the common national forms. */
+function phoneCheck(v: string): boolean {
+  const digits = v.replace(/\D/g, '');
+  if (v.startsWith('+')) return digits.length >= 8 && digits.length <= 15;
+  return digits.length >= 9 && digits.length <= 12;
+}
+
+// Boundaries: a find must not run on from a word or number character (order ids, hashes, versions).
+const NB = '(?<![\\w.@+-])';
+const NA = '(?![\\w@-]|\\.\\d)';
+
+const SECRET_PATTERNS = [
+  '(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])', // AWS access key IDs
+  '"private_key_id"\\s{0,4}:\\s{0,4}"[0-9a-f]{40}"', // GCP service-account key JSON
+  'AIza[0-9A-Za-z_-]{35}(?![\\w-])', // Google API keys
+  'sk-ant-(?:api|admin)\\d{2}-[A-Za-z0-9_-]{20,200}', // Anthropic
+  'sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}', // OpenAI
+  '(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}(?![A-Za-z0-9])', // GitHub tokens
+  'github_pat_[A-Za-z0-9_]{22,255}', // GitHub fine-grained tokens
+  'glpat-[A-Za-z0-9_-]{20,64}', // GitLab personal access tokens
+  'xox[abposr]-[A-Za-z0-9-]{10,250}', // Slack tokens
+  '-----BEGIN (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----[A-Za-z0-9+/=\\s\\\\:,-]{1,16384}?-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----', // PEM private keys
+  'eyJ[A-Za-z0-9_-]{5,4096}\\.eyJ[A-Za-z0-9_-]{5,8192}\\.[A-Za-z0-9_-]{10,1024}', // JWTs
+];
+
+export const DETECTORS: readonly Detector[] = [
+  { kind: 'secret', label: 'SECRET', find: byRegex('secret', new RegExp(SECRET_PATTERNS.join('|'), 'g')) },
+  { kind: 'email', label: 'EMAIL', find: byRegex('email', /(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])/g) },
+  { kind: 'iban', label: 'IBAN', find: byRegex('iban', /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}/g, ibanCheck) },
+  { kind: 'credit-card', label: 'CREDIT_CARD', find: byRegex('credit-card', new RegExp(`${NB}\\d(?:[ -]?\\d){12,18}${NA}`, 'g'), cardCheck) },
+  { kind: 'us-ssn', label: 'US_SSN', find: byRegex('us-ssn', new RegExp(`${NB}\\d{3}-\\d{2}-\\d{4}${NA}`, 'g'), ssnCheck) },
+  {
+    kind: 'phone',
+    label: 'PHONE',
+    find: byRegex(
+      'phone',
+      new RegExp(`${NB}(?<!\\d[ -])(?:\\+[1-9](?:[ .-]?\\(?\\d{1,4}\\)?){2,6}|\\(\\d{3}\\) ?\\d{3}[ .-]\\d{4}|\\d{3}[.-]\\d{3}[.-]\\d{4}|0\\d{1,4}[ /-]\\d{3,4}[ -]?\\d{2,5})${NA}(?![ -]\\d)`, 'g'),
+      phoneCheck,
+    ),
+  },
+  { kind: 'ip-address', label: 'IP_ADDRESS', find: byRegex('ip-address', /(?<![\w.:-])(?:\d{1,3}\.){3}\d{1,3}(?![\w-]|\.\d)|(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}:?(?::?[0-9A-Fa-f]{1,4}){1,7}(?![\w:])|(?<![\w:])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:])/g, (v) => (v.includes('.') ? ipv4Check(v) : ipv6Check(v))) },
+];
+
+const LABELS = new Map(DETECTORS.map((d) => [d.kind, d.label]));
+export const labelOf = (kind: string): string => LABELS.get(kind as PiiKind) ?? kind.toUpperCase().replace(/-/g, '_');
+
+/** The finds of `kinds` in `text`, sorted, overlaps resolved (the earliest start wins; then the longest). */
+export function detect(text: string, kinds: ReadonlySet<PiiKind>): Match[] {
+  const all: Match[] = [];
+  for (const d of DETECTORS) if (kinds.has(d.kind)) all.push(...d.find(text));
+  if (all.length <= 1) return all;
+  all.sort((a, b) => a.start - b.start || b.end - a.end);
+  const out: Match[] = [];
+  for (const m of all) {
+    const last = out[out.length - 1];
+    if (last && m.start < last.end) continue;
+    out.push(m);
+  }
+  return out;
+}

@@ -1,0 +1,118 @@
+import type { PiiFilter } from '../../../shared/policy/filters.js';
+import type { TextSegment } from '../../../shared/providers/content.js';
+import { CONTINUE } from '../deny.js';
+import type { Deny, Exchange, Processor, Verdict } from '../types.js';
+import { FilterTools, inRequest, inResponse, type FilterEnv } from './common.js';
+import { detect, labelOf } from './pii-detectors.js';
+import { RedactionMap, RestoreRewriter } from './redaction-map.js';
+import { countKinds, replaceMatches, ScanRewriter, type Match } from './scan-rewriter.js';
+import { chainRewriters, type TextRewriter } from './stream-text.js';
+
+// `type: pii`: finds emails, phone numbers, cards, IBANs, US SSNs, IP addresses and secrets in the texts the
+// provider reads (request phase) and the app reads (response phase), and blocks, logs or redacts them. Redaction
+// writes typed placeholders and keeps the map in the exchange's slot; with `restore: true` the placeholders that
+// come back in the response (JSON, or split across stream events) are replaced by the values before the app
+// reads them. Audit mode changes nothing: a redaction is recorded as would-redact.
+
+/** What a stream holds back per channel for response-phase PII scanning (PEM blocks longer than this are not). */
+export const PII_STREAM_WINDOW = 256;
+
+interface State {
+  readonly map: RedactionMap;
+  restore?: RestoreRewriter;
+  readonly responseFound: Record<string, number>;
+}
+
+/** A value found inside JSON source (tool arguments sent as text) is kept unescaped in the map. */
+function unescapeJson(v: string): string {
+  try {
+    const s: unknown = JSON.parse(`"${v}"`);
+    return typeof s === 'string' ? s : v;
+  } catch {
+    return v;
+  }
+}
+
+export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
+  const tools = new FilterTools(f, env);
+  const kinds = new Set(f.detect);
+  const audit = env.ctx.audit;
+  const redacts = f.action === 'redact' && !audit;
+  const key = {};
+  const state = (ex: Exchange): State => ex.slot(key, () => ({ map: new RedactionMap(), responseFound: {} }));
+
+  const redactText = (map: RedactionMap, text: string, matches: readonly Match[], json: boolean): string =>
+    replaceMatches(text, matches, (m, v) => map.placeholder(labelOf(m.kind), json ? unescapeJson(v) : v));
+
+  const request = (ex: Exchange): Verdict => {
+    const t = tools.requestTexts(ex);
+    if (t === 'empty') return CONTINUE;
+    if ('action' in t) return t;
+    const found: Record<string, number> = {};
+    const edits = new Map<TextSegment, string>();
+    const st = state(ex);
+    st.map.setAvoid(t.segments.map((s) => s.text));
+    for (const seg of t.segments) {
+      const ms = detect(seg.text, kinds);
+      if (ms.length === 0) continue;
+      for (const [k, n] of Object.entries(countKinds(ms))) found[k] = (found[k] ?? 0) + n;
+      if (redacts) edits.set(seg, redactText(st.map, seg.text, ms, seg.json === true));
+    }
+    if (Object.keys(found).length === 0) return CONTINUE;
+    if (f.action === 'block') {
+      tools.record(ex, 'request', 'block', found);
+      return tools.block('request', found);
+    }
+    tools.record(ex, 'request', f.action === 'redact' ? (audit ? 'would-redact' : 'redact') : 'log', found);
+    return tools.writeRequest(ex, edits);
+  };
+
+  const responseScan = (ex: Exchange): TextRewriter => {
+    const st = state(ex);
+    return new ScanRewriter(
+      (text) => detect(text, kinds),
+      (text, matches, json): string | Deny => {
+        if (matches.length === 0) return text;
+        const found = countKinds(matches);
+        if (f.action === 'block') {
+          tools.record(ex, 'response', 'block', found);
+          return tools.block('response', found);
+        }
+        for (const [k, n] of Object.entries(found)) st.responseFound[k] = (st.responseFound[k] ?? 0) + n;
+        return redacts ? redactText(st.map, text, matches, json) : text;
+      },
+      PII_STREAM_WINDOW,
+    );
+  };
+
+  const self: Processor = {
+    ...tools.props,
+    ...(inRequest(f) && { onRequest: (ex: Exchange) => tools.time('request', () => request(ex)) }),
+    onResponse(ex, head, framing) {
+      const st = state(ex);
+      const restore = f.restore && st.map.size > 0;
+      const scan = inResponse(f);
+      if (!restore && !scan) return undefined;
+      return tools.responseHooks(
+        ex,
+        head,
+        framing,
+        () => {
+          // scan first (the provider's own text), then put the app's values back
+          const rs = restore ? (st.restore = new RestoreRewriter(st.map)) : undefined;
+          const sc = scan ? responseScan(ex) : undefined;
+          return sc && rs ? chainRewriters(sc, rs) : (sc ?? rs)!;
+        },
+        scan,
+      );
+    },
+    onEnd(ex) {
+      const st = state(ex);
+      if (st.restore && st.restore.restored > 0) tools.record(ex, 'response', 'restore', { placeholders: st.restore.restored });
+      if (Object.keys(st.responseFound).length > 0) {
+        tools.record(ex, 'response', f.action === 'redact' ? (audit ? 'would-redact' : 'redact') : 'log', st.responseFound);
+      }
+    },
+  };
+  return self;
+}

@@ -1,0 +1,75 @@
+import type { TextSegment } from '../../../shared/providers/content.js';
+import type { Deny } from '../types.js';
+import type { TextRewriter } from './stream-text.js';
+
+// Pattern filters on a response: each text is scanned whole (JSON) or, on a stream, per channel over a sliding
+// window. The last `window` characters of a channel are held back until more text arrives or the channel ends,
+// so a match up to `window` characters long is seen whole before any of it reaches the app; a match that began
+// before the cut is held until it is complete. Added delay per event: at most `window` characters.
+
+export interface Match {
+  readonly start: number;
+  readonly end: number;
+  readonly kind: string;
+}
+
+/** Decides over the matches of one piece of text: the text to send (redacted, or as it is), or a denial. */
+export type MatchAction = (text: string, matches: readonly Match[], json: boolean) => string | Deny;
+
+export class ScanRewriter implements TextRewriter {
+  private readonly held = new Map<string, { text: string; json: boolean }>();
+
+  constructor(
+    private readonly scan: (text: string) => Match[],
+    private readonly act: MatchAction,
+    private readonly window: number,
+  ) {}
+
+  delta(channel: string, seg: TextSegment): string | Deny {
+    const text = (this.held.get(channel)?.text ?? '') + seg.text;
+    const matches = this.scan(text);
+    let cut = Math.max(0, text.length - this.window);
+    const final = matches.filter((m) => m.start < cut);
+    for (const m of final) cut = Math.max(cut, m.end);
+    // a later match that overlaps the cut waits whole with the rest
+    const r = this.act(text.slice(0, cut), final, seg.json === true);
+    if (typeof r !== 'string') return r;
+    if (cut < text.length) this.held.set(channel, { text: text.slice(cut), json: seg.json === true });
+    else this.held.delete(channel);
+    return r;
+  }
+
+  release(channel: string): string | Deny {
+    const h = this.held.get(channel);
+    if (!h) return '';
+    this.held.delete(channel);
+    return this.act(h.text, this.scan(h.text), h.json);
+  }
+
+  whole(seg: TextSegment): string | Deny {
+    return this.act(seg.text, this.scan(seg.text), seg.json === true);
+  }
+
+  holding(): Iterable<string> {
+    return this.held.keys();
+  }
+}
+
+/** `text` with each match replaced (matches sorted, not overlapping). */
+export function replaceMatches(text: string, matches: readonly Match[], replacement: (m: Match, value: string) => string): string {
+  if (matches.length === 0) return text;
+  let out = '';
+  let at = 0;
+  for (const m of matches) {
+    out += text.slice(at, m.start) + replacement(m, text.slice(m.start, m.end));
+    at = m.end;
+  }
+  return out + text.slice(at);
+}
+
+/** Counts matches by kind. */
+export function countKinds(matches: readonly Match[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of matches) out[m.kind] = (out[m.kind] ?? 0) + 1;
+  return out;
+}

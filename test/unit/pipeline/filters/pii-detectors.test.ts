@@ -1,0 +1,86 @@
+// The PII and secret detectors: true and false positives per kind, and the checksums behind them.
+import { describe, expect, it } from 'vitest';
+import { PII_KINDS, type PiiKind } from '../../../../shared/policy/filters.js';
+import { detect, luhn, mod97 } from '../../../../sidecar/pipeline/filters/pii-detectors.js';
+
+const ALL = new Set<PiiKind>(PII_KINDS);
+const finds = (text: string, kinds: Set<PiiKind> = ALL): string[] => detect(text, kinds).map((m) => `${m.kind}:${text.slice(m.start, m.end)}`);
+
+describe('checksums', () => {
+  it('Luhn: valid test numbers pass, a changed digit fails', () => {
+    for (const n of ['4111111111111111', '5500000000000004', '340000000000009', '6011000000000004', '4242424242424242']) expect(luhn(n), n).toBe(true);
+    for (const n of ['4111111111111112', '5500000000000005', '1234567812345678']) expect(luhn(n), n).toBe(false);
+  });
+  it('mod-97: valid IBANs pass, a swapped digit fails', () => {
+    for (const n of ['DE89370400440532013000', 'GB82WEST12345698765432', 'FR1420041010050500013M02606', 'NL91ABNA0417164300']) expect(mod97(n), n).toBe(true);
+    for (const n of ['DE89370400440532013001', 'GB82WEST12345698765423']) expect(mod97(n), n).toBe(false);
+  });
+});
+
+describe('true positives', () => {
+  it.each([
+    ['write to ada.lovelace@example.com today', 'email:ada.lovelace@example.com'],
+    ['cc bob+tag@mail.co.uk.', 'email:bob+tag@mail.co.uk'],
+    ['call +49 30 1234567 now', 'phone:+49 30 1234567'],
+    ['call +14155552671', 'phone:+14155552671'],
+    ['US office (415) 555-2671', 'phone:(415) 555-2671'],
+    ['dial 415-555-2671', 'phone:415-555-2671'],
+    ['Berlin 030 1234567', 'phone:030 1234567'],
+    ['card 4111 1111 1111 1111 exp', 'credit-card:4111 1111 1111 1111'],
+    ['amex 3400-000000-00009', 'credit-card:3400-000000-00009'],
+    ['visa 4242424242424242', 'credit-card:4242424242424242'],
+    ['pay DE89 3704 0044 0532 0130 00 please', 'iban:DE89 3704 0044 0532 0130 00'],
+    ['pay GB82WEST12345698765432 AND more', 'iban:GB82WEST12345698765432'],
+    ['ssn 123-45-6789.', 'us-ssn:123-45-6789'],
+    ['host 192.168.1.10 is up', 'ip-address:192.168.1.10'],
+    ['v6 2001:db8::8a2e:370:7334 ok', 'ip-address:2001:db8::8a2e:370:7334'],
+    ['key AKIAIOSFODNN7EXAMPLE here', 'secret:AKIAIOSFODNN7EXAMPLE'],
+    ['temp ASIAY34FZKBOKMUTVV7A', 'secret:ASIAY34FZKBOKMUTVV7A'],
+    [`openai sk-proj-${'a1B2'.repeat(12)}`, `secret:sk-proj-${'a1B2'.repeat(12)}`],
+    [`anthropic sk-ant-api03-${'x'.repeat(90)}`, `secret:sk-ant-api03-${'x'.repeat(90)}`],
+    [`google AIza${'B'.repeat(35)}`, `secret:AIza${'B'.repeat(35)}`],
+    [`gh ghp_${'A'.repeat(36)}`, `secret:ghp_${'A'.repeat(36)}`],
+    [`gl glpat-${'z'.repeat(20)}`, `secret:glpat-${'z'.repeat(20)}`],
+    ['slack xoxb-123456789012-abcdefABCDEF', 'secret:xoxb-123456789012-abcdefABCDEF'],
+    ['"private_key_id": "0123456789abcdef0123456789abcdef01234567"', 'secret:"private_key_id": "0123456789abcdef0123456789abcdef01234567"'],
+    ['jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U', 'secret:eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U'],
+  ])('%s', (text, want) => {
+    expect(finds(text)).toEqual([want]);
+  });
+
+  it('PEM private-key blocks, whole', () => {
+    const pem = '-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\naFDrBz9vFqU4yQ==\n-----END RSA PRIVATE KEY-----';
+    expect(finds(`here:\n${pem}\nthanks`)).toEqual([`secret:${pem}`]);
+  });
+});
+
+describe('false positives that must not be found', () => {
+  it.each([
+    ['order id 12345678901234'], // 14 digits, no card prefix/Luhn
+    ['invoice 4111111111111112'], // fails Luhn
+    ['build 2024-01-15T10:30:45Z'], // a timestamp
+    ['epoch 1700000000123'],
+    ['version 1.2.3 and v1.2.3.4 and 10.0.0'],
+    ['time 12:30:45'],
+    ['IBAN-like DE89 3704 0044 0532 0130 01'], // mod-97 fails
+    ['XX89370400440532013000'], // unknown country
+    ['ssn-like 000-12-3456 and 666-12-3456 and 900-12-3456'],
+    ['ip-like 999.1.1.1 and 1.2.3'],
+    ['a user@localhost mention'],
+    ['sk-short'],
+    ['phone-ish 12345'],
+    ['isbn 978-3-16-148410-0'],
+  ])('%s', (text) => {
+    expect(finds(text)).toEqual([]);
+  });
+});
+
+describe('detect', () => {
+  it('looks only for the kinds asked for, and resolves overlaps to the longest', () => {
+    const text = 'mail ada@example.com from 10.0.0.1';
+    expect(finds(text, new Set(['email']))).toEqual(['email:ada@example.com']);
+    expect(finds(text, new Set(['ip-address']))).toEqual(['ip-address:10.0.0.1']);
+    const iban = 'GB82WEST12345698765432';
+    expect(finds(iban)).toEqual([`iban:${iban}`]);
+  });
+});
