@@ -12,9 +12,12 @@ export const NOT_ENFORCED_MESSAGE = 'not enforced by this version';
 export const NOT_ENFORCED_FIELDS: readonly (keyof EgressPolicySpec)[] = [];
 
 /** One refusal per unenforced field the spec uses (a non-empty list counts; an empty one asks for nothing). */
-export function notEnforced(spec: EgressPolicySpec): { path: string; message: string; reason: 'NotEnforced' }[] {
+export function notEnforced(
+  spec: EgressPolicySpec,
+  fields: readonly (keyof EgressPolicySpec)[] = NOT_ENFORCED_FIELDS,
+): { path: string; message: string; reason: 'NotEnforced' }[] {
   const out: { path: string; message: string; reason: 'NotEnforced' }[] = [];
-  for (const field of NOT_ENFORCED_FIELDS) {
+  for (const field of fields) {
     const v = spec[field];
     if (Array.isArray(v) ? v.length > 0 : v !== undefined) {
       out.push({ path: `spec.${field}`, message: `${NOT_ENFORCED_MESSAGE}; a policy that uses it is refused rather than silently ignored`, reason: 'NotEnforced' });

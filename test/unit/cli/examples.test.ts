@@ -61,9 +61,9 @@ describe('examples/', () => {
     expect(report.policies.map((p) => [p.policy!.metadata.namespace, p.policy!.spec.budgets.length])).toEqual([['ml-research', 2], ['chatbots', 2]]);
   });
 
-  it('pii-redaction: one pii filter both ways; audit-rollout: the EU rules in audit mode, so a denial passes', () => {
+  it('pii-redaction: one pii filter that redacts the prompt and restores the answer; audit-rollout: the EU rules in audit mode, so a denial passes', () => {
     const pii = effective('pii-redaction.yaml').policy.spec.filters;
-    expect(pii).toEqual([{ type: 'pii', detect: ['email', 'phone', 'credit-card', 'iban', 'secret'], action: 'redact', phase: 'both' }]);
+    expect(pii).toEqual([expect.objectContaining({ type: 'pii', detect: ['email', 'phone', 'credit-card', 'iban', 'secret'], action: 'redact', restore: true, phase: 'request' })]);
     const { policy, mode } = effective('audit-rollout.yaml');
     expect(mode).toBe('audit');
     expect(explain(policy, mode, { provider: 'bedrock', region: 'us-east-1' })).toMatchObject({ mode: 'audit', decision: 'deny', status: 451 });

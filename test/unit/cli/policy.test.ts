@@ -51,10 +51,10 @@ describe('aigress policy validate', () => {
     const r = await runCli(['policy', 'validate', '-f', p]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe([
-      `${p}:13:3: document 1 (EgressPolicy team-x/bad): spec.unmatchedEgres: unknown field (allowed: providers, regions, models, budgets, filters, credentials, unmatchedEgress, metering)`,
+      `${p}:13:3: document 1 (EgressPolicy team-x/bad): spec.unmatchedEgres: unknown field (allowed: providers, regions, models, budgets, filters, credentials, unmatchedEgress, metering, mode)`,
       `${p}:7:23: document 1 (EgressPolicy team-x/bad): spec.providers[1]: unknown provider "openaii" (known: openai, azure-openai, anthropic, gemini, vertex-ai, bedrock, mistral)`,
       `${p}:9:17: document 1 (EgressPolicy team-x/bad): spec.regions.allow[1]: unknown region or region group "mars" (groups: eu, us, ca, latam, apac, me, af, cn, global; or an AWS, Google Cloud or Azure region name)`,
-      `${p}:12:7: document 1 (EgressPolicy team-x/bad): spec.filters[0].pattern: invalid regular expression: Invalid regular expression: /(unclosed/u: Unterminated group`,
+      `${p}:12:7: document 1 (EgressPolicy team-x/bad): spec.filters[0].pattern: invalid regular expression (RE2 syntax: no backreferences or lookaround): error parsing regexp: missing closing ): \`(unclosed\``,
       '',
     ].join('\n'));
     expect(r.stderr).toBe('aigress: 4 problems in 1 of 1 policy\n');

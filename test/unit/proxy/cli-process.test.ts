@@ -75,13 +75,15 @@ describe('aigress proxy (process)', () => {
   });
 });
 
-describe('a policy field this version does not enforce', () => {
+describe('a policy field the proxy cannot act on', () => {
+  // Every field of the schema is enforced today (shared/policy/enforced.ts lists none), so the refusal is shown
+  // with a field the schema does not know: neither kind of field is ever silently ignored.
   it('makes `aigress proxy --policy` exit 1 naming the field, before anything listens', () => {
-    const file = join(dir, 'credentials.yaml');
-    writeFileSync(file, `${policyYaml()}  credentials: [{ provider: openai, secretRef: { name: k, key: v } }]\n`);
+    const file = join(dir, 'unknown-field.yaml');
+    writeFileSync(file, `${policyYaml()}  quotas: [{ tokens: 5 }]\n`);
     const r = spawnSync(process.execPath, [BIN, 'proxy', '--policy', file, '--ca-dir', join(dir, 'ca'), '--capture-port', '0', '--admin-port', '0', '--bundle-dir', join(dir, 'b3')], { encoding: 'utf8', timeout: 20_000 });
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/spec\.credentials: not enforced by this version/);
+    expect(r.stderr).toMatch(/spec\.quotas: unknown field/);
     expect(r.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
   });
 });
