@@ -192,7 +192,7 @@ class H2Response implements AppResponse {
     if (!this.stream.destroyed) this.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
   }
 
-  once(event: 'close' | 'drain', listener: () => void): this {
+  once(event: 'close' | 'drain' | 'finish', listener: () => void): this {
     this.res.once(event, listener);
     return this;
   }
