@@ -79,7 +79,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const controller = new PolicyController({ clients: opts.clients, defaults: opts.defaults, store, log: opts.log, ownNamespace: opts.namespace, clock: opts.clock });
   // Managed credentials: Secrets of this namespace only, served to the namespaces whose policy names them.
   const secrets = new CredentialSecrets({ clients: opts.clients, namespace: opts.namespace, log: opts.log, clock: opts.clock });
-  const synced = Promise.all([controller.start(), secrets.start()]).then(() => undefined);
+  const synced = controller.start();
+  // Not part of `synced`: admission and policies must not wait on credentials (GET /v1/credentials answers 503
+  // until the Secrets are listed; the informer retries a failed list with backoff and says so in the log).
+  void secrets.start();
   const reviewer = new TokenReviewer(opts.clients.authn, { clock: opts.clock });
   const identify = (token: string, source?: string): ReturnType<TokenReviewer['identify']> => reviewer.identify(token, source);
   const routes = [

@@ -68,9 +68,9 @@ describeRoot('cluster mode: a pod injected by the control plane, its proxy fed b
     return jsonpatch.applyPatch(structuredClone(podObj), ops, true, false).newDocument;
   }
 
-  function curlOpenAi(model: string): readonly string[] {
+  function curlOpenAi(model: string, key = KEYS.openai): readonly string[] {
     const body = JSON.stringify({ model, messages: [{ role: 'user', content: `cluster e2e ${Date.now()}` }] });
-    return [CURL, '-sS', '-v', '-w', '\n%{http_code}', `https://${OPENAI_HOST}/v1/chat/completions`, '-H', 'content-type: application/json', '-H', `authorization: Bearer ${KEYS.openai}`, '-d', body];
+    return [CURL, '-sS', '-v', '-w', '\n%{http_code}', `https://${OPENAI_HOST}/v1/chat/completions`, '-H', 'content-type: application/json', '-H', `authorization: Bearer ${key}`, '-d', body];
   }
   const status = (r: RunResult): string => r.stdout.slice(r.stdout.lastIndexOf('\n') + 1);
   const issuerSeen = (stderr: string): string => /^\*\s+issuer: (.*)$/m.exec(stderr)?.[1] ?? '(no certificate seen)';
@@ -156,5 +156,36 @@ describeRoot('cluster mode: a pod injected by the control plane, its proxy fed b
     await new Promise((res) => setTimeout(res, 1000));
     expect(status(await pod.exec('app', curlOpenAi('gpt-4o-mini')))).toBe('403');
     expect(metricSum(await metrics(), 'aigress_proxy_policy_updates_total', {})).toBe(1);
+  });
+
+  it('managed credentials from the control plane: the app sends a placeholder, the provider gets the Secret\'s key, an edit rotates it', async () => {
+    const MANAGED = 'sk-e2e-cluster-MANAGED-1111';
+    const ROTATED = 'sk-e2e-cluster-ROTATED-2222';
+    const secret = (key: string) => ({ metadata: { name: 'openai-key', namespace: 'aigress-system', annotations: { 'aigress.io/credential-namespaces': 'team-a' } }, stringData: { apiKey: key } });
+    lcp.api.put('v1', 'secrets', secret(MANAGED));
+    lcp.api.put(EP, 'egresspolicies', {
+      apiVersion: EP, kind: 'EgressPolicy', metadata: { name: 'team-a', namespace: 'team-a' },
+      spec: { models: { deny: [] }, credentials: [{ provider: 'openai', secretRef: { name: 'openai-key', key: 'apiKey' } }] },
+    });
+    const placeholder = 'aigress-managed-credential';
+    const keyUpstream = async (): Promise<string | undefined> => {
+      const mark = fake.mark();
+      const r = await pod.exec('app', curlOpenAi('gpt-4o-mini', placeholder));
+      if (status(r) !== '200') return `status ${status(r)}`;
+      return String(fake.requestsSince(mark).at(-1)?.headers.authorization);
+    };
+    let got: string | undefined;
+    for (const deadline = Date.now() + 5_000; Date.now() < deadline && got !== `Bearer ${MANAGED}`;) got = await keyUpstream();
+    expect(got).toBe(`Bearer ${MANAGED}`);
+    const edited = Date.now();
+    lcp.api.put('v1', 'secrets', secret(ROTATED));
+    for (const deadline = Date.now() + 5_000; Date.now() < deadline && got !== `Bearer ${ROTATED}`;) {
+      got = await keyUpstream();
+      expect([`Bearer ${MANAGED}`, `Bearer ${ROTATED}`]).toContain(got); // never the placeholder, never a failure
+    }
+    expect(got).toBe(`Bearer ${ROTATED}`);
+    console.log(`cluster e2e: Secret edit carried by the pod's next request after ${Date.now() - edited} ms`);
+    const logs = `${proxy.stdout}\n${proxy.stderr}\n${lcp.logText()}`;
+    for (const key of [MANAGED, ROTATED]) for (const form of [key, Buffer.from(key).toString('base64')]) expect(logs).not.toContain(form);
   });
 });

@@ -94,6 +94,18 @@ describe('managed credentials: header placement per provider', () => {
     expect(ex.request.path).not.toContain('key=');
   });
 
+  it('azure-openai: a resource not in regions.azureResources is denied before the key is placed (unknown: deny)', async () => {
+    const p = policy({ regions: { allow: ['eu'], unknown: 'deny', azureResources: { ours: 'swedencentral' } }, credentials: [{ provider: 'azure-openai', secretRef: { name: 'keys', key: 'apiKey' } }] });
+    const pipeline = withRegistry(buildPipeline(p, { ...services(new Registry()), credentials: new MapSource(secrets) }), new Registry());
+    const path = '/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21';
+    const theirs = await runRequest(pipeline, exchange(p, 'attacker.openai.azure.com', path, { messages: [] }, { headers: { 'api-key': APP } }));
+    expect(theirs.verdict).toMatchObject({ action: 'deny', status: 451 });
+    expect(theirs.ex.request.headers.get('api-key')).toBe(APP); // never replaced: nothing is sent at all
+    const ours = await runRequest(pipeline, exchange(p, 'ours.openai.azure.com', path, { messages: [] }, { headers: { 'api-key': APP } }));
+    expect(ours.verdict).toEqual({ action: 'continue' });
+    expect(ours.ex.request.headers.get('api-key')).toBe(KEY);
+  });
+
   it('a provider without a managed credential keeps the app\'s credential untouched', async () => {
     const { p, pipeline } = setup([{ provider: 'anthropic', secretRef: { name: 'keys', key: 'apiKey' } }]);
     const raw = Buffer.from('{"model":"gpt-4o"}');
