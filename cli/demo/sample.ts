@@ -77,7 +77,8 @@ export const DEMO_POLICY_NAME = 'demo';
 
 /**
  * The policy, as a user would write it: every provider intercepted, US and EU processing only, GPT-4o and
- * Claude models but not the realtime preview. Each call the demo makes meets one of these rules.
+ * Claude models but not the realtime preview, and a budget of output tokens for claude-haiku. Each call the demo
+ * makes meets one of these rules.
  */
 export const DEMO_POLICY_YAML = `apiVersion: ${EGRESS_POLICY_API_VERSION}
 kind: ${EGRESS_POLICY_KIND}
@@ -86,5 +87,6 @@ spec:
   providers: [openai, azure-openai, anthropic, gemini, vertex-ai, bedrock, mistral]
   regions: { allow: [eu, us], unknown: deny }
   models: { allow: ["gpt-4o*", "claude-*"], deny: ["gpt-4o-realtime*"] }
+  budgets: [{ tokens: 1000, type: output, per: 1m, scope: pod, models: ["claude-haiku-*"] }]
   unmatchedEgress: passthrough
 `;
