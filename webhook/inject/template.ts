@@ -133,6 +133,7 @@ export function proxyArgs(config: InjectionConfig): string[] {
     `${TOKEN_DIR}/${TOKEN_FILE}`,
   ];
   if (config.controlPlane.address !== '') args.push('--control-plane', config.controlPlane.address);
+  if (config.budgets.redisUrl !== '') args.push('--redis-url', config.budgets.redisUrl);
   return [...args, ...config.proxy.extraArgs];
 }
 
@@ -143,6 +144,11 @@ function proxyEnv(config: InjectionConfig, o: PodOverrides): EnvVar[] {
     { name: 'AIGRESS_SERVICE_ACCOUNT', valueFrom: { fieldRef: { fieldPath: 'spec.serviceAccountName' } } },
   ];
   if (o.policy !== undefined) env.push({ name: 'AIGRESS_POLICY', value: o.policy });
+  // Shared budgets' Redis password: from a Secret in the pod's namespace, never in the pod spec itself.
+  const secret = config.budgets.passwordSecret;
+  if (config.budgets.redisUrl !== '' && secret.name !== '') {
+    env.push({ name: 'AIGRESS_REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: secret.name, key: secret.key } } });
+  }
   // Cluster mode: the CA certificate (public) the proxy verifies the control plane with. Never a key.
   if (config.controlPlane.address !== '' && config.controlPlane.caPem) env.push({ name: 'AIGRESS_CONTROL_PLANE_CA', value: config.controlPlane.caPem });
   return env;
