@@ -78,6 +78,13 @@ export interface InjectionConfig {
   init: {
     resources: ResourceRequirements;
   };
+  /** Shared budgets (docs/budgets.md): the Redis the injected proxies share; empty URL: none. */
+  budgets: {
+    /** Passed to the proxy as --redis-url (redis:// or rediss://). */
+    redisUrl: string;
+    /** A Secret in the pod's namespace holding the Redis password (AIGRESS_REDIS_PASSWORD); empty name: none. */
+    passwordSecret: { name: string; key: string };
+  };
   capture: {
     includeOutboundPorts: PortRange[];
     excludeOutboundPorts: PortRange[];
@@ -131,6 +138,7 @@ export function defaultConfig(): WebhookConfig {
       init: {
         resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
       },
+      budgets: { redisUrl: '', passwordSecret: { name: '', key: 'password' } },
       capture: {
         includeOutboundPorts: DEFAULT_INCLUDE_PORTS.map((p) => ({ from: p, to: p })),
         excludeOutboundPorts: [],
@@ -284,7 +292,7 @@ class Reader {
 }
 
 const TOP = ['injection', 'server'] as const;
-const INJECTION = ['image', 'imagePullPolicy', 'nativeSidecar', 'kubernetesVersion', 'controlPlane', 'proxy', 'init', 'capture'] as const;
+const INJECTION = ['image', 'imagePullPolicy', 'nativeSidecar', 'kubernetesVersion', 'controlPlane', 'proxy', 'init', 'budgets', 'capture'] as const;
 
 /** Validates a parsed config document against the defaults; pure. */
 export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig } | { ok: false; issues: Issue[] } {
@@ -313,6 +321,12 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
     r.fail('injection.proxy.telemetry.captureContent', `must be true or false (got ${JSON.stringify(tel.captureContent)})`);
   }
   const init = r.section(inj.init, 'injection.init', ['resources']);
+  const budgets = r.section(inj.budgets, 'injection.budgets', ['redisUrl', 'passwordSecret']);
+  const secret = r.section(budgets.passwordSecret, 'injection.budgets.passwordSecret', ['name', 'key']);
+  const redisUrl = r.string(budgets.redisUrl, 'injection.budgets.redisUrl', d.injection.budgets.redisUrl);
+  if (redisUrl !== '' && !/^rediss?:\/\/[^\s/]+/.test(redisUrl)) {
+    r.fail('injection.budgets.redisUrl', `must be a redis:// or rediss:// URL or empty (got ${JSON.stringify(redisUrl)})`);
+  }
   const cap = r.section(inj.capture, 'injection.capture', [
     'includeOutboundPorts',
     'excludeOutboundPorts',
@@ -363,6 +377,13 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
         telemetry: { otlpEndpoint, auditLog: r.string(tel.auditLog, 'injection.proxy.telemetry.auditLog', ''), captureContent: tel.captureContent === true },
       },
       init: { resources: r.resources(init.resources, 'injection.init.resources', d.injection.init.resources) },
+      budgets: {
+        redisUrl,
+        passwordSecret: {
+          name: r.string(secret.name, 'injection.budgets.passwordSecret.name', d.injection.budgets.passwordSecret.name),
+          key: r.string(secret.key, 'injection.budgets.passwordSecret.key', d.injection.budgets.passwordSecret.key, { nonEmpty: true }),
+        },
+      },
       capture: {
         includeOutboundPorts,
         excludeOutboundPorts: r.ports(cap.excludeOutboundPorts, 'injection.capture.excludeOutboundPorts', d.injection.capture.excludeOutboundPorts),

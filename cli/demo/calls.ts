@@ -38,7 +38,7 @@ export interface DemoCall {
     status: number;
     decision: Decision;
     /** The x-aigress-denied kind of a denial. */
-    deniedBy?: 'policy' | 'region';
+    deniedBy?: 'policy' | 'region' | 'budget';
     /** Whether the call must reach the fake provider. */
     upstream: boolean;
   };
@@ -52,6 +52,8 @@ export interface ObservedAnswer {
   status: number;
   body: string;
   deniedBy?: string;
+  /** The Retry-After header of the answer, when it has one. */
+  retryAfter?: string;
   /** Common names of the certificate the app was shown and its issuer. */
   peer: { subject: string; issuer: string };
 }
@@ -210,6 +212,28 @@ export function demoCalls(): DemoCall[] {
         return echoed(claudePrompt, field(parseJson(a.body), 'content', '0', 'text'));
       },
       shows: 'allowed by models.allow claude-*; the app sent a placeholder key, the provider got the managed one (spec.credentials)',
+    },
+    {
+      id: 'budget-exhausted',
+      title: 'Anthropic, past the budget',
+      host: ANTHROPIC_HOST,
+      method: 'POST',
+      path: '/v1/messages',
+      headers: { ...json, 'x-api-key': 'sk-ant-demo-key', 'anthropic-version': '2023-06-01' },
+      // The call before spent some of the 1000 output tokens a minute claude-haiku-* may use; this one's
+      // max_tokens needs all of them, so the budget cannot cover it until the window has moved on.
+      body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 1000, messages: [{ role: 'user', content: 'Write the long version' }] }),
+      model: 'claude-haiku-4-5',
+      provider: 'anthropic',
+      trust: 'bundle',
+      expect: { status: 429, decision: 'deny', deniedBy: 'budget', upstream: false },
+      checkAnswer: (a) => {
+        const e = field(parseJson(a.body), 'error');
+        if (!isObj(e) || e.type !== 'rate_limit_error' || typeof e.message !== 'string') return `the refusal is not in Anthropic's error shape: ${a.body.slice(0, 120)}`;
+        const s = Number(a.retryAfter);
+        return Number.isInteger(s) && s >= 1 && s <= 61 ? undefined : `Retry-After ${a.retryAfter ?? '(none)'}, expected 1 to 61 seconds`;
+      },
+      shows: 'budgets: 1000 output tokens/min for claude-haiku-*, partly spent; max_tokens 1000 → 429 with Retry-After, nothing sent',
     },
     {
       id: 'model-denied',

@@ -143,7 +143,8 @@ async function makeCall(call: DemoCall, env: { proxy: ProxyHandle; fake: FakePro
       ...(call.body !== undefined && { body: call.body }),
     });
     const denied = r.headers['x-aigress-denied'];
-    answer = { status: r.status, body: r.body, peer: r.peer, ...(typeof denied === 'string' && { deniedBy: denied }) };
+    const retryAfter = r.headers['retry-after'];
+    answer = { status: r.status, body: r.body, peer: r.peer, ...(typeof denied === 'string' && { deniedBy: denied }), ...(typeof retryAfter === 'string' && { retryAfter }) };
   } catch (err) {
     error = errorMessage(err);
   }

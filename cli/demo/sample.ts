@@ -77,7 +77,8 @@ export const DEMO_POLICY_NAME = 'demo';
 
 /**
  * The policy, as a user would write it: every provider intercepted, US and EU processing only, GPT-4o and
- * Claude models but not the realtime preview. Each call the demo makes meets one of these rules.
+ * Claude models but not the realtime preview, and a budget of output tokens for claude-haiku. Each call the demo
+ * makes meets one of these rules.
  */
 /** The demo's managed credential: the proxy reads it from --credentials-dir; the app sends a placeholder. */
 export const DEMO_ANTHROPIC_SECRET = { name: 'anthropic-key', key: 'apiKey' } as const;
@@ -95,5 +96,6 @@ spec:
   credentials: [{ provider: anthropic, secretRef: { name: ${DEMO_ANTHROPIC_SECRET.name}, key: ${DEMO_ANTHROPIC_SECRET.key} } }]
   filters:
     - { type: pii, name: pii-redact, detect: [email, credit-card], action: redact, restore: true }
+  budgets: [{ tokens: 1000, type: output, per: 1m, scope: pod, models: ["claude-haiku-*"] }]
   unmatchedEgress: passthrough
 `;

@@ -167,6 +167,7 @@ export function proxyArgs(config: InjectionConfig): string[] {
   ];
   if (config.controlPlane.address !== '') args.push('--control-plane', config.controlPlane.address);
   if (config.proxy.extraCaConfigMap.name !== '') args.push('--extra-ca-file', `${EXTRA_CA_DIR}/${EXTRA_CA_FILE}`);
+  if (config.budgets.redisUrl !== '') args.push('--redis-url', config.budgets.redisUrl);
   return [...args, ...config.proxy.extraArgs];
 }
 
@@ -182,6 +183,11 @@ function proxyEnv(config: InjectionConfig, facts: PodFacts): EnvVar[] {
   if (tel.otlpEndpoint !== '') env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: tel.otlpEndpoint });
   if (tel.auditLog !== '') env.push({ name: 'AIGRESS_AUDIT_LOG', value: tel.auditLog });
   if (tel.captureContent) env.push({ name: 'OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT', value: 'true' });
+  // Shared budgets' Redis password: from a Secret in the pod's namespace, never in the pod spec itself.
+  const secret = config.budgets.passwordSecret;
+  if (config.budgets.redisUrl !== '' && secret.name !== '') {
+    env.push({ name: 'AIGRESS_REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: secret.name, key: secret.key } } });
+  }
   // Cluster mode: the CA certificate (public) the proxy verifies the control plane with. Never a key.
   if (config.controlPlane.address !== '' && config.controlPlane.caPem) env.push({ name: ENV_CONTROL_PLANE_CA, value: config.controlPlane.caPem });
   return env;

@@ -50,6 +50,10 @@ injection:
   init:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with .Values.injection.budgets }}
+  budgets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- with .Values.injection.capture }}
   capture:
     {{- toYaml . | nindent 4 }}

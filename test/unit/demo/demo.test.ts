@@ -83,6 +83,11 @@ describe('aigress demo --json', () => {
     expect(byId('region-denied').denialMessage).toContain('"global"');
   });
 
+  it('answers a call past the budget with 429 and Retry-After in Anthropic\'s shape, before anything leaves', () => {
+    expect(byId('budget-exhausted')).toMatchObject({ status: 429, decision: 'deny', deniedBy: 'budget', upstreamRequests: 0, reportedTokens: null, ok: true });
+    expect(byId('budget-exhausted').denialMessage).toMatch(/budgets\[0\] of policy team-a\/demo \(1000 output tokens per 1m, scope pod\)/);
+  });
+
   it('passes the non-AI site through untouched: its own certificate, no AI request counted', () => {
     const c = byId('passthrough');
     expect(c).toMatchObject({ status: 200, decision: 'passthrough', upstreamRequests: 1 });
@@ -91,7 +96,7 @@ describe('aigress demo --json', () => {
 
   it('shows the proxy\'s counters: one request per mediated call and the tokens of the allowed ones', () => {
     const requests = report.metrics.filter((l) => l.startsWith('aigress_requests_total{'));
-    expect(requests).toHaveLength(5); // one series per mediated call; the pass-through is not an AI request
+    expect(requests).toHaveLength(6); // one series per mediated call; the pass-through is not an AI request
     expect(requests).toContainEqual(expect.stringMatching(/model="gpt-4o-realtime-preview",decision="deny",code="403"\} 1$/));
     const chat = byId('openai-chat').meteredTokens;
     expect(report.metrics).toContain(`aigress_tokens_total{provider="openai",model="gpt-4o-mini",type="input"} ${chat.input}`);

@@ -174,6 +174,17 @@ describe('inject', () => {
     expect(args.slice(-2)).toEqual(['--policy', '/p.yaml']);
   });
 
+  it('gives the proxy --redis-url and, only when a Secret is named, the Redis password from it (docs/budgets.md)', () => {
+    const proxyOf = (c: InjectionConfig) => inject(pod(), ctx, c).pod!.spec.initContainers![1]!;
+    expect(proxyOf(config).args).not.toContain('--redis-url');
+    const url = { ...config, budgets: { ...config.budgets, redisUrl: 'rediss://redis.infra:6380' } };
+    const a = proxyOf(url);
+    expect((a.args as string[]).slice(-2)).toEqual(['--redis-url', 'rediss://redis.infra:6380']);
+    expect(JSON.stringify(a)).not.toMatch(/secretKeyRef/);
+    const withSecret = proxyOf({ ...url, budgets: { ...url.budgets, passwordSecret: { name: 'aigress-redis', key: 'password' } } });
+    expect(withSecret.env?.find((e) => e.name === 'AIGRESS_REDIS_PASSWORD')).toEqual({ name: 'AIGRESS_REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'aigress-redis', key: 'password' } } });
+  });
+
   it('raises a configured limit to an annotation\'s larger request, and leaves a larger limit alone', () => {
     const c: InjectionConfig = { ...config, proxy: { ...config.proxy, resources: { requests: { cpu: '100m' }, limits: { cpu: '1', memory: '512Mi' } } } };
     const res = (annotations: Record<string, string>): unknown => inject(pod({}, { annotations }), ctx, c).pod!.spec.initContainers![1]!.resources;

@@ -36,7 +36,8 @@ describe('control-plane config', () => {
   });
 
   it.each([
-    ['injection:\n  imag: x\n', 'cfg.yaml: injection.imag: unknown field (allowed: image, imagePullPolicy, nativeSidecar, kubernetesVersion, controlPlane, proxy, init, capture)'],
+    ['injection:\n  imag: x\n', 'cfg.yaml: injection.imag: unknown field (allowed: image, imagePullPolicy, nativeSidecar, kubernetesVersion, controlPlane, proxy, init, budgets, capture)'],
+    ['injection:\n  budgets:\n    redisUrl: http://redis:6379\n', 'cfg.yaml: injection.budgets.redisUrl: must be a redis:// or rediss:// URL or empty (got "http://redis:6379")'],
     ['injection:\n  nativeSidecar: sometimes\n', 'cfg.yaml: injection.nativeSidecar: must be one of auto, always, never (got "sometimes")'],
     ['injection:\n  proxy:\n    uid: 0\n', 'cfg.yaml: injection.proxy.uid: must be an integer from 1 to 4294967294 (got 0)'],
     ['injection:\n  proxy:\n    adminPort: 14001\n', 'cfg.yaml: injection.proxy.adminPort: must differ from capturePort (both 14001)'],
