@@ -3,6 +3,8 @@
 // (docs/image.md). Needs `npm run build` and `node scripts/bundle-sidecar.mjs` first.
 //   node scripts/measure-sidecar.mjs
 import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { setTimeout } from 'node:timers';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
