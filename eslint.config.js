@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'charts/**', 'coverage/**', 'test/e2e/apps/**/*.py'] },
+  { ignores: ['dist/**', 'dist-sidecar/**', 'build/**', 'node_modules/**', 'charts/**', 'coverage/**', 'test/e2e/apps/**/*.py'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { LABEL_INJECT } from '../shared/constants.js';
 import { UserError } from '../shared/errors.js';
 import { loadConfig, withRuntimeDefaults } from '../webhook/config.js';
 import { injectManifests } from '../webhook/inject/manifests.js';
@@ -43,15 +44,24 @@ Examples:
       const config = await loadConfig(flags.config);
       const files = await readInputs(flags.filename, { recursive: flags.recursive });
       const outputs: string[] = [];
+      let injected = 0;
       for (const f of files) {
         parseDocuments(f); // YAML errors with file, document, line and column, before anything is printed
         try {
           const result = injectManifests(f.text, { config: withRuntimeDefaults(config.injection, process.env), namespace: flags.namespace });
           for (const note of result.notes) process.stderr.write(`aigress: ${files.length > 1 ? `${f.source}: ` : ''}${note}\n`);
           outputs.push(result.output);
+          injected += result.injected;
         } catch (err) {
           throw inFile(err, f.source, files.length > 1);
         }
+      }
+      // Unlike the webhook, which only sees opted-in namespaces, inject cannot check the label: say what it takes.
+      if (injected > 0 && config.injection.controlPlane.address !== '') {
+        process.stderr.write(
+          `aigress: note: the control plane issues certificates and policy only to pods in namespaces labelled ${LABEL_INJECT}=enabled; ` +
+            'elsewhere the injected proxies never become ready (their log and aigress_proxy_certificate_renewal_failures_total{reason="NamespaceNotEnabled"} say so)\n',
+        );
       }
       process.stdout.write(printManifests(joinStreams(outputs), format));
     });

@@ -120,7 +120,7 @@ async function afterCounted(adminPort: number, before: readonly Sample[]): Promi
   const deadline = Date.now() + COUNT_WAIT_MS;
   for (;;) {
     const after = parseSamples(await scrape(adminPort));
-    const counted = growth(before, after, 'aigress_requests_total').length > 0 || growth(before, after, 'aigress_connections_total').some((g) => String(g.labels.route).startsWith('passthrough'));
+    const counted = growth(before, after, 'aigress_requests_total').length > 0 || growth(before, after, 'aigress_connections_total').some((g) => g.labels.route?.startsWith('passthrough') === true);
     if (counted || Date.now() > deadline) return after;
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -150,7 +150,7 @@ async function makeCall(call: DemoCall, env: { proxy: ProxyHandle; fake: FakePro
   }
   const after = await afterCounted(env.proxy.adminPort, before);
   const requests = growth(before, after, 'aigress_requests_total');
-  const passed = growth(before, after, 'aigress_connections_total').some((g) => String(g.labels.route).startsWith('passthrough'));
+  const passed = growth(before, after, 'aigress_connections_total').some((g) => g.labels.route?.startsWith('passthrough') === true);
   const decision: Decision = (requests[0]?.labels.decision as Decision | undefined) ?? (passed ? 'passthrough' : 'none');
   const tokens = growth(before, after, 'aigress_tokens_total').filter((g) => g.labels.provider === call.provider && g.labels.model === call.model);
   const metered = {

@@ -87,7 +87,8 @@ describeRoot('cluster mode: a pod injected by the control plane, its proxy fed b
     fake = await startFakeProvider({ outsideNs: net.out, pki, dir });
 
     const socketPath = join(dir, 'control-plane.sock');
-    lcp = await startLocalControlPlane({ socketPath });
+    // Port 443 (the Service's) is the fake provider's in the outside namespace: the relay takes 8443.
+    lcp = await startLocalControlPlane({ socketPath, address: `https://${CP_HOST}:${CP_PORT}` });
     lcp.enableNamespace('team-a');
     lcp.api.addToken(POD_TOKEN, { namespace: 'team-a', serviceAccount: 'e2e-app', audiences: ['aigress'], podName: 'e2e-app' });
     const relay = `const n=require("net");n.createServer(c=>{const u=n.connect(${JSON.stringify(socketPath)});c.pipe(u).pipe(c);c.on("error",()=>u.destroy());u.on("error",()=>c.destroy())}).listen(${CP_PORT},${JSON.stringify(net.outAddr)},()=>console.log("relaying"))`;

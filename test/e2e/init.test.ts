@@ -89,7 +89,13 @@ async function snapshot(ns: string): Promise<string> {
   return parts.join('\n');
 }
 
-const ruleLines = (text: string): string[] => text.split('\n').filter((l) => l.startsWith('-A ')).sort();
+// The rendered jump is inserted first (`-I OUTPUT 1 …`); iptables-save prints it back appended (`-A OUTPUT …`).
+const ruleLines = (text: string): string[] =>
+  text
+    .split('\n')
+    .map((l) => l.replace(/^-I OUTPUT 1 /, '-A OUTPUT '))
+    .filter((l) => l.startsWith('-A '))
+    .sort();
 
 const available = (bin: string): boolean => (process.env.PATH ?? '').split(':').some((d) => existsSync(`${d}/${bin}`));
 

@@ -46,6 +46,8 @@ export interface LocalControlPlaneOptions {
   /** Listen on this Unix socket instead of TCP (reachable from any network namespace through the file system). */
   socketPath?: string;
   rateLimit?: { burst: number; perSecond: number };
+  /** The control plane address injected proxies get (default: the built-in one, the chart Service's). */
+  address?: string;
 }
 
 export async function startLocalControlPlane(opts: LocalControlPlaneOptions = {}): Promise<LocalControlPlane> {
@@ -72,7 +74,7 @@ export async function startLocalControlPlane(opts: LocalControlPlaneOptions = {}
   await cp.synced;
   const pair = cp.serving.current();
   const base = defaultConfig().injection;
-  const injection: InjectionConfig = { ...base, controlPlane: { ...base.controlPlane, namespace: CP_NAMESPACE, caPem: cp.caPem } };
+  const injection: InjectionConfig = { ...base, controlPlane: { ...base.controlPlane, ...(opts.address ? { address: opts.address } : {}), namespace: CP_NAMESPACE, caPem: cp.caPem } };
   const server = await createWebhookServer({ tls: { certPem: pair.certPem, keyPem: pair.keyPem }, logger: log, injection, metrics: createWebhookMetrics(registry), managedCredentials: (ns) => cp.managedCredentials(ns) });
   cp.serving.onRenew((p) => server.server.setSecureContext({ cert: p.certPem, key: p.keyPem, minVersion: 'TLSv1.2' }));
   for (const r of cp.routes) server.addRoute(r.method, r.path, r.handler, r.options);

@@ -20,6 +20,8 @@ export interface ManifestResult {
   output: string;
   /** One line per skipped workload or warning, for stderr. */
   notes: string[];
+  /** How many documents were changed (pods or templates injected). */
+  injected: number;
 }
 
 
@@ -155,6 +157,7 @@ function splitDocuments(text: string): Array<{ source: string; doc: Document.Par
 export function injectManifests(text: string, opts: ManifestOptions): ManifestResult {
   const notes: string[] = [];
   const out: string[] = [];
+  let injected = 0;
   splitDocuments(text).forEach(({ doc, source }, i) => {
     const where = `document ${i + 1}`;
     if (doc.errors.length > 0) throw new UserError(`${where}: invalid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
@@ -167,7 +170,8 @@ export function injectManifests(text: string, opts: ManifestOptions): ManifestRe
     if (value === null || value === undefined) return;
     const w = injectObject(value, where, opts, notes);
     const unchanged = source.endsWith('\n') ? source : `${source}\n`;
+    if (w.changed) injected++;
     out.push(w.changed ? stringify(w.value, { lineWidth: 0 }) : unchanged);
   });
-  return { output: out.join('---\n'), notes };
+  return { output: out.join('---\n'), notes, injected };
 }

@@ -119,6 +119,11 @@ export class ControlPlaneClient {
   }
 }
 
+/** The metric label of a failed control plane call: the refusal's reason (bounded: the control plane's own set), or unreachable. */
+function failureReason(err: unknown): string {
+  return err instanceof ControlPlaneError ? err.reason : 'unreachable';
+}
+
 function refusal(status: number, text: string): ControlPlaneError {
   try {
     const e = (JSON.parse(text) as { error?: { reason?: string; message?: string } }).error;
@@ -130,9 +135,9 @@ function refusal(status: number, text: string): ControlPlaneError {
 }
 
 interface Metrics {
-  certFailures: Counter;
+  certFailures: Counter<'reason'>;
   certExpiry: Gauge;
-  policyFailures: Counter;
+  policyFailures: Counter<'reason'>;
   policyRejected: Counter;
   policyUpdates: Counter;
 }
@@ -142,7 +147,10 @@ function createMetrics(registry: Registry): Metrics {
   return {
     certFailures: new Counter({
       name: 'aigress_proxy_certificate_renewal_failures_total',
-      help: 'Failed attempts to get a certificate from the issuer (the current one keeps serving).',
+      help:
+        'Failed attempts to get a certificate from the issuer (the current one keeps serving), by the control plane\'s reason ' +
+        '(NamespaceNotEnabled: the namespace is not labelled aigress.io/inject=enabled) or unreachable.',
+      labelNames: ['reason'],
       registers,
     }),
     certExpiry: new Gauge({
@@ -152,7 +160,8 @@ function createMetrics(registry: Registry): Metrics {
     }),
     policyFailures: new Counter({
       name: 'aigress_proxy_policy_fetch_failures_total',
-      help: 'Failed policy fetches from the control plane (the last good policy stays in force).',
+      help: 'Failed policy fetches from the control plane (the last good policy stays in force), by reason as above.',
+      labelNames: ['reason'],
       registers,
     }),
     policyRejected: new Counter({
@@ -240,7 +249,7 @@ export class ClusterPolicySource implements PolicySource {
       } catch (err) {
         if (this.closed) return;
         this.failures++;
-        this.metrics.policyFailures.inc();
+        this.metrics.policyFailures.inc({ reason: failureReason(err) });
         const delay = backoffDelay(this.failures, this.backoff.baseMs, this.backoff.maxMs);
         // Log the first failure and then sparsely; the metric counts them all.
         if (this.failures === 1 || this.failures % 10 === 0) {
@@ -342,7 +351,7 @@ export class ClusterCertificateSource implements CertificateSource {
         this.main = await this.issue(certificateNames(policy.spec.providers));
         break;
       } catch (err) {
-        this.metrics.certFailures.inc();
+        this.metrics.certFailures.inc({ reason: failureReason(err) });
         const delay = backoffDelay(attempt, this.backoff.baseMs, this.backoff.maxMs);
         this.log.warn({ err: errorMessage(err), attempt, retryInMs: delay }, 'certificate request failed; retrying');
         await new Promise<void>((r) => this.clock.setTimeout(r, delay));
@@ -361,7 +370,7 @@ export class ClusterCertificateSource implements CertificateSource {
         return next.validity;
       },
       onFailure: (err, attempt, retryInMs) => {
-        this.metrics.certFailures.inc();
+        this.metrics.certFailures.inc({ reason: failureReason(err) });
         this.log.warn({ err: errorMessage(err), attempt, retryInMs }, 'certificate renewal failed; serving the current certificate');
       },
     });
@@ -419,7 +428,7 @@ export class ClusterCertificateSource implements CertificateSource {
         return next.validity;
       },
       onFailure: (err, attempt, retryInMs) => {
-        this.metrics.certFailures.inc();
+        this.metrics.certFailures.inc({ reason: failureReason(err) });
         this.log.warn({ host, err: errorMessage(err), attempt, retryInMs }, 'certificate renewal failed; serving the current certificate');
       },
     });

@@ -17,9 +17,12 @@ const stderrOf = (c: string): string =>
 beforeAll(() => ensureBuilt(), 180_000);
 
 describe('aigress inject (the binary)', () => {
-  it('prints the injected manifests of a file, with warnings on stderr', async () => {
+  it('prints the injected manifests of a file, with warnings on stderr, and what the namespace needs', async () => {
     const r = await runCli(['inject', '-f', fixture('04-deployment-env-from-configmap-secret', 'input.yaml')]);
-    expect(r).toEqual({ code: 0, stdout: read('04-deployment-env-from-configmap-secret', 'output.yaml'), stderr: stderrOf('04-deployment-env-from-configmap-secret') });
+    const note =
+      'aigress: note: the control plane issues certificates and policy only to pods in namespaces labelled aigress.io/inject=enabled; ' +
+      'elsewhere the injected proxies never become ready (their log and aigress_proxy_certificate_renewal_failures_total{reason="NamespaceNotEnabled"} say so)\n';
+    expect(r).toEqual({ code: 0, stdout: read('04-deployment-env-from-configmap-secret', 'output.yaml'), stderr: stderrOf('04-deployment-env-from-configmap-secret') + note });
   });
 
   it('reads multi-document YAML from stdin with -f -', async () => {
