@@ -54,7 +54,7 @@ async function upstreamRole(dir) {
 
 async function proxyRole(dir, upstreamPort) {
   const { startProxy } = await import(dist('sidecar/proxy/proxy.js'));
-  const { FilePolicySource, LocalCaCertificateSource } = await import(dist('sidecar/proxy/standalone.js'));
+  const { FilePolicySource, LocalCaCertificateSource } = await import(dist('sidecar/proxy/sources/standalone.js'));
   const { pino } = await import('pino');
   // As `aigress proxy` logs: info level, one line per request, written in 4 KiB batches.
   const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false, minLength: 4096 }));
@@ -69,7 +69,7 @@ async function proxyRole(dir, upstreamPort) {
     resolve: { [HOST]: { host: '127.0.0.1', port: upstreamPort } },
     upstreamCa: readFileSync(join(dir, 'root.crt'), 'utf8'),
     logger,
-    ...(process.env.BENCH_EMPTY_PIPELINE ? { buildPipeline: () => ({ request: [], response: [] }) } : {}),
+    ...(process.env.BENCH_EMPTY_PIPELINE ? { buildPipeline: () => ({ processors: [], close: async () => {} }) } : {}),
   });
   await handle.ready;
   let peakRss = 0;
