@@ -142,9 +142,11 @@ describeRoot('managed credentials in the pod (issue 11): the app holds a placeho
     expect(r.stdout).not.toContain('sk-proj');
   });
 
-  it('neither the injected spec nor any log line holds a key, in clear or base64', () => {
-    const text = `${session.files.injectedYaml}\n${proxy.stdout}\n${proxy.stderr}`;
+  it('neither the injected spec nor any log line holds a key, in clear or base64', async () => {
+    // The proxy writes its log in batches, flushed periodically: wait for the rotation's line to arrive.
+    for (let i = 0; i < 100 && !proxy.stdout.includes('credential changed'); i++) await new Promise((r) => setTimeout(r, 50));
     expect(proxy.stdout).toContain('credential changed');
+    const text = `${session.files.injectedYaml}\n${proxy.stdout}\n${proxy.stderr}`;
     for (const key of ALL_KEYS) {
       for (const form of [key, Buffer.from(key).toString('base64'), Buffer.from(key).toString('base64url')]) expect(text).not.toContain(form);
     }

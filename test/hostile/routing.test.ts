@@ -61,11 +61,11 @@ describe('an IPv4 literal as SNI', () => {
   it('is closed as a connection without a name, never passed through', async () => {
     const hello = await clientHelloFor(IP);
     expect(peek(hello)).toEqual({ kind: 'tls', sni: IP });
-    const before = metricValue(await proxy.handle.registry.metrics(), 'aigress_connections_total', { route: 'unmediated' });
+    const before = metricValue(await proxy.handle.registry.metrics(), 'aigress_connections_total', { route: 'refused' });
     const { text } = await exchange(await tcpTo(proxy.handle.capturePort), hello);
     expect(text).toBe('');
     expect(dialed).toBe(0);
-    expect(metricValue(await proxy.handle.registry.metrics(), 'aigress_connections_total', { route: 'unmediated' })).toBe(before + 1);
+    expect(metricValue(await proxy.handle.registry.metrics(), 'aigress_connections_total', { route: 'refused' })).toBe(before + 1);
   });
 });
 
