@@ -54,7 +54,7 @@ describe('injectManifests', () => {
 
   it('leaves a kind of another API group alone (a CRD named Deployment)', () => {
     const crd = 'apiVersion: example.com/v1\nkind: Deployment\nspec: {}\n';
-    expect(run(crd)).toEqual({ output: crd, notes: [] });
+    expect(run(crd)).toEqual({ output: crd, notes: [], injected: 0 });
   });
 
   it('uses --namespace when given, else the object\'s namespace, else default', () => {
