@@ -60,17 +60,8 @@ export function decodeEventStream(buf: Buffer): { type: string; data: unknown }[
   return out;
 }
 
-/** Seeded PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG: the project's one (test/support/prng.ts). */
+export { mulberry32 as prng } from '../../../support/prng.js';
 
 /** Cuts `buf` at random offsets (1 to 16 bytes apart). */
 export function randomChunks(buf: Buffer, rnd: () => number): Buffer[] {
