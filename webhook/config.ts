@@ -65,6 +65,12 @@ export interface InjectionConfig {
      * the proxy, which merges it into the apps' bundle (`--extra-ca-file`). Empty name: none.
      */
     extraCaConfigMap: { name: string; key: string };
+    /**
+     * Put Prometheus scrape annotations (prometheus.io/scrape, port, path) on injected pods for the proxy's admin
+     * port, for Prometheus set up with the usual annotation-based pod discovery. Annotations the pod already has
+     * are never changed.
+     */
+    prometheusScrape: boolean;
     /** OTLP export and the audit log of injected proxies (docs/metrics.md, docs/audit.md); empty = off. */
     telemetry: {
       /** OTEL_EXPORTER_OTLP_ENDPOINT of the proxy: an http(s) base URL of an OTLP/HTTP receiver. */
@@ -133,6 +139,7 @@ export function defaultConfig(): WebhookConfig {
         resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
         extraArgs: [],
         extraCaConfigMap: { name: '', key: 'ca.crt' },
+        prometheusScrape: false,
         telemetry: { otlpEndpoint: '', auditLog: '', captureContent: false },
       },
       init: {
@@ -304,7 +311,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
   const top = r.section(raw, '', TOP);
   const inj = r.section(top.injection, 'injection', INJECTION);
   const cp = r.section(inj.controlPlane, 'injection.controlPlane', ['address', 'namespace']);
-  const proxy = r.section(inj.proxy, 'injection.proxy', ['uid', 'gid', 'capturePort', 'adminPort', 'resources', 'extraArgs', 'extraCaConfigMap', 'telemetry']);
+  const proxy = r.section(inj.proxy, 'injection.proxy', ['uid', 'gid', 'capturePort', 'adminPort', 'resources', 'extraArgs', 'extraCaConfigMap', 'telemetry', 'prometheusScrape']);
   const extraCa = r.section(proxy.extraCaConfigMap, 'injection.proxy.extraCaConfigMap', ['name', 'key']);
   const extraCaName = r.string(extraCa.name, 'injection.proxy.extraCaConfigMap.name', '').trim();
   const extraCaKey = r.string(extraCa.key, 'injection.proxy.extraCaConfigMap.key', 'ca.crt', { nonEmpty: true }).trim();
@@ -374,6 +381,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
         resources: r.resources(proxy.resources, 'injection.proxy.resources', d.injection.proxy.resources),
         extraArgs: r.stringList(proxy.extraArgs, 'injection.proxy.extraArgs', d.injection.proxy.extraArgs),
         extraCaConfigMap: { name: extraCaName, key: extraCaKey },
+        prometheusScrape: r.boolean(proxy.prometheusScrape, 'injection.proxy.prometheusScrape', false),
         telemetry: { otlpEndpoint, auditLog: r.string(tel.auditLog, 'injection.proxy.telemetry.auditLog', ''), captureContent: tel.captureContent === true },
       },
       init: { resources: r.resources(init.resources, 'injection.init.resources', d.injection.init.resources) },

@@ -18,6 +18,8 @@ interface Status {
   initContainers: string[];
   containers: string[];
   volumes: string[];
+  /** Pod annotations injection added. */
+  annotations: string[];
 }
 
 function readStatus(annotations: unknown): Status {
@@ -25,13 +27,19 @@ function readStatus(annotations: unknown): Status {
     initContainers: [INIT_CONTAINER_NAME, PROXY_CONTAINER_NAME],
     containers: [PROXY_CONTAINER_NAME],
     volumes: [CA_VOLUME, TOKEN_VOLUME, INIT_RUN_VOLUME],
+    annotations: [],
   };
   const raw = isObj(annotations) ? annotations[ANNOTATION_STATUS] : undefined;
   if (typeof raw !== 'string') return fallback;
   try {
     const s = JSON.parse(raw) as Partial<Status>;
     const names = (v: unknown, d: string[]): string[] => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? v : d);
-    return { initContainers: names(s.initContainers, fallback.initContainers), containers: names(s.containers, fallback.containers), volumes: names(s.volumes, fallback.volumes) };
+    return {
+      initContainers: names(s.initContainers, fallback.initContainers),
+      containers: names(s.containers, fallback.containers),
+      volumes: names(s.volumes, fallback.volumes),
+      annotations: names(s.annotations, fallback.annotations),
+    };
   } catch {
     return fallback;
   }
@@ -94,6 +102,7 @@ export function uninjectPod(input: Obj): UninjectResult {
   const status = readStatus(meta?.annotations);
   if (meta && isObj(meta.annotations)) {
     delete meta.annotations[ANNOTATION_STATUS];
+    for (const a of status.annotations) delete meta.annotations[a];
     dropEmpty(meta, 'annotations');
     dropEmpty(pod, 'metadata');
   }

@@ -53,6 +53,13 @@ export interface InjectionStatus {
   initContainers: string[];
   containers: string[];
   volumes: string[];
+  /** Pod annotations injection added (the scrape annotations); absent when none, so uninject removes only these. */
+  annotations?: string[];
+}
+
+/** The Prometheus annotation-discovery convention for the proxy's admin port. */
+export function scrapeAnnotations(config: InjectionConfig): Record<string, string> {
+  return { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(config.proxy.adminPort), 'prometheus.io/path': '/metrics' };
 }
 
 export function inject(input: unknown, context: InjectionContext, config: InjectionConfig): InjectionResult {
@@ -86,6 +93,13 @@ export function inject(input: unknown, context: InjectionContext, config: Inject
     containers: native ? [] : [PROXY_CONTAINER_NAME],
     volumes: volumes.map((v) => v.name),
   };
+  if (config.proxy.prometheusScrape) {
+    // Never over an annotation the pod sets itself (its app may be scraped on its own port).
+    const own = pod.metadata?.annotations ?? {};
+    const added = Object.entries(scrapeAnnotations(config)).filter(([k]) => own[k] === undefined);
+    for (const [k, v] of added) b.set(['metadata', 'annotations', k], v);
+    if (added.length > 0) status.annotations = added.map(([k]) => k);
+  }
   b.set(['metadata', 'annotations', ANNOTATION_STATUS], JSON.stringify(status));
   const existing = new Set((pod.spec.volumes ?? []).map((v) => v.name));
   b.append(

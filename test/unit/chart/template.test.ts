@@ -293,3 +293,20 @@ describe('the built-in defaults agree with the chart', () => {
     expect(svc.spec.ports.map((p) => p.port)).toContain(port);
   });
 });
+
+describe('helm template: injection.proxy.prometheusScrape', () => {
+  it('reaches the control plane\'s injection config, which injects the scrape annotations', async () => {
+    const { render, find } = await import('./render.js');
+    const { parse } = await import('yaml');
+    const { validateConfig } = await import('../../../webhook/config.js');
+    const { inject } = await import('../../../webhook/inject/inject.js');
+    const objects = render({ injection: { proxy: { prometheusScrape: true } } });
+    const cm = find(objects, 'ConfigMap', 'aigress-config') as unknown as { data: Record<string, string> };
+    const text = Object.values(cm.data)[0]!;
+    const cfg = validateConfig(parse(text));
+    expect(cfg.ok).toBe(true);
+    if (!cfg.ok) return;
+    const r = inject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ name: 'app', image: 'a' }] } }, { namespace: 'team-a' }, cfg.config.injection);
+    expect(r.pod?.metadata?.annotations?.['prometheus.io/port']).toBe('14020');
+  });
+});
