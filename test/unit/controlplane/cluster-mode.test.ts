@@ -226,6 +226,8 @@ describe('proxy cluster mode against a local control plane', () => {
       void Promise.all([s.policy.ready(), s.certificates.ready()]).then(() => (ready = true));
       await waitFor(async () => (await metric(registry, 'aigress_proxy_policy_fetch_failures_total')) >= 2);
       expect(ready).toBe(false);
+      // The metric says why: the control plane's reason, not a bare count.
+      expect(await metric(registry, 'aigress_proxy_policy_fetch_failures_total', { reason: 'NamespaceNotEnabled' })).toBeGreaterThanOrEqual(2);
       expect(existsSync(join(dir, POLICY_STATE_FILE))).toBe(false);
       lcp.enableNamespace('team-late');
       await waitFor(() => ready);
