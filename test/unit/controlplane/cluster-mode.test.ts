@@ -44,9 +44,11 @@ async function handshake(ctx: SecureContext, host: string, caPem: string): Promi
   }
 }
 
-const metric = async (registry: Registry, name: string): Promise<number> => {
+/** Sum of a metric's series whose labels include `labels`. */
+const metric = async (registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> => {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
-  return (m?.values ?? []).reduce((a, v) => a + v.value, 0);
+  const match = (v: { labels: Record<string, unknown> }): boolean => Object.entries(labels).every(([k, x]) => v.labels[k] === x);
+  return (m?.values ?? []).filter((v) => match(v as { labels: Record<string, unknown> })).reduce((a, v) => a + v.value, 0);
 };
 
 describe('proxy cluster mode against a local control plane', () => {
