@@ -8,7 +8,7 @@ import { PROVIDER_IDS, type Credential, type EgressPolicy, type ProviderId } fro
 import { parseDuration } from '../../shared/policy/validate.js';
 import type { RouteRequest, RouteResponse } from '../server.js';
 import type { TokenIdentity } from '../tokenreview.js';
-import { bearerToken, HttpRefusal, refusalResponse, type Route } from '../policy/http.js';
+import { bearerToken, HttpRefusal, refusingRoute, type Route } from '../policy/http.js';
 import { etagOf, type PolicyStore } from '../policy/store.js';
 import { DEFAULT_MAX_WAIT_MS } from '../policy/server.js';
 import { ANNOTATION_CREDENTIAL_NAMESPACES, type CredentialSecrets } from './secrets.js';
@@ -143,22 +143,5 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
     return { status: 200, headers: { ...headers, 'content-type': 'application/json' }, text: r.body };
   }
 
-  return [
-    {
-      method: 'GET',
-      path: '/v1/credentials',
-      handler: async (req) => {
-        let r: RouteResponse;
-        try {
-          r = await answer(req);
-        } catch (err) {
-          if (!(err instanceof HttpRefusal)) throw err;
-          if (err.status !== 503) opts.log.info({ status: err.status, reason: err.reason, detail: err.message }, 'credentials request refused');
-          r = refusalResponse(err);
-        }
-        responses.inc({ code: String(r.status) });
-        return r;
-      },
-    },
-  ];
+  return [refusingRoute('/v1/credentials', answer, { log: opts.log, responses, what: 'credentials' })];
 }

@@ -29,6 +29,33 @@ export function refusalResponse(e: HttpRefusal): RouteResponse {
   return { status: e.status, headers: { 'cache-control': 'no-store', ...e.headers }, json: { error: { status: e.status, reason: e.reason, message: e.message } } };
 }
 
+/**
+ * A GET endpoint whose refusals (HttpRefusal) become JSON error answers, logged at info (503s are the server's own
+ * state, logged where it is known) and every answer counted by code. Other errors propagate (500).
+ */
+export function refusingRoute(
+  path: string,
+  answer: (req: RouteRequest) => Promise<RouteResponse>,
+  opts: { log: { info(obj: object, msg: string): void }; responses: { inc(labels: { code: string }): void }; what: string },
+): Route {
+  return {
+    method: 'GET',
+    path,
+    handler: async (req) => {
+      let r: RouteResponse;
+      try {
+        r = await answer(req);
+      } catch (err) {
+        if (!(err instanceof HttpRefusal)) throw err;
+        if (err.status !== 503) opts.log.info({ status: err.status, reason: err.reason, detail: err.message }, `${opts.what} request refused`);
+        r = refusalResponse(err);
+      }
+      opts.responses.inc({ code: String(r.status) });
+      return r;
+    },
+  };
+}
+
 /** The bearer token of the request; refuses (401) when there is none. */
 export function bearerToken(req: RouteRequest): string {
   const h = req.headers.authorization;

@@ -4,7 +4,7 @@ import type { Logger } from '../../shared/log.js';
 import { parseDuration } from '../../shared/policy/validate.js';
 import type { TokenIdentity } from '../tokenreview.js';
 import type { RouteRequest, RouteResponse } from '../server.js';
-import { bearerToken, HttpRefusal, refusalResponse, type Route } from './http.js';
+import { bearerToken, HttpRefusal, refusingRoute, type Route } from './http.js';
 import type { PolicyStore } from './store.js';
 
 // GET /v1/policy: the effective policy of the caller's namespace (taken from its ServiceAccount token, never
@@ -72,22 +72,5 @@ export function policyRoutes(opts: PolicyServerOptions): Route[] {
     return { status: 200, headers: { ...headers, 'content-type': 'application/json' }, text: entry.body };
   }
 
-  return [
-    {
-      method: 'GET',
-      path: '/v1/policy',
-      handler: async (req) => {
-        let r: RouteResponse;
-        try {
-          r = await answer(req);
-        } catch (err) {
-          if (!(err instanceof HttpRefusal)) throw err;
-          if (err.status !== 503) opts.log.info({ status: err.status, reason: err.reason, detail: err.message }, 'policy request refused');
-          r = refusalResponse(err);
-        }
-        responses.inc({ code: String(r.status) });
-        return r;
-      },
-    },
-  ];
+  return [refusingRoute('/v1/policy', answer, { log: opts.log, responses, what: 'policy' })];
 }
