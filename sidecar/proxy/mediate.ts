@@ -257,11 +257,7 @@ export class Mediator {
     out.decision = 'deny';
     out.code = status;
     if (res.headersSent || res.destroyed) return;
-    const e = adapter.errorResponse(kind, status, message);
-    const body = Buffer.from(e.body);
-    out.resBytes = body.length;
-    res.writeHead(e.status, { ...e.headers, ...extra, 'content-length': String(body.length) });
-    res.end(body);
+    answerInShape(res, adapter, out, kind, status, message, extra);
   }
 
   private plainMisdirected(res: AppResponse, host: string, out: Outcome): void {
@@ -324,6 +320,23 @@ export class Mediator {
       'ai request',
     );
   }
+}
+
+/** The proxy's own answer in the provider's error JSON shape (the head not sent yet), sized. */
+function answerInShape(
+  res: AppResponse,
+  adapter: ProviderAdapter,
+  out: Outcome,
+  kind: DenyKind,
+  status: number,
+  message: string,
+  extra?: Readonly<Record<string, string>>,
+): void {
+  const e = adapter.errorResponse(kind, status, message);
+  const body = Buffer.from(e.body);
+  out.resBytes = body.length;
+  res.writeHead(e.status, { ...e.headers, ...extra, 'content-length': String(body.length) });
+  res.end(body);
 }
 
 type UndiciHeaders = Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>[2];
@@ -406,11 +419,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler, ResponseSink {
     this.out.code = failure.status;
     const message =
       failure.kind === 'timeout' ? `aigress: ${this.ex.request.host} did not answer in time` : `aigress: cannot reach ${this.ex.request.host} (${failure.reason})`;
-    const e = this.ex.adapter.errorResponse(failure.kind, failure.status, message);
-    const body = Buffer.from(e.body);
-    this.out.resBytes = body.length;
-    this.res.writeHead(e.status, { ...e.headers, 'content-length': String(body.length) });
-    this.res.end(body);
+    answerInShape(this.res, this.ex.adapter, this.out, failure.kind, failure.status, message);
   }
 
   // ---- ResponseSink: what the runner's plan writes ----
@@ -455,11 +464,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler, ResponseSink {
       this.res.destroy();
       return;
     }
-    const e = this.ex.adapter.errorResponse(d.kind, d.status, d.message);
-    const body = Buffer.from(e.body);
-    this.out.resBytes = body.length;
-    this.res.writeHead(e.status, { ...e.headers, ...d.headers, 'content-length': String(body.length) });
-    this.res.end(body);
+    answerInShape(this.res, this.ex.adapter, this.out, d.kind, d.status, d.message, d.headers);
   }
 
   destroy(): void {
