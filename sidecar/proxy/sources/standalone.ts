@@ -52,7 +52,9 @@ export class LocalCaCertificateSource implements CertificateSource {
     const [crtName, keyName] = tls ? [CA_CERT_FILE, CA_KEY_FILE] : [CA_CERT_FILE_ALT, CA_KEY_FILE_ALT];
     const certFile = join(this.caDir, crtName);
     const keyFile = join(this.caDir, keyName);
-    const [certPem, keyPem] = await Promise.all([readCaFile(certFile), readCaFile(keyFile)]);
+    // One after the other, so a directory missing both names the certificate, every time.
+    const certPem = await readCaFile(certFile);
+    const keyPem = await readCaFile(keyFile);
     let cert: X509Certificate;
     try {
       cert = new X509Certificate(certPem);
