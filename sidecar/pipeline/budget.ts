@@ -83,13 +83,17 @@ export function scopeKey(b: Budget, id: PodIdentity, policy: EgressPolicy): stri
 }
 
 /** OpenAI's reset format: `1m30s`, `6s`, `250ms`. */
+// OpenAI's own form is Go's duration string ("20ms", "1s", "6m0s", "1h0m0s"): once a larger unit is
+// present every smaller one is written, even when zero, so SDKs parsing it see one shape.
 export function resetDuration(ms: number): string {
   if (ms < 1000) return `${Math.max(1, Math.ceil(ms))}ms`;
   const s = Math.ceil(ms / 1000);
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
   const r = s % 60;
-  return `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${r || (!h && !m) ? `${r}s` : ''}`;
+  if (h) return `${h}h${m}m${r}s`;
+  if (m) return `${m}m${r}s`;
+  return `${r}s`;
 }
 
 export function budgetProcessor(ctx: PipelineContext, services: PipelineServices): Processor {

@@ -1,6 +1,7 @@
 // The budget processor with the local store (scope pod) through the real runner: reserve, 429 with the
 // provider's headers, settle to billed usage, release on denial, usage missing, USD budgets.
 import { describe, expect, it } from 'vitest';
+import { resetDuration } from '../../../sidecar/pipeline/budget.js';
 import { validatePolicy } from '../../../shared/policy/validate.js';
 import { exchange, metric, policy, respond, runRequest, setup } from '../pipeline/harness.js';
 
@@ -30,6 +31,20 @@ describe('spec.budgets validation', () => {
   });
   it('is enforced now: a policy with budgets is accepted', () => {
     expect(check({ tokens: 5, per: '1m' }).ok).toBe(true);
+  });
+});
+
+describe('x-ratelimit-reset-tokens format', () => {
+  // Go's duration string, as OpenAI sends it: a whole minute is "1m0s", never "1m" (seen as a CI flake at 60 s).
+  it('writes every smaller unit once a larger one is present', () => {
+    expect(resetDuration(20)).toBe('20ms');
+    expect(resetDuration(0.2)).toBe('1ms');
+    expect(resetDuration(1000)).toBe('1s');
+    expect(resetDuration(59_001)).toBe('1m0s');
+    expect(resetDuration(60_000)).toBe('1m0s');
+    expect(resetDuration(61_000)).toBe('1m1s');
+    expect(resetDuration(3_600_000)).toBe('1h0m0s');
+    expect(resetDuration(3_661_000)).toBe('1h1m1s');
   });
 });
 
