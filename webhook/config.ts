@@ -23,6 +23,7 @@ import { isObj, type Obj } from '../shared/json.js';
 
 export type NativeSidecarMode = 'auto' | 'always' | 'never';
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+export type EscapingContainers = 'deny' | 'warn';
 
 export interface ResourceList {
   cpu?: string;
@@ -106,6 +107,11 @@ export interface InjectionConfig {
     kubernetesApiAddress: string;
     /** UIDs of mesh proxies exempted from capture when the pod is in that mesh (docs/meshes.md). */
     meshProxyUids: { istio: number; linkerd: number };
+    /**
+     * A pod with a container that could bypass capture (runs as the proxy's UID or GID, adds NET_ADMIN or NET_RAW,
+     * or is privileged): `deny` (default) refuses it at admission, `warn` injects it with an admission warning.
+     */
+    escapingContainers: EscapingContainers;
   };
 }
 
@@ -155,6 +161,7 @@ export function defaultConfig(): WebhookConfig {
         excludeKubernetesApi: true,
         kubernetesApiAddress: '',
         meshProxyUids: { istio: ISTIO_PROXY_UID, linkerd: LINKERD_PROXY_UID },
+        escapingContainers: 'deny',
       },
     },
     server: { port: WEBHOOK_PORT, tlsCert: '', tlsKey: '', certReloadSeconds: 5 },
@@ -343,6 +350,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
     'excludeKubernetesApi',
     'kubernetesApiAddress',
     'meshProxyUids',
+    'escapingContainers',
   ]);
   const mesh = r.section(cap.meshProxyUids, 'injection.capture.meshProxyUids', ['istio', 'linkerd']);
   const kubernetesApiAddress = r.string(cap.kubernetesApiAddress, 'injection.capture.kubernetesApiAddress', '').trim();
@@ -404,6 +412,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
           istio: r.integer(mesh.istio, 'injection.capture.meshProxyUids.istio', ISTIO_PROXY_UID, 1, 4294967294),
           linkerd: r.integer(mesh.linkerd, 'injection.capture.meshProxyUids.linkerd', LINKERD_PROXY_UID, 1, 4294967294),
         },
+        escapingContainers: r.oneOf(cap.escapingContainers, 'injection.capture.escapingContainers', ['deny', 'warn'], d.injection.capture.escapingContainers),
       },
     },
     server: {

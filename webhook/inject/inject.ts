@@ -2,9 +2,9 @@ import { ANNOTATION_STATUS, INIT_CONTAINER_NAME, PROXY_CONTAINER_NAME, VERSION }
 import { useNativeSidecar, type InjectionConfig } from '../config.js';
 import { readOverrides } from './annotations.js';
 import { planEnv } from './env.js';
-import { meshesOf, type Mesh } from './mesh.js';
+import { MESH_INIT_CONTAINERS, meshesOf, type Mesh } from './mesh.js';
 import { PatchBuilder, type Segment } from './patch.js';
-import { identityConflict, isAigressContainer, isInjected, skipReason, type SkipCode } from './rules.js';
+import { captureEscapes, isAigressContainer, isInjected, skipReason, type SkipCode } from './rules.js';
 import { checkPodShape, formatShapeIssues } from './shape.js';
 import { CA_VOLUME, appCaMount, caVolume, extraCaVolume, initContainer, initRunVolume, proxyContainer, tokenVolume, type PodFacts } from './template.js';
 import { workloadOf } from './workload.js';
@@ -31,7 +31,8 @@ export type InjectionReason =
   | SkipCode
   | 'invalid-object'
   | 'invalid-annotation'
-  | 'identity-conflict';
+  | 'identity-conflict'
+  | 'capability-conflict';
 
 export interface InjectionResult {
   /** Empty when skipped or denied. */
@@ -71,10 +72,14 @@ export function inject(input: unknown, context: InjectionContext, config: Inject
   const skip = skipReason(pod, context.namespace, config);
   if (skip) return { patch: [], warnings: [], skippedReason: skip.message, reason: skip.code, pod };
 
-  const conflict = identityConflict(pod, config.proxy);
-  if (conflict) return { patch: [], warnings: [], reason: 'identity-conflict', denied: { code: 403, message: conflict } };
-
+  // Before the already-injected check: a container another webhook added on reinvocation is checked too.
   const meshes = meshesOf(pod, config);
+  const escapes = captureEscapes(pod, config.proxy, new Set(meshes.flatMap((m) => MESH_INIT_CONTAINERS[m.name])));
+  if (escapes.length > 0 && config.capture.escapingContainers === 'deny') {
+    const message = escapes.map((e) => e.message).join('; ');
+    return { patch: [], warnings: [], reason: escapes[0]!.kind === 'identity' ? 'identity-conflict' : 'capability-conflict', denied: { code: 403, message } };
+  }
+
   if (isInjected(pod)) return reinject(pod, config, meshes, context.managedCredentials);
 
   const read = readOverrides(pod.metadata?.annotations);
@@ -112,7 +117,9 @@ export function inject(input: unknown, context: InjectionContext, config: Inject
   if (native) b.insert(['spec', 'initContainers'], 1, proxyContainer(config, read.overrides, true, facts));
   else b.insert(['spec', 'containers'], 0, proxyContainer(config, read.overrides, false, facts));
 
-  const warnings = [...read.warnings, ...meshWarnings(meshes), ...(native ? [] : nonNativeWarnings(pod, config)), ...wireContainers(b, native, context.managedCredentials)];
+  // escapingContainers: warn — the pod is injected, and kubectl shows why its capture cannot be relied on.
+  const escapeWarnings = escapes.map((e) => `${e.message} (injection.capture.escapingContainers: warn admitted it)`);
+  const warnings = [...escapeWarnings, ...read.warnings, ...meshWarnings(meshes), ...(native ? [] : nonNativeWarnings(pod, config)), ...wireContainers(b, native, context.managedCredentials)];
   return { patch: b.ops, warnings, reason: 'injected', pod: b.doc as Pod };
 }
 

@@ -43,3 +43,10 @@ export function meshesOf(pod: Pod, config: InjectionConfig): Mesh[] {
   if (linkerd) out.push({ name: 'linkerd', uid: config.capture.meshProxyUids.linkerd, evidence: linkerd });
   return out;
 }
+
+/**
+ * The init containers each mesh's injector adds to write its own iptables rules: they need NET_ADMIN and NET_RAW
+ * (istio-init, linkerd-init), so in a pod of that mesh they are not taken for an app escaping capture. Trusted by
+ * name, like the mesh itself (docs/security.md says what that leaves open).
+ */
+export const MESH_INIT_CONTAINERS: Readonly<Record<Mesh['name'], readonly string[]>> = { istio: ['istio-init'], linkerd: ['linkerd-init'] };

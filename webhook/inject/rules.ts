@@ -37,28 +37,89 @@ export function isInjected(pod: Pod): boolean {
   return [...(pod.spec.initContainers ?? []), ...pod.spec.containers].some(isAigressContainer);
 }
 
+/** Capabilities with which a container can leave capture: rewrite the pod's iptables rules, or send raw packets past them. */
+export const ESCAPING_CAPABILITIES = ['NET_ADMIN', 'NET_RAW'] as const;
+
+export type EscapeKind = 'identity' | 'capability';
+
+/** A container of the pod that could send traffic past capture, and the field that says so. */
+export interface CaptureEscape {
+  kind: EscapeKind;
+  container: string;
+  /** The container's field (or the pod's, when inherited) that gives it away, e.g. `securityContext.capabilities.add`. */
+  field: string;
+  message: string;
+}
+
+const OPT_OUT = `or opt the pod out with annotation ${ANNOTATION_INJECT}: "false"`;
+
+/** `cap_net_admin`, `CAP_NET_ADMIN` and `NET_ADMIN` are one capability to container runtimes. */
+const capName = (c: string): string => c.trim().toUpperCase().replace(/^CAP_/, '');
+
 /**
- * Capture exempts the proxy's UID and its primary GID (iptables --uid-owner / --gid-owner), so any other container
- * running as either would bypass it unseen. aigress denies such a pod rather than moving the proxy to another
- * UID: the UID an image runs as without a runAsUser is invisible to the webhook, so no "free" UID can be chosen
- * safely, and a denial is visible and easy to fix.
+ * Every app container (init containers too: with NET_ADMIN one could delete the rules before the app starts) that
+ * could send traffic past capture, in pod order. Pure; only what the pod spec says is seen:
+ *
+ * - UID / primary GID: capture exempts the proxy's UID and its primary GID (iptables --uid-owner / --gid-owner), so
+ *   a container running as either bypasses it unseen. Such a pod is refused rather than the proxy moved to another
+ *   UID: the UID an image runs as without a runAsUser is invisible to the webhook, so no "free" UID can be chosen
+ *   safely. Supplementary groups (supplementalGroups, fsGroup) are not matched by --gid-owner without
+ *   --suppl-groups, which the rules do not use, so they are no escape.
+ * - NET_ADMIN / NET_RAW added (by name or `ALL`, and not dropped by name again), or `privileged: true`, which grants
+ *   every capability, except in the init containers of the pod's mesh (`meshInits`: istio-init, linkerd-init),
+ *   which need them for the mesh's own rules. NET_RAW that a runtime grants by default without an `add` (containerd's and Docker's default
+ *   set) is invisible here; `drop: [ALL]` (Pod Security "restricted") removes it.
  */
-export function identityConflict(pod: Pod, proxy: { uid: number; gid: number }): string | undefined {
+export function captureEscapes(pod: Pod, proxy: { uid: number; gid: number }, meshInits: ReadonlySet<string> = new Set()): CaptureEscape[] {
   const podSc = pod.spec.securityContext;
+  const out: CaptureEscape[] = [];
+  const inits = new Set(pod.spec.initContainers ?? []);
   for (const c of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
     if (isAigressContainer(c)) continue;
+    const sc = c.securityContext;
     for (const [field, id, what] of [
       ['runAsUser', proxy.uid, 'UID'],
       ['runAsGroup', proxy.gid, 'GID'],
     ] as const) {
-      const own = c.securityContext?.[field] ?? undefined;
+      const own = sc?.[field] ?? undefined;
       if ((own ?? podSc?.[field] ?? undefined) !== id) continue;
-      const source = own === undefined ? ` (from the pod's securityContext.${field})` : '';
-      return (
-        `container "${c.name}" runs as ${what} ${id}${source}, the aigress proxy's ${what}, so its traffic would bypass capture: ` +
-        `run it as another ${what}, or opt the pod out with annotation ${ANNOTATION_INJECT}: "false"`
-      );
+      const source = own === undefined ? `the pod's securityContext.${field}` : `securityContext.${field}`;
+      out.push({
+        kind: 'identity',
+        container: c.name,
+        field: source,
+        message:
+          `container "${c.name}" runs as ${what} ${id} (${source}), the aigress proxy's ${what}, so its traffic would bypass capture: ` +
+          `run it as another ${what}, ${OPT_OUT}`,
+      });
+    }
+    // A mesh's own init container writes the mesh's rules with these capabilities; its identity is still checked.
+    if (inits.has(c) && meshInits.has(c.name)) continue;
+    if (sc?.privileged === true) {
+      out.push({
+        kind: 'capability',
+        container: c.name,
+        field: 'securityContext.privileged',
+        message:
+          `container "${c.name}" is privileged (securityContext.privileged: true), which grants NET_ADMIN and NET_RAW, with which it could rewrite ` +
+          `the pod's iptables rules or send raw packets and so bypass capture: run it unprivileged, ${OPT_OUT}`,
+      });
+      continue;
+    }
+    const add = (sc?.capabilities?.add ?? []).map(capName);
+    const drop = new Set((sc?.capabilities?.drop ?? []).map(capName));
+    const has = ESCAPING_CAPABILITIES.filter((cap) => (add.includes(cap) || add.includes('ALL')) && !drop.has(cap));
+    if (has.length > 0) {
+      const how = has.map((cap) => (add.includes(cap) ? cap : `${cap} (as ALL)`)).join(' and ');
+      out.push({
+        kind: 'capability',
+        container: c.name,
+        field: 'securityContext.capabilities.add',
+        message:
+          `container "${c.name}" adds ${how} (securityContext.capabilities.add), with which it could rewrite the pod's iptables rules ` +
+          `or send raw packets and so bypass capture: drop ${has.length > 1 ? 'them' : 'it'}, ${OPT_OUT}`,
+      });
     }
   }
-  return undefined;
+  return out;
 }

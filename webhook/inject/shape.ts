@@ -54,6 +54,11 @@ class Shape {
     this.integer(sc.runAsUser, `${path}.runAsUser`);
     this.integer(sc.runAsGroup, `${path}.runAsGroup`);
     this.boolean(sc.runAsNonRoot, `${path}.runAsNonRoot`);
+    this.boolean(sc.privileged, `${path}.privileged`);
+    const caps = this.object(sc.capabilities, `${path}.capabilities`);
+    for (const k of ['add', 'drop'] as const) {
+      this.list(caps?.[k], `${path}.capabilities.${k}`)?.forEach((x, i) => this.string(x, `${path}.capabilities.${k}[${i}]`, true));
+    }
   }
   container(v: unknown, path: string): void {
     if (!isObj(v)) {

@@ -18,6 +18,8 @@ export interface SecurityContext {
   runAsUser?: number;
   runAsGroup?: number;
   runAsNonRoot?: boolean;
+  privileged?: boolean;
+  capabilities?: { add?: string[]; drop?: string[]; [field: string]: unknown };
   [field: string]: unknown;
 }
 

@@ -310,3 +310,24 @@ describe('helm template: injection.proxy.prometheusScrape', () => {
     expect(r.pod?.metadata?.annotations?.['prometheus.io/port']).toBe('14020');
   });
 });
+
+describe('helm template: injection.capture.escapingContainers', () => {
+  const netAdminPod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ name: 'vpn', image: 'a', securityContext: { capabilities: { add: ['NET_ADMIN'] } } }] } };
+  it.each([
+    [undefined, 'capability-conflict'],
+    ['warn', 'injected'],
+  ] as const)('%s reaches the control plane\'s injection config (%s)', async (mode, reason) => {
+    const { render, find } = await import('./render.js');
+    const { parse } = await import('yaml');
+    const { validateConfig } = await import('../../../webhook/config.js');
+    const { inject } = await import('../../../webhook/inject/inject.js');
+    const objects = render(mode === undefined ? undefined : { injection: { capture: { escapingContainers: mode } } });
+    const cm = find(objects, 'ConfigMap', 'aigress-config') as unknown as { data: Record<string, string> };
+    const cfg = validateConfig(parse(Object.values(cm.data)[0]!));
+    expect(cfg.ok).toBe(true);
+    if (!cfg.ok) return;
+    expect(cfg.config.injection.capture.escapingContainers).toBe(mode ?? 'deny');
+    const r = inject(netAdminPod, { namespace: 'team-a' }, cfg.config.injection);
+    expect(r.reason).toBe(reason);
+  });
+});

@@ -47,6 +47,18 @@ describe('aigress inject (the binary)', () => {
     expect(r).toEqual({ code: 1, stdout: '', stderr: `aigress: ${read('30-deployment-bad-cidr-annotation', 'error.txt')}\n` });
   });
 
+  it('refuses a pod with a container that could bypass capture, naming it and its field, exit 1; with escapingContainers: warn, injects it and warns', async () => {
+    const denied = await runCli(['inject', '-f', fixture('36-deployment-net-admin', 'input.yaml')]);
+    expect(denied).toEqual({ code: 1, stdout: '', stderr: `aigress: ${read('36-deployment-net-admin', 'error.txt')}\n` });
+    expect(denied.stderr).toContain('container "wireguard" adds NET_ADMIN (securityContext.capabilities.add)');
+    const c = '37-pod-escaping-containers-warn';
+    const warned = await runCli(['inject', '--config', fixture(c, 'config.yaml'), '-f', fixture(c, 'input.yaml')]);
+    expect(warned.code).toBe(0);
+    expect(warned.stdout).toBe(read(c, 'output.yaml'));
+    expect(warned.stderr.startsWith(stderrOf(c))).toBe(true);
+    expect(stderrOf(c)).toMatch(/warning: container "pinger" adds NET_RAW \(securityContext.capabilities.add\)/);
+  });
+
   it.each([
     ['invalid YAML', ['-f', '-'], 'apiVersion: v1\nkind: Pod\nspec: [\n', 1, /^aigress: <stdin>: document 1: invalid YAML at line 4, column 1: .+\n$/],
     ['an invalid object', ['-f', '-'], 'apiVersion: v1\nkind: Pod\nspec: {containers: []}\n', 1, /^aigress: document 1 \(Pod \(unnamed\)\): spec.containers: must list at least one container\n$/],

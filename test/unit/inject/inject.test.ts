@@ -92,9 +92,9 @@ describe('inject', () => {
 
   it('denies a container running as the proxy UID, from its own or the pod\'s securityContext', () => {
     const own = inject(pod({ containers: [{ name: 'a' }, { name: 'b', securityContext: { runAsUser: 1500 } }] }), ctx, config);
-    expect(own.denied).toEqual({ code: 403, message: expect.stringMatching(/^container "b" runs as UID 1500, the aigress proxy's UID/) });
+    expect(own.denied).toEqual({ code: 403, message: expect.stringMatching(/^container "b" runs as UID 1500 \(securityContext.runAsUser\), the aigress proxy's UID/) });
     const inherited = inject(pod({ securityContext: { runAsUser: 1500 } }), ctx, config);
-    expect(inherited.denied?.message).toMatch(/^container "app" runs as UID 1500 \(from the pod's securityContext.runAsUser\)/);
+    expect(inherited.denied?.message).toMatch(/^container "app" runs as UID 1500 \(the pod's securityContext.runAsUser\)/);
     // A container that overrides the pod's 1500 is fine.
     const overridden = inject(pod({ securityContext: { runAsUser: 1500 }, containers: [{ name: 'a', securityContext: { runAsUser: 1000 } }] }), ctx, config);
     expect(overridden.reason).toBe('injected');
@@ -106,10 +106,82 @@ describe('inject', () => {
     const r = inject(pod({ securityContext: { runAsGroup: 1500 } }), ctx, config);
     expect(r).toMatchObject({ reason: 'identity-conflict', patch: [] });
     expect(r.denied?.message).toBe(
-      'container "app" runs as GID 1500 (from the pod\'s securityContext.runAsGroup), the aigress proxy\'s GID, so its traffic would bypass capture: run it as another GID, or opt the pod out with annotation aigress.io/inject: "false"',
+      'container "app" runs as GID 1500 (the pod\'s securityContext.runAsGroup), the aigress proxy\'s GID, so its traffic would bypass capture: run it as another GID, or opt the pod out with annotation aigress.io/inject: "false"',
     );
     // fsGroup and supplementalGroups are not primary groups: --gid-owner does not match them.
     expect(inject(pod({ securityContext: { fsGroup: 1500, supplementalGroups: [1500] } }), ctx, config).reason).toBe('injected');
+  });
+
+  it('denies a container that adds NET_ADMIN or NET_RAW, naming the container and the field', () => {
+    const caps = (add: string[], drop?: string[]): Pod =>
+      pod({ containers: [{ name: 'app' }, { name: 'net', securityContext: { capabilities: { add, ...(drop && { drop }) } } }] });
+    const r = inject(caps(['NET_ADMIN']), ctx, config);
+    expect(r).toMatchObject({ reason: 'capability-conflict', patch: [], warnings: [] });
+    expect(r.denied).toEqual({
+      code: 403,
+      message:
+        'container "net" adds NET_ADMIN (securityContext.capabilities.add), with which it could rewrite the pod\'s iptables rules or send raw packets and so bypass capture: drop it, or opt the pod out with annotation aigress.io/inject: "false"',
+    });
+    // Runtimes accept the CAP_ prefix and any case; ALL includes both.
+    expect(inject(caps(['cap_net_raw']), ctx, config).denied?.message).toMatch(/^container "net" adds NET_RAW \(securityContext/);
+    expect(inject(caps(['ALL']), ctx, config).denied?.message).toMatch(/^container "net" adds NET_ADMIN \(as ALL\) and NET_RAW \(as ALL\) .*: drop them,/);
+    // Dropped by name again: the runtime applies the drop after the add.
+    expect(inject(caps(['ALL'], ['NET_ADMIN', 'NET_RAW']), ctx, config).reason).toBe('injected');
+    expect(inject(caps(['NET_ADMIN'], ['ALL']), ctx, config).reason).toBe('capability-conflict');
+    // Capabilities that do not touch the network are no escape.
+    expect(inject(caps(['NET_BIND_SERVICE', 'SYS_PTRACE']), ctx, config).reason).toBe('injected');
+  });
+
+  it('denies privileged containers and init containers, every one listed', () => {
+    const r = inject(
+      pod({
+        initContainers: [{ name: 'setup', securityContext: { capabilities: { add: ['NET_ADMIN'] } } }],
+        containers: [{ name: 'app', securityContext: { privileged: true, runAsUser: 1500 } }],
+      }),
+      ctx,
+      config,
+    );
+    expect(r.reason).toBe('capability-conflict');
+    const parts = r.denied!.message.split('; ');
+    expect(parts.map((m) => /^container "([^"]+)" (\S+ \S+)/.exec(m)?.slice(1).join(' '))).toEqual(['setup adds NET_ADMIN', 'app runs as', 'app is privileged']);
+    expect(parts[2]).toContain('(securityContext.privileged: true), which grants NET_ADMIN and NET_RAW');
+    // aigress's own init container has NET_ADMIN by design: a pod injected before is not refused for it.
+    const first = inject(pod(), ctx, config);
+    expect(inject(first.pod, ctx, config).reason).toBe('already-injected');
+  });
+
+  it('lets a mesh\'s own init container keep NET_ADMIN, only in a pod of that mesh and only as an init container', () => {
+    const istioInit = { name: 'istio-init', securityContext: { runAsUser: 0, capabilities: { add: ['NET_ADMIN', 'NET_RAW'] } } };
+    const inMesh = { name: 'p', annotations: { 'sidecar.istio.io/status': '{}' } };
+    expect(inject(pod({ initContainers: [istioInit] }, inMesh), ctx, config).reason).toBe('injected');
+    // Without the mesh's marks the name proves nothing.
+    expect(inject(pod({ initContainers: [istioInit] }), ctx, config).denied?.message).toMatch(/^container "istio-init" adds NET_ADMIN and NET_RAW/);
+    // Nor does it as a regular container, or under the other mesh's name.
+    expect(inject(pod({ containers: [{ name: 'app' }, istioInit] }, inMesh), ctx, config).reason).toBe('capability-conflict');
+    expect(inject(pod({ initContainers: [{ ...istioInit, name: 'linkerd-init' }] }, inMesh), ctx, config).reason).toBe('capability-conflict');
+    // Its identity is still checked.
+    expect(inject(pod({ initContainers: [{ ...istioInit, securityContext: { ...istioInit.securityContext, runAsUser: 1500 } }] }, inMesh), ctx, config).reason).toBe('identity-conflict');
+  });
+
+  it('with escapingContainers: warn, injects such a pod and says why in a warning', () => {
+    const warn: InjectionConfig = { ...config, capture: { ...config.capture, escapingContainers: 'warn' } };
+    const input = pod({ securityContext: { runAsGroup: 1500 }, containers: [{ name: 'vpn', securityContext: { capabilities: { add: ['NET_ADMIN'] } } }] });
+    const r = inject(input, ctx, warn);
+    expect(r.reason).toBe('injected');
+    expect(r.denied).toBeUndefined();
+    expect(r.patch.length).toBeGreaterThan(0);
+    expect(r.warnings.slice(0, 2)).toEqual([
+      expect.stringMatching(/^container "vpn" runs as GID 1500 \(the pod's securityContext.runAsGroup\).*\(injection.capture.escapingContainers: warn admitted it\)$/),
+      expect.stringMatching(/^container "vpn" adds NET_ADMIN \(securityContext.capabilities.add\).*\(injection.capture.escapingContainers: warn admitted it\)$/),
+    ]);
+    // The same pod under the default is refused with the same two messages.
+    const denied = inject(input, ctx, config);
+    expect(denied.denied?.message).toBe(r.warnings.slice(0, 2).map((w) => w.replace(' (injection.capture.escapingContainers: warn admitted it)', '')).join('; '));
+  });
+
+  it('refuses a malformed capabilities field with its path', () => {
+    const r = inject(pod({ containers: [{ name: 'a', securityContext: { capabilities: { add: 'NET_ADMIN' as unknown as string[] } } }] }), ctx, config);
+    expect(r.denied).toEqual({ code: 400, message: 'invalid pod: spec.containers[0].securityContext.capabilities.add: must be a list (got "NET_ADMIN")' });
   });
 
   it('denies an invalid object with the field path', () => {

@@ -32,6 +32,8 @@ describe('control-plane config', () => {
       { from: 8000, to: 8100 },
     ]);
     expect(c.injection.capture.ipv6).toBe('true');
+    expect(c.injection.capture.escapingContainers).toBe('deny');
+    expect(parseConfig('injection:\n  capture:\n    escapingContainers: warn\n', 'c.yaml').injection.capture.escapingContainers).toBe('warn');
     expect(c.server).toEqual(defaultConfig().server);
   });
 
@@ -46,6 +48,7 @@ describe('control-plane config', () => {
     ['injection:\n  capture:\n    excludeOutboundCidrs: ["10.0.0/8"]\n', 'cfg.yaml: injection.capture.excludeOutboundCidrs[0]: "10.0.0/8" is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)'],
     ['injection:\n  capture:\n    includeOutboundPorts: []\n', 'cfg.yaml: injection.capture.includeOutboundPorts: must list at least one port'],
     ['injection:\n  capture:\n    excludeOutboundPorts: [99999]\n', 'cfg.yaml: injection.capture.excludeOutboundPorts[0]: 99999 is out of range (ports are 1-65535)'],
+    ['injection:\n  capture:\n    escapingContainers: allow\n', 'cfg.yaml: injection.capture.escapingContainers: must be one of deny, warn (got "allow")'],
     ['injection:\n  kubernetesVersion: latest\n', 'cfg.yaml: injection.kubernetesVersion: must look like 1.29 or v1.29.3 (got "latest")'],
     ['injection:\n  controlPlane:\n    address: aigress:8443\n', 'cfg.yaml: injection.controlPlane.address: must be an http(s) URL or empty (got "aigress:8443")'],
     ['server:\n  tlsCert: /tls.crt\n', 'cfg.yaml: server.tlsKey: tlsCert and tlsKey go together: set both or neither'],
