@@ -4,7 +4,8 @@
 #   docker build --target sidecar -t aigress-sidecar:dev .     the injected one: `aigress proxy` and `aigress init`
 #                                                               only, an esbuild bundle instead of node_modules
 # (set injection.image to the sidecar image; docs/image.md has the measured sizes).
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 24 LTS, the runtime the images are built and measured for (override with --build-arg NODE_IMAGE=...).
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # ---- build: compile TypeScript, then drop dev dependencies ----
 FROM ${NODE_IMAGE} AS build

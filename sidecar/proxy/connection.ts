@@ -9,6 +9,7 @@ import { peekConnection } from './listener.js';
 import type { MediatedConnection, PolicyState } from './mediate.js';
 import type { ProxyMetrics } from './metrics.js';
 import { passThrough } from './passthrough.js';
+import { createAddressChecker, type AddressChecker } from './passthrough-check.js';
 import { PEEK_LIMIT } from './peek.js';
 import type { OriginalDestinationReader } from './original-dst.js';
 import { decideRoute, routeLabel, type Route } from './route.js';
@@ -57,6 +58,8 @@ export interface ConnectionDeps {
   originalDestination?: OriginalDestinationReader;
   /** With an original destination: how long a silent client is waited for before it is passed through. */
   serverFirstWaitMs: number;
+  /** Checks a by-name pass-through's original address against the name's (default: the system resolver, cached). */
+  addressChecker?: AddressChecker;
   /** host → address to dial instead (demo, loopback tests). */
   resolve?: Readonly<Record<string, { host: string; port: number }>>;
   /** Called for every connection that carries AI requests (drain needs them). */
@@ -69,6 +72,23 @@ export type ConnectionHandler = (socket: Socket) => Promise<void>;
 export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler {
   const { metrics, log, certificates: certs } = deps;
   const tlsEndLog = new LogThrottle(TLS_END_LOG_WINDOW_MS);
+  const checkAddress = deps.addressChecker ?? createAddressChecker();
+  const mismatchLog = new LogThrottle(TLS_END_LOG_WINDOW_MS);
+
+  /** On the side of a by-name pass-through to its original address: counted and logged, never awaited. */
+  function checkPassthroughAddress(host: string, address: string, port: number): void {
+    void checkAddress(host, address).then(({ result, resolved }) => {
+      metrics.passthroughAddressChecks.inc({ result });
+      if (result === 'match') return;
+      const t = mismatchLog.check(`${host} ${result}`);
+      if (!t.log) return;
+      const message =
+        result === 'mismatch'
+          ? 'pass-through: the app named a host whose addresses do not include the one it connected to (SNI or Host spoofed, or DNS answers that differ)'
+          : 'pass-through: the host the app named does not resolve for the proxy';
+      log.warn({ host, target: `${address}:${port}`, resolved: resolved.slice(0, 8), similarSinceLast: t.suppressed }, message);
+    });
+  }
 
   async function handleCaptured(socket: Socket): Promise<void> {
     // Read before anything else: the conntrack entry is there as long as the socket is.
@@ -111,6 +131,7 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
         // The demo's and loopback tests' name overrides still apply to names; an original address is dialled as is.
         const target = (route.host !== undefined && deps.resolve?.[route.host]) || route.target;
         if (route.by === 'address') log.debug({ target: `${target.host}:${target.port}`, reason: route.reason }, 'passed through by address');
+        else if (original && route.host !== undefined && target === route.target) checkPassthroughAddress(route.host, original.address, original.port);
         passThrough(socket, head, target, {
           connectTimeoutMs: PASSTHROUGH_CONNECT_TIMEOUT_MS,
           onClose: (error) => {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { ADDRESS_CHECKS } from './passthrough-check.js';
 import { ROUTE_LABELS } from './route.js';
 
 // The proxy's Prometheus metrics, served on the admin port. One Registry per proxy instance (tests run several
@@ -14,6 +15,7 @@ export interface ProxyMetrics {
   readonly upstreamErrors: Counter<'provider' | 'reason'>;
   readonly bodyTooLarge: Counter<string>;
   readonly clientTlsErrors: Counter<'provider' | 'stage'>;
+  readonly passthroughAddressChecks: Counter<'result'>;
 }
 
 export function createMetrics(openConnections: () => number, registry: Registry = new Registry()): ProxyMetrics {
@@ -54,6 +56,14 @@ export function createMetrics(openConnections: () => number, registry: Registry 
       labelNames: ['provider', 'stage'],
       registers,
     }),
+    passthroughAddressChecks: new Counter({
+      name: 'aigress_passthrough_address_checks_total',
+      help:
+        'Connections passed through by name to their original destination, by whether that address is among those the name ' +
+        'resolves to for the proxy: match, mismatch (the SNI or Host names another host than the one dialled), unresolved.',
+      labelNames: ['result'],
+      registers,
+    }),
   };
   new Gauge({
     name: 'aigress_open_connections',
@@ -65,5 +75,6 @@ export function createMetrics(openConnections: () => number, registry: Registry 
   });
   // Zero-valued series up front, so dashboards and alerts see them before the first event.
   for (const route of ROUTE_LABELS) m.connections.inc({ route }, 0);
+  for (const result of ADDRESS_CHECKS) m.passthroughAddressChecks.inc({ result }, 0);
   return m;
 }
