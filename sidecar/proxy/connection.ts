@@ -79,7 +79,7 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
   function checkPassthroughAddress(host: string, address: string, port: number): void {
     void checkAddress(host, address).then(({ result, resolved }) => {
       metrics.passthroughAddressChecks.inc({ result });
-      if (result === 'match') return;
+      if (result === 'match' || result === 'unchecked') return;
       const t = mismatchLog.check(`${host} ${result}`);
       if (!t.log) return;
       const message =

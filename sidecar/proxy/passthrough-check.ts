@@ -8,8 +8,9 @@ import { isIPv4, isIPv6 } from 'node:net';
 // differ between resolvers, rotations and TTLs); it is counted (aigress_passthrough_address_checks_total) and
 // logged. docs/security.md says what it does and does not catch.
 
-export type AddressCheck = 'match' | 'mismatch' | 'unresolved';
-export const ADDRESS_CHECKS: readonly AddressCheck[] = ['match', 'mismatch', 'unresolved'];
+/** `unchecked`: too many lookups already in flight (an app opening connections to many new names at once). */
+export type AddressCheck = 'match' | 'mismatch' | 'unresolved' | 'unchecked';
+export const ADDRESS_CHECKS: readonly AddressCheck[] = ['match', 'mismatch', 'unresolved', 'unchecked'];
 
 /** One textual form per address: IPv4-mapped IPv6 as IPv4, IPv6 compressed and lower case. */
 export function normalizeAddress(address: string): string {
@@ -30,7 +31,7 @@ export function normalizeAddress(address: string): string {
 }
 
 /** Pure: is the address the app dialled among those the name resolves to (undefined: it resolved to none)? */
-export function checkOriginalAddress(original: string, resolved: readonly string[] | undefined): AddressCheck {
+export function checkOriginalAddress(original: string, resolved: readonly string[] | undefined): Exclude<AddressCheck, 'unchecked'> {
   if (resolved === undefined || resolved.length === 0) return 'unresolved';
   const want = normalizeAddress(original);
   return resolved.some((r) => normalizeAddress(r) === want) ? 'match' : 'mismatch';
@@ -49,6 +50,11 @@ export interface AddressCheckerOptions {
   maxNames?: number;
   /** A lookup that takes longer counts as unresolved. */
   timeoutMs?: number;
+  /**
+   * Distinct names looked up at once at most: lookups share libuv's small thread pool with the upstream dialler's,
+   * so an app opening connections to many new names must not queue the AI hosts' lookups behind its own.
+   */
+  maxInflight?: number;
   now?: () => number;
 }
 
@@ -56,8 +62,8 @@ export type AddressChecker = (host: string, original: string) => Promise<{ resul
 
 /**
  * Checks original destinations against the names' addresses, caching each name's answer for `ttlMs`. A mismatch
- * against a cached answer is looked up again before it counts, so a stale cache entry is never the reason. Never
- * rejects.
+ * against a cached answer is looked up again before it counts, so a stale cache entry is never the reason;
+ * concurrent checks of one name share one lookup. Never rejects.
  */
 export function createAddressChecker(opts: AddressCheckerOptions = {}): AddressChecker {
   const lookup = opts.lookup ?? systemLookup;
@@ -65,9 +71,20 @@ export function createAddressChecker(opts: AddressCheckerOptions = {}): AddressC
   const maxNames = opts.maxNames ?? 1000;
   const timeoutMs = opts.timeoutMs ?? 5_000;
   const now = opts.now ?? Date.now;
+  const maxInflight = opts.maxInflight ?? 16;
   const cache = new Map<string, { at: number; addresses: readonly string[] }>();
+  const inflight = new Map<string, Promise<readonly string[]>>();
 
-  const resolve = async (host: string): Promise<readonly string[]> => {
+  const resolve = (host: string): Promise<readonly string[]> | undefined => {
+    const pending = inflight.get(host);
+    if (pending) return pending;
+    if (inflight.size >= maxInflight) return undefined;
+    const p = lookupOnce(host).finally(() => inflight.delete(host));
+    inflight.set(host, p);
+    return p;
+  };
+
+  const lookupOnce = async (host: string): Promise<readonly string[]> => {
     let timer: NodeJS.Timeout | undefined;
     try {
       const addresses = await Promise.race([
@@ -94,7 +111,9 @@ export function createAddressChecker(opts: AddressCheckerOptions = {}): AddressC
       const result = checkOriginalAddress(original, cached.addresses);
       if (result === 'match') return { result, resolved: cached.addresses };
     }
-    const resolved = await resolve(host);
+    const pending = resolve(host);
+    if (!pending) return { result: 'unchecked', resolved: [] };
+    const resolved = await pending;
     return { result: checkOriginalAddress(original, resolved), resolved };
   };
 }

@@ -61,6 +61,28 @@ describe('createAddressChecker', () => {
     expect(await slow('slow.example', '10.0.0.1')).toEqual({ result: 'unresolved', resolved: [] });
   });
 
+  it('shares one lookup between concurrent checks of a name, and checks no more than maxInflight names at once', async () => {
+    const release: Array<() => void> = [];
+    const calls: string[] = [];
+    const lookup = (host: string): Promise<string[]> =>
+      new Promise((r) => {
+        calls.push(host);
+        release.push(() => r(['10.0.0.1']));
+      });
+    const check = createAddressChecker({ lookup, maxInflight: 2 });
+    const a1 = check('a.example', '10.0.0.1');
+    const a2 = check('a.example', '10.0.0.9');
+    const b = check('b.example', '10.0.0.1');
+    expect(await check('c.example', '10.0.0.1')).toEqual({ result: 'unchecked', resolved: [] });
+    expect(calls).toEqual(['a.example', 'b.example']);
+    for (const r of release) r();
+    expect([(await a1).result, (await a2).result, (await b).result]).toEqual(['match', 'mismatch', 'match']);
+    // Once they are done, new names are looked up again.
+    const c = check('c.example', '10.0.0.1');
+    release[2]!();
+    expect((await c).result).toBe('match');
+  });
+
   it('keeps at most maxNames names (the app chooses them)', async () => {
     const answers: Record<string, string[]> = {};
     for (let i = 0; i < 10; i++) answers[`h${i}.example`] = [`10.0.0.${i}`];
