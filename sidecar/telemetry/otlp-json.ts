@@ -37,7 +37,7 @@ export const SPAN_KIND_CLIENT = 3;
 export const STATUS_UNSET = 0;
 export const STATUS_ERROR = 2;
 /** AggregationTemporality CUMULATIVE: every export carries totals since the proxy started. */
-const CUMULATIVE = 2;
+export const CUMULATIVE = 2;
 
 export interface SpanData {
   traceId: string;
