@@ -25,7 +25,7 @@ describe('injection.proxy.telemetry', () => {
       OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true',
     });
     const c = telemetryConfig(env);
-    expect(c.otlp!.tracesUrl!.href).toBe('http://otel-collector.observability:4318/v1/traces');
+    expect(c.otlp!.traces!.url.href).toBe('http://otel-collector.observability:4318/v1/traces');
     expect(c.audit).toEqual({ kind: 'stdout' });
     expect(c.captureContent).toBe(true);
   });
