@@ -5,6 +5,7 @@ import type { PodIdentity } from '../pipeline/types.js';
 import { auditSink, type Writable } from './audit-sink.js';
 import type { TelemetryConfig } from './config.js';
 import type { Attributes } from './otlp-json.js';
+import { recordRefusal } from './refusal.js';
 import type { TelemetryServices } from './types.js';
 
 // Builds the telemetry services for the proxy from its checked configuration. The OTLP exporter's module is
@@ -57,5 +58,12 @@ export async function createTelemetry(o: TelemetryOptions): Promise<TelemetrySer
     otlp = new OtlpExporter({ config: config.otlp, resource, registry: o.registry, log: o.log });
   }
   const audit = config.audit ? auditSink(config.audit, o.stdout) : undefined;
-  return { ...(otlp && { otlp }), ...(audit && { audit }), captureContent: config.captureContent, resource };
+  const t: TelemetryServices = {
+    ...(otlp && { otlp }),
+    ...(audit && { audit }),
+    captureContent: config.captureContent,
+    resource,
+    refused: (r, c) => recordRefusal(t, o.identity, r, c),
+  };
+  return t;
 }
