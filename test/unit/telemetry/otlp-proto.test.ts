@@ -1,7 +1,13 @@
 // The hand-written OTLP protobuf encoder against the opentelemetry-proto schema: bodies are decoded by a decoder
 // that takes its field numbers and types from the vendored .proto files, and must say exactly what the JSON
 // encoding of the same data says. Then the exporter's wire behaviour: content types, gzip, per-signal protocol.
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { createCA, issueLeaf, loadCA } from '../../../shared/pki.js';
 import { Registry, Counter } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../../shared/log.js';
@@ -183,6 +189,43 @@ describe('OTLP exporter on the wire', () => {
     expect(m2!.headers).toMatchObject({ 'content-type': 'application/x-protobuf', 'content-encoding': 'gzip', authorization: 'Bearer t0k' });
     expect(counter(m2!)).toBe('5');
     await r.close();
+  });
+
+  it('https with OTEL_EXPORTER_OTLP_CERTIFICATE as the trusted root and a client certificate for mutual TLS', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aigress-otlp-tls-'));
+    const root = await createCA('otlp test root', 1);
+    const rootCa = await loadCA(root.certPem, root.keyPem);
+    const server = await issueLeaf(rootCa, { dnsNames: ['localhost'] });
+    const client = await issueLeaf(rootCa, { dnsNames: ['aigress-proxy'], usage: 'client' });
+    const file = (name: string, text: string): string => (writeFileSync(join(dir, name), text), join(dir, name));
+    const seen: { path: string; client?: string }[] = [];
+    const https = createHttpsServer({ cert: server.certPem, key: server.keyPem, ca: root.certPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const peer = (req.socket as TLSSocket).getPeerCertificate();
+        seen.push({ path: req.url ?? '', ...(peer.subject?.CN && { client: peer.subject.CN }) });
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
+    const port = (https.address() as { port: number }).port;
+    const env = {
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `https://localhost:${port}/v1/traces`,
+      OTEL_EXPORTER_OTLP_CERTIFICATE: file('ca.pem', root.certPem),
+      OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: file('tls.crt', client.certPem),
+      OTEL_EXPORTER_OTLP_CLIENT_KEY: file('tls.key', client.keyPem),
+    };
+    const log = createLogger('test', { level: 'silent' });
+    const e = new OtlpExporter({ config: telemetryConfig(env).otlp!, resource: {}, registry: new Registry(), log });
+    e.span(SPANS[1]!);
+    await e.close();
+    // Without the client certificate the server refuses the handshake: nothing arrives.
+    const { OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: _c, OTEL_EXPORTER_OTLP_CLIENT_KEY: _k, ...noClient } = env;
+    const e2 = new OtlpExporter({ config: telemetryConfig(noClient).otlp!, resource: {}, registry: new Registry(), log });
+    e2.span(SPANS[1]!);
+    await e2.close();
+    await new Promise<void>((r) => https.close(() => r()));
+    expect(seen).toEqual([{ path: '/v1/traces', client: 'aigress-proxy' }]);
   });
 
   it('names the variable when a TLS file cannot be read', () => {
