@@ -10,6 +10,7 @@ import { createServer, get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout } from 'node:timers';
 
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
 const RUNS = Number(process.argv[2] ?? 7);
