@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import { VERSION } from '../../shared/constants.js';
+import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { PodIdentity } from '../pipeline/types.js';
 import { auditSink, type Writable } from './audit-sink.js';
@@ -63,7 +64,14 @@ export async function createTelemetry(o: TelemetryOptions): Promise<TelemetrySer
     ...(audit && { audit }),
     captureContent: config.captureContent,
     resource,
-    refused: (r, c) => recordRefusal(t, o.identity, r, c),
+    // Called from the proxy's HTTP fronts: a telemetry failure must not break the refusal being written.
+    refused: (r, c) => {
+      try {
+        recordRefusal(t, o.identity, r, c);
+      } catch (err) {
+        o.log.warn({ err: errorMessage(err), status: r.status }, 'telemetry of a refused request failed');
+      }
+    },
   };
   return t;
 }

@@ -203,7 +203,7 @@ describe('OTLP exporter on the wire', () => {
       req.resume();
       req.on('end', () => {
         const peer = (req.socket as TLSSocket).getPeerCertificate();
-        seen.push({ path: req.url ?? '', ...(peer.subject?.CN && { client: peer.subject.CN }) });
+        seen.push({ path: req.url ?? '', ...(peer.subject?.CN && { client: String(peer.subject.CN) }) });
         res.writeHead(200).end();
       });
     });
