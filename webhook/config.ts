@@ -76,6 +76,23 @@ export interface InjectionConfig {
     telemetry: {
       /** OTEL_EXPORTER_OTLP_ENDPOINT of the proxy: an http(s) base URL of an OTLP/HTTP receiver. */
       otlpEndpoint: string;
+      /** OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / _METRICS_ENDPOINT: full URL of one signal; empty = from otlpEndpoint. */
+      otlpTracesEndpoint: string;
+      otlpMetricsEndpoint: string;
+      /** OTEL_EXPORTER_OTLP_PROTOCOL ('' = the proxy's default, http/protobuf). */
+      otlpProtocol: '' | 'http/protobuf' | 'http/json';
+      /** OTEL_EXPORTER_OTLP_COMPRESSION ('' = none). */
+      otlpCompression: '' | 'gzip' | 'none';
+      /** OTEL_EXPORTER_OTLP_TIMEOUT in ms; 0 = the proxy's default (10000). */
+      otlpTimeoutMs: number;
+      /** A Secret in the pod's namespace whose key holds OTEL_EXPORTER_OTLP_HEADERS (keys stay out of the pod spec). */
+      otlpHeadersSecret: { name: string; key: string };
+      /** OTEL_METRIC_EXPORT_INTERVAL in ms; 0 = the proxy's default (60000). */
+      metricExportIntervalMs: number;
+      /** OTEL_SERVICE_NAME; empty = aigress-proxy. */
+      serviceName: string;
+      /** OTEL_RESOURCE_ATTRIBUTES, added to the pod identity on every span and metric. */
+      resourceAttributes: Readonly<Record<string, string>>;
       /** AIGRESS_AUDIT_LOG of the proxy: stdout, stderr or a file path. */
       auditLog: string;
       /** Prompt and completion text on spans (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT). */
@@ -146,7 +163,20 @@ export function defaultConfig(): WebhookConfig {
         extraArgs: [],
         extraCaConfigMap: { name: '', key: 'ca.crt' },
         prometheusScrape: false,
-        telemetry: { otlpEndpoint: '', auditLog: '', captureContent: false },
+        telemetry: {
+          otlpEndpoint: '',
+          otlpTracesEndpoint: '',
+          otlpMetricsEndpoint: '',
+          otlpProtocol: '',
+          otlpCompression: '',
+          otlpTimeoutMs: 0,
+          otlpHeadersSecret: { name: '', key: 'headers' },
+          metricExportIntervalMs: 0,
+          serviceName: '',
+          resourceAttributes: {},
+          auditLog: '',
+          captureContent: false,
+        },
       },
       init: {
         resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
@@ -326,11 +356,37 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
     r.fail('injection.proxy.extraCaConfigMap.name', `must be a ConfigMap name (got ${JSON.stringify(extraCaName)})`);
   }
   if (!/^[-._a-zA-Z0-9]+$/.test(extraCaKey)) r.fail('injection.proxy.extraCaConfigMap.key', `must be a ConfigMap key (got ${JSON.stringify(extraCaKey)})`);
-  const tel = r.section(proxy.telemetry, 'injection.proxy.telemetry', ['otlpEndpoint', 'auditLog', 'captureContent']);
-  const otlpEndpoint = r.string(tel.otlpEndpoint, 'injection.proxy.telemetry.otlpEndpoint', '');
-  if (otlpEndpoint !== '' && !/^https?:\/\/[^\s/]+/.test(otlpEndpoint)) {
-    r.fail('injection.proxy.telemetry.otlpEndpoint', `must be an http(s) URL or empty (got ${JSON.stringify(otlpEndpoint)})`);
+  const T = 'injection.proxy.telemetry';
+  const tel = r.section(proxy.telemetry, T, [
+    'otlpEndpoint', 'otlpTracesEndpoint', 'otlpMetricsEndpoint', 'otlpProtocol', 'otlpCompression', 'otlpTimeoutMs', 'otlpHeadersSecret',
+    'metricExportIntervalMs', 'serviceName', 'resourceAttributes', 'auditLog', 'captureContent',
+  ]);
+  const httpUrl = (k: 'otlpEndpoint' | 'otlpTracesEndpoint' | 'otlpMetricsEndpoint'): string => {
+    const u = r.string(tel[k], `${T}.${k}`, '');
+    if (u !== '' && !/^https?:\/\/[^\s/]+/.test(u)) r.fail(`${T}.${k}`, `must be an http(s) URL or empty (got ${JSON.stringify(u)})`);
+    return u;
+  };
+  const otlpEndpoint = httpUrl('otlpEndpoint');
+  const headersSecret = r.section(tel.otlpHeadersSecret, `${T}.otlpHeadersSecret`, ['name', 'key']);
+  const resourceAttributes: Record<string, string> = {};
+  const ra = tel.resourceAttributes;
+  if (ra !== undefined && ra !== null && !isObj(ra)) r.fail(`${T}.resourceAttributes`, 'must be a map');
+  for (const [k, v] of Object.entries(isObj(ra) ? ra : {})) {
+    if (typeof v !== 'string' || !/^[^\s,=]+$/.test(k)) r.fail(`${T}.resourceAttributes.${k}`, 'must be a string value under a key without spaces, commas or =');
+    else resourceAttributes[k] = v;
   }
+  const telemetryRest = {
+    otlpTracesEndpoint: httpUrl('otlpTracesEndpoint'),
+    otlpMetricsEndpoint: httpUrl('otlpMetricsEndpoint'),
+    otlpProtocol: r.oneOf(tel.otlpProtocol, `${T}.otlpProtocol`, ['', 'http/protobuf', 'http/json'] as const, ''),
+    otlpCompression: r.oneOf(tel.otlpCompression, `${T}.otlpCompression`, ['', 'gzip', 'none'] as const, ''),
+    otlpTimeoutMs: r.integer(tel.otlpTimeoutMs, `${T}.otlpTimeoutMs`, 0, 0, 600_000),
+    otlpHeadersSecret: { name: r.string(headersSecret.name, `${T}.otlpHeadersSecret.name`, ''), key: r.string(headersSecret.key, `${T}.otlpHeadersSecret.key`, 'headers', { nonEmpty: true }) },
+    // The proxy refuses an interval under 100 ms: caught here, not as a crash-looping sidecar.
+    metricExportIntervalMs: tel.metricExportIntervalMs === 0 ? 0 : r.integer(tel.metricExportIntervalMs, `${T}.metricExportIntervalMs`, 0, 100, 86_400_000),
+    serviceName: r.string(tel.serviceName, `${T}.serviceName`, ''),
+    resourceAttributes,
+  };
   if (tel.captureContent !== undefined && typeof tel.captureContent !== 'boolean') {
     r.fail('injection.proxy.telemetry.captureContent', `must be true or false (got ${JSON.stringify(tel.captureContent)})`);
   }
@@ -390,7 +446,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
         extraArgs: r.stringList(proxy.extraArgs, 'injection.proxy.extraArgs', d.injection.proxy.extraArgs),
         extraCaConfigMap: { name: extraCaName, key: extraCaKey },
         prometheusScrape: r.boolean(proxy.prometheusScrape, 'injection.proxy.prometheusScrape', false),
-        telemetry: { otlpEndpoint, auditLog: r.string(tel.auditLog, 'injection.proxy.telemetry.auditLog', ''), captureContent: tel.captureContent === true },
+        telemetry: { otlpEndpoint, ...telemetryRest, auditLog: r.string(tel.auditLog, 'injection.proxy.telemetry.auditLog', ''), captureContent: tel.captureContent === true },
       },
       init: { resources: r.resources(init.resources, 'injection.init.resources', d.injection.init.resources) },
       budgets: {

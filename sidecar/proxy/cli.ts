@@ -27,7 +27,7 @@ export function registerProxy(program: Command): void {
     .option('--upstream-timeout <duration>', 'how long to wait for a provider\'s response headers, and between body chunks', `${D.upstreamTimeoutMs / 1000}s`)
     .option('--redis-url <url>', 'shared budgets: redis:// or rediss:// (TLS) URL of the Redis the proxies of a scope share; password from AIGRESS_REDIS_PASSWORD')
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')}`, 'info')
-    .option('--otlp-endpoint <url>', 'export spans and metrics over OTLP/HTTP (JSON) to this base URL (as OTEL_EXPORTER_OTLP_ENDPOINT; docs/metrics.md)')
+    .option('--otlp-endpoint <url>', 'export spans and metrics over OTLP/HTTP (protobuf by default) to this base URL (as OTEL_EXPORTER_OTLP_ENDPOINT; docs/metrics.md)')
     .option('--audit-log <dest>', 'write one audit record per AI call (docs/audit.md) to stdout, stderr or this file')
     .option('--capture-content', 'put prompt and completion text (after redaction) on spans; off by default')
     .addHelpText(

@@ -1,5 +1,6 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Refusal } from '../telemetry/refusal.js';
 import type { MediatedConnection, Mediator, PolicyState } from './mediate.js';
 import { answerAndDiscard, checkHead, HARD_HEADER_FIELDS, MAX_HEADER_BYTES, rawResponse, type HeadProblem } from './limits.js';
 
@@ -20,6 +21,8 @@ export interface H1FrontOptions {
   idleTimeoutMs: number;
   /** The current policy (for the provider's error shape in refusals); undefined before the first one. */
   state(): PolicyState | undefined;
+  /** Telemetry's record of a request refused here (audit log, span); absent when telemetry is off. */
+  refused?(r: Refusal): void;
 }
 
 export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue'>, opts: H1FrontOptions): H1Front {
@@ -55,6 +58,7 @@ export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
       res.shouldKeepAlive = false;
       res.writeHead(problem.status, { 'content-type': e?.contentType ?? 'text/plain', 'content-length': Buffer.byteLength(body) });
       res.end(body);
+      opts.refused?.({ host: conn.host, status: problem.status, method: req.method, path: req.url, headers: req.headers, resBytes: Buffer.byteLength(body) });
       req.resume(); // read and drop the body: closing with it unread would reset the connection
       return undefined;
     }
@@ -89,6 +93,8 @@ export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
       return;
     }
     answered.add(socket);
+    const conn = connOf.get(socket);
+    if (conn) opts.refused?.({ host: conn.host, status: err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400 });
     if (err.code === 'HPE_HEADER_OVERFLOW') {
       refuse(socket, { status: 431, message: `aigress: header block over ${MAX_HEADER_BYTES} bytes` });
       return;

@@ -12,6 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { checkHead, HARD_HEADER_BYTES, HARD_HEADER_FIELDS, MAX_CONCURRENT_STREAMS } from './limits.js';
+import type { Refusal } from '../telemetry/refusal.js';
 import type { AppRequest, AppResponse, MediatedConnection, Mediator, PolicyState } from './mediate.js';
 
 // HTTP/2 from the app (ALPN h2 on terminated TLS). The TLS socket is handed to one never-listening http2
@@ -209,6 +210,8 @@ export interface H2FrontOptions {
   log: Logger;
   /** The current policy (for the provider's error shape in refusals). */
   state?(): PolicyState | undefined;
+  /** Telemetry's record of a request refused here (audit log, span); absent when telemetry is off. */
+  refused?(r: Refusal): void;
 }
 
 export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue'>, opts: H2FrontOptions): H2Front {
@@ -252,7 +255,9 @@ export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
       const adapter = opts.state?.()?.matchHost(conn.host);
       const e = adapter?.errorResponse(problem.status === 431 ? 'too_large' : 'misdirected', problem.status, problem.message);
       res.writeHead(problem.status, { 'content-type': e?.headers['content-type'] ?? 'text/plain' });
-      res.end(e?.body ?? `${problem.message}\n`); // node:http2 then closes the stream (NO_ERROR); the session lives on
+      const body = e?.body ?? `${problem.message}\n`;
+      res.end(body); // node:http2 then closes the stream (NO_ERROR); the session lives on
+      opts.refused?.({ host: conn.host, status: problem.status, method: req.method, path: req.url, headers: req.headers, resBytes: Buffer.byteLength(body) });
       return;
     }
     const appReq = new H2Request(req);

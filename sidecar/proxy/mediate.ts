@@ -7,6 +7,7 @@ import type { DenyKind, ProviderAdapter } from '../../shared/providers/types.js'
 import { newExchange, type PipelineRunner, type ResponseDriver, type ResponseSink } from '../pipeline/runner.js';
 import type { Deny, Exchange, Pipeline, PodIdentity } from '../pipeline/types.js';
 import { clientResponseHeaders, hasContentLength, originForm, pathForLog, upstreamRequestHeaders } from './headers.js';
+import type { Refusal } from '../telemetry/refusal.js';
 import type { Decision, ProxyMetrics } from './metrics.js';
 import { absoluteTargetAuthority, parseAuthority } from './peek.js';
 import { classifyUpstreamError, type Dispatcher, type Upstreams } from './upstream.js';
@@ -76,6 +77,8 @@ export interface MediatorDeps {
   draining(): boolean;
   /** Counts an exchange whose onEnd work is still running; drain waits for it. */
   track?(work: Promise<void>): void;
+  /** Telemetry's record of a request refused before the pipeline (413, 421); absent when telemetry is off. */
+  refused?(r: Refusal): void;
 }
 
 /**
@@ -285,6 +288,7 @@ export class Mediator {
     const complete = (out.decision === 'allow' || out.decision === 'would-deny') && res.writableFinished;
     const log = (): void => this.logLine(conn, req, adapter, ex, out, t0);
     if (!ex) {
+      if (out.decision === 'deny') this.deps.refused?.({ host: conn.host, status: out.code, method: req.method, path: req.url, headers: req.headers, receivedAt: t0, resBytes: out.resBytes });
       log();
       return;
     }

@@ -13,6 +13,7 @@ import { createAdminServer } from './admin.js';
 import { createServices, type CredentialOption } from './services.js';
 import type { Writable } from '../telemetry/audit-sink.js';
 import type { TelemetryConfig } from '../telemetry/config.js';
+import type { Refusal } from '../telemetry/refusal.js';
 import { PROXY_DEFAULTS } from './defaults.js';
 import { parseExtraRoots, writeTrustBundle } from './bundle.js';
 import { createConnectionHandler } from './connection.js';
@@ -152,6 +153,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   });
   const services = serviceSet.services;
   const runner = new PipelineRunner({ registry: metrics.registry, log });
+  // Requests refused before the pipeline (h1.ts, h2.ts, mediate.ts) get an audit record and a span as well.
+  const t = services.telemetry;
+  const refused = t?.refused && ((r: Refusal): void => t.refused!(r, { adapter: state?.matchHost(r.host), policy: state?.policy }));
   const compile = (policy: EgressPolicy): PolicyState => ({
     policy,
     matchHost: compileHostMatcher(policy.spec.providers),
@@ -179,15 +183,17 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     identity,
     maxBodyBytes: opts.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
     draining: () => draining,
+    ...(refused && { refused }),
   });
 
   const h1 = createH1Front(mediator, {
     keepAliveMs: KEEP_ALIVE_MS,
     idleTimeoutMs: upstreamTimeoutMs + 10_000, // idle socket; a long upstream wait must not trip it
     state: () => state,
+    ...(refused && { refused }),
   });
   // HTTP/2 sessions (ALPN h2) get the same Mediator through h2.ts.
-  const h2 = createH2Front(mediator, { idleTimeoutMs: KEEP_ALIVE_MS, log, state: () => state });
+  const h2 = createH2Front(mediator, { idleTimeoutMs: KEEP_ALIVE_MS, log, state: () => state, ...(refused && { refused }) });
 
   const readyOrFail = (async () => {
     const t0 = performance.now();

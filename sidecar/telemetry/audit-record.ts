@@ -21,9 +21,10 @@ export interface AuditRecord {
   readonly provider: string;
   readonly operation: string;
   readonly host: string;
-  readonly method: string;
-  /** The upstream path without its query string (which may carry keys). */
-  readonly path: string;
+  /** Absent only for a request refused before its head could be parsed. */
+  readonly method?: string;
+  /** The upstream path without its query string (which may carry keys); absent as `method`. */
+  readonly path?: string;
   readonly region: string;
   readonly stream: boolean;
   readonly model: { readonly requested?: string; readonly served?: string };
@@ -34,7 +35,8 @@ export interface AuditRecord {
     /** The processor (rule) that decided. */
     readonly by?: string;
     readonly message?: string;
-    readonly policy: { readonly name: string; readonly generation: number; readonly digest: string };
+    /** Absent only for a request refused before the proxy had loaded a policy. */
+    readonly policy?: { readonly name: string; readonly generation: number; readonly digest: string };
   };
   /** Every processor action, in order: kinds and counts, never the values found. */
   readonly processors: readonly ProcessorAction[];

@@ -1,10 +1,12 @@
 import type { Registry } from 'prom-client';
 import { VERSION } from '../../shared/constants.js';
+import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { PodIdentity } from '../pipeline/types.js';
 import { auditSink, type Writable } from './audit-sink.js';
 import type { TelemetryConfig } from './config.js';
 import type { Attributes } from './otlp-json.js';
+import { recordRefusal } from './refusal.js';
 import type { TelemetryServices } from './types.js';
 
 // Builds the telemetry services for the proxy from its checked configuration. The OTLP exporter's module is
@@ -57,5 +59,19 @@ export async function createTelemetry(o: TelemetryOptions): Promise<TelemetrySer
     otlp = new OtlpExporter({ config: config.otlp, resource, registry: o.registry, log: o.log });
   }
   const audit = config.audit ? auditSink(config.audit, o.stdout) : undefined;
-  return { ...(otlp && { otlp }), ...(audit && { audit }), captureContent: config.captureContent, resource };
+  const t: TelemetryServices = {
+    ...(otlp && { otlp }),
+    ...(audit && { audit }),
+    captureContent: config.captureContent,
+    resource,
+    // Called from the proxy's HTTP fronts: a telemetry failure must not break the refusal being written.
+    refused: (r, c) => {
+      try {
+        recordRefusal(t, o.identity, r, c);
+      } catch (err) {
+        o.log.warn({ err: errorMessage(err), status: r.status }, 'telemetry of a refused request failed');
+      }
+    },
+  };
+  return t;
 }

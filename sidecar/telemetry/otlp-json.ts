@@ -1,6 +1,7 @@
-// OTLP/HTTP with JSON bodies (the OTLP specification's `http/json` encoding): the span and metric shapes the
-// proxy exports, encoded by hand. The proxy exports one span per AI call and a few dozen metric series, so a
-// small pure encoder (no SDK, no protobuf runtime) is all it needs; docs/metrics.md says why in full.
+// OTLP/HTTP with JSON bodies (the OTLP specification's `http/json` encoding, OTEL_EXPORTER_OTLP_PROTOCOL=http/json),
+// and the span and metric shapes the proxy exports, which otlp-proto.ts encodes as protobuf (the default). The
+// proxy exports one span per AI call and a few dozen metric series, so small pure encoders (no SDK, no protobuf
+// runtime) are all it needs; docs/metrics.md says why in full.
 // In OTLP/JSON, trace and span ids are hex strings, 64-bit integers are decimal strings, enums are numbers.
 
 export type AttrValue = string | number | boolean | readonly string[];
@@ -37,7 +38,7 @@ export const SPAN_KIND_CLIENT = 3;
 export const STATUS_UNSET = 0;
 export const STATUS_ERROR = 2;
 /** AggregationTemporality CUMULATIVE: every export carries totals since the proxy started. */
-const CUMULATIVE = 2;
+export const CUMULATIVE = 2;
 
 export interface SpanData {
   traceId: string;

@@ -55,6 +55,11 @@ interface Call {
 
 /** Generation and digest of each policy this proxy built, per services (one proxy). */
 const generations = new WeakMap<object, { n: number }>();
+/** The policy reference of each policy document built, for records of requests refused before the pipeline. */
+const policyRefs = new WeakMap<EgressPolicy, NonNullable<AuditRecord['decision']['policy']>>();
+
+/** The name, generation and digest recorded for `policy`, once a pipeline was built for it. */
+export const policyRef = (policy: EgressPolicy): AuditRecord['decision']['policy'] | undefined => policyRefs.get(policy);
 
 export function policyDigest(policy: EgressPolicy): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(policy)).digest('hex').slice(0, 16)}`;
@@ -66,6 +71,7 @@ export function telemetryProcessors(ctx: PipelineContext, services: PipelineServ
   let g = generations.get(t);
   if (!g) generations.set(t, (g = { n: 0 }));
   const policy = { name: ctx.policyName, generation: ++g.n, digest: policyDigest(ctx.policy) };
+  policyRefs.set(ctx.policy, policy);
   const tracing = t.otlp?.tracing === true;
 
   const start: Processor = {
@@ -244,7 +250,7 @@ function outcomeOf(ex: Exchange, end: EndInfo): AuditOutcome {
   return ex.facts.wouldDeny !== undefined ? 'would-deny' : 'allow';
 }
 
-function finishCall(ctx: PipelineContext, t: TelemetryServices, ex: Exchange, end: EndInfo, call: Call, policy: AuditRecord['decision']['policy']): void {
+function finishCall(ctx: PipelineContext, t: TelemetryServices, ex: Exchange, end: EndInfo, call: Call, policy: NonNullable<AuditRecord['decision']['policy']>): void {
   const now = hr();
   const endUnixNano = BigInt(Date.now()) * 1_000_000n;
   const f = ex.facts;

@@ -1,6 +1,7 @@
 import type { GenAiMetrics } from './genai-metrics.js';
 import type { Attributes, SpanData } from './otlp-json.js';
 import type { AuditRecord } from './audit-record.js';
+import type { Refusal, RefusalContext } from './refusal.js';
 
 // The process-lifetime telemetry services the pipeline's telemetry processor writes to (PipelineServices
 // fields). Types only: the exporter's code is loaded when OTLP export is enabled, never otherwise.
@@ -29,4 +30,6 @@ export interface TelemetryServices {
   readonly captureContent: boolean;
   /** Resource attributes of this proxy (service, pod identity), also used for the audit record's pod fields. */
   readonly resource: Attributes;
+  /** A request refused before the pipeline (400, 413, 421, 431): its audit record and span. */
+  refused?(r: Refusal, c: RefusalContext): void;
 }

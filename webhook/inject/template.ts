@@ -16,6 +16,7 @@ import type { PodOverrides } from './annotations.js';
 import { formatPort, mergePorts } from '../../shared/capture.js';
 import type { Mesh } from './mesh.js';
 import { parseQuantity } from './quantity.js';
+import { telemetryEnv } from './telemetry-env.js';
 import type { Container, EnvVar, Volume } from './types.js';
 
 // The containers and volumes aigress adds, as pure functions of the config and the pod's overrides.
@@ -179,10 +180,7 @@ function proxyEnv(config: InjectionConfig, facts: PodFacts): EnvVar[] {
   ];
   // The downward API has no field for the owner: the value is written here, from the owner references.
   if (facts.workload !== undefined) env.push({ name: ENV_WORKLOAD, value: facts.workload });
-  const tel = config.proxy.telemetry;
-  if (tel.otlpEndpoint !== '') env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: tel.otlpEndpoint });
-  if (tel.auditLog !== '') env.push({ name: 'AIGRESS_AUDIT_LOG', value: tel.auditLog });
-  if (tel.captureContent) env.push({ name: 'OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT', value: 'true' });
+  env.push(...telemetryEnv(config.proxy.telemetry));
   // Shared budgets' Redis password: from a Secret in the pod's namespace, never in the pod spec itself.
   const secret = config.budgets.passwordSecret;
   if (config.budgets.redisUrl !== '' && secret.name !== '') {

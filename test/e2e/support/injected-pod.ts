@@ -36,8 +36,8 @@ export interface AppPodOptions {
   proxyArgs?: readonly string[];
   /** Fields of the injection config's `capture` section. */
   capture?: Record<string, unknown>;
-  /** `injection.proxy.telemetry` of the injection config (OTLP endpoint, audit log). */
-  telemetry?: { otlpEndpoint?: string; auditLog?: string };
+  /** `injection.proxy.telemetry` of the injection config (OTLP settings, audit log), as the chart values have it. */
+  telemetry?: Record<string, unknown>;
 }
 
 /** The app's own pod spec, before injection: nothing in it knows about aigress. */

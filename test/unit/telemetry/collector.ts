@@ -1,6 +1,24 @@
-// An in-process OTLP/HTTP receiver for the tests: it accepts POST /v1/traces and /v1/metrics with JSON bodies,
-// decodes them and keeps the spans and metric data points with their attributes flattened to plain values.
+// An in-process OTLP/HTTP receiver for the tests: it accepts POST /v1/traces and /v1/metrics with protobuf
+// (application/x-protobuf, decoded by proto-decoder.ts from the opentelemetry-proto definitions) or JSON bodies,
+// gzipped or not, and keeps the spans and metric data points with their attributes flattened to plain values.
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { decode, loadSchema, type Schema } from './proto-decoder.js';
+
+let schema: Schema | undefined;
+/** The OTLP schema, read once from the vendored .proto files. */
+export function otlpSchema(): Schema {
+  return (schema ??= loadSchema(join(import.meta.dirname, '../../fixtures/opentelemetry-proto')));
+}
+
+/** An OTLP request body as the JSON mapping has it, whichever encoding it came in. */
+export function otlpBody(path: string, contentType: string | undefined, contentEncoding: string | undefined, raw: Buffer): unknown {
+  const bytes = contentEncoding === 'gzip' ? gunzipSync(raw) : raw;
+  if (contentType === 'application/json') return JSON.parse(bytes.toString('utf8')) as unknown;
+  if (contentType !== 'application/x-protobuf') throw new Error(`unexpected content-type ${String(contentType)}`);
+  return decode(otlpSchema(), path === '/v1/traces' ? 'ExportTraceServiceRequest' : 'ExportMetricsServiceRequest', bytes);
+}
 
 export type Value = string | number | boolean | Value[];
 
@@ -98,28 +116,31 @@ export async function startCollector(): Promise<Collector> {
     req.on('data', (d: Buffer) => chunks.push(d));
     req.on('end', () => {
       c.requests.push({ path: req.url ?? '', headers: req.headers });
-      if (req.method !== 'POST' || req.headers['content-type'] !== 'application/json') {
+      const type = req.headers['content-type'];
+      if (req.method !== 'POST' || (type !== 'application/json' && type !== 'application/x-protobuf')) {
         res.writeHead(415).end();
         return;
       }
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+      const body = otlpBody(req.url ?? '', type, req.headers['content-encoding'], Buffer.concat(chunks));
       if (req.url === '/v1/traces') {
-        for (const rs of (body as TracesBody).resourceSpans) {
-          for (const ss of rs.scopeSpans) {
-            for (const s of ss.spans) {
-              const { attributes, startTimeUnixNano, endTimeUnixNano, ...rest } = s;
-              c.spans.push({ ...rest, resource: attrs(rs.resource.attributes), scope: ss.scope, attributes: attrs(attributes), start: BigInt(startTimeUnixNano), end: BigInt(endTimeUnixNano) });
+        for (const rs of (body as TracesBody).resourceSpans ?? []) {
+          for (const ss of rs.scopeSpans ?? []) {
+            for (const s of ss.spans ?? []) {
+              const { attributes, startTimeUnixNano, endTimeUnixNano, status, ...rest } = s;
+              // Protobuf leaves a status code at its default (UNSET, 0) out; JSON may write it.
+              const st = { code: status?.code ?? 0, ...(status?.message !== undefined && { message: status.message }) };
+              c.spans.push({ ...rest, status: st, resource: attrs(rs.resource.attributes), scope: ss.scope, attributes: attrs(attributes), start: BigInt(startTimeUnixNano), end: BigInt(endTimeUnixNano) });
             }
           }
         }
       } else if (req.url === '/v1/metrics') {
         const points: ReceivedPoint[] = [];
-        for (const rm of (body as MetricsBody).resourceMetrics) {
-          for (const sm of rm.scopeMetrics) {
-            for (const m of sm.metrics) {
+        for (const rm of (body as MetricsBody).resourceMetrics ?? []) {
+          for (const sm of rm.scopeMetrics ?? []) {
+            for (const m of sm.metrics ?? []) {
               const resource = attrs(rm.resource.attributes);
               if (m.histogram) {
-                for (const p of m.histogram.dataPoints) {
+                for (const p of m.histogram.dataPoints ?? []) {
                   points.push({ resource, metric: m.name, unit: m.unit, type: 'histogram', attributes: attrs(p.attributes), value: Number(p.count), sum: p.sum!, bucketCounts: p.bucketCounts!.map(Number), bounds: p.explicitBounds! });
                 }
               }
@@ -136,7 +157,8 @@ export async function startCollector(): Promise<Collector> {
         res.writeHead(404).end();
         return;
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      // An empty ExportTrace/MetricsServiceResponse: no partial_success, in either encoding.
+      res.writeHead(200, { 'content-type': type }).end(type === 'application/json' ? '{}' : '');
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

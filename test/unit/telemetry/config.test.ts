@@ -13,9 +13,9 @@ describe('telemetry configuration from OTEL_* variables and flags', () => {
 
   it('appends the signal paths to the base endpoint; per-signal endpoints are used as they are', () => {
     const c = telemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.obs:4318/', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'https://m.example/otlp/metrics' });
-    expect(c.otlp!.tracesUrl!.href).toBe('http://collector.obs:4318/v1/traces');
-    expect(c.otlp!.metricsUrl!.href).toBe('https://m.example/otlp/metrics');
-    expect(telemetryConfig({}, { otlpEndpoint: 'http://flag:4318/base' }).otlp!.tracesUrl!.href).toBe('http://flag:4318/base/v1/traces');
+    expect(c.otlp!.traces!.url.href).toBe('http://collector.obs:4318/v1/traces');
+    expect(c.otlp!.metrics!.url.href).toBe('https://m.example/otlp/metrics');
+    expect(telemetryConfig({}, { otlpEndpoint: 'http://flag:4318/base' }).otlp!.traces!.url.href).toBe('http://flag:4318/base/v1/traces');
   });
 
   it('reads headers, resource attributes, timeout, intervals, service name; OTEL_*_EXPORTER=none turns a signal off', () => {
@@ -28,18 +28,58 @@ describe('telemetry configuration from OTEL_* variables and flags', () => {
       OTEL_SERVICE_NAME: 'egress',
       OTEL_METRICS_EXPORTER: 'none',
     });
-    expect(c.otlp).toMatchObject({ headers: { 'api-key': 'a,b', 'x-tenant': 't1' }, resource: { 'deployment.environment.name': 'prod' }, timeoutMs: 2500, metricsIntervalMs: 15000, serviceName: 'egress' });
-    expect(c.otlp!.metricsUrl).toBeUndefined();
-    expect(c.otlp!.tracesUrl).toBeDefined();
+    expect(c.otlp).toMatchObject({ resource: { 'deployment.environment.name': 'prod' }, metricsIntervalMs: 15000, serviceName: 'egress' });
+    expect(c.otlp!.traces).toMatchObject({ headers: { 'api-key': 'a,b', 'x-tenant': 't1' }, timeoutMs: 2500, protocol: 'http/protobuf', compression: 'none' });
+    expect(c.otlp!.metrics).toBeUndefined();
+    expect(c.otlp!.traces).toBeDefined();
   });
 
-  it('refuses bad values naming the variable, and protocols other than http/json', () => {
+  it('defaults to http/protobuf; per-signal protocol, headers, timeout, compression and TLS files win over the general ones', () => {
+    const c = telemetryConfig({
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'https://c:4318',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/protobuf',
+      OTEL_EXPORTER_OTLP_HEADERS: 'a=1',
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'b=2',
+      OTEL_EXPORTER_OTLP_TIMEOUT: '3000',
+      OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: '700',
+      OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
+      OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'none',
+      OTEL_EXPORTER_OTLP_CERTIFICATE: '/etc/otel/ca.pem',
+      OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE: '/etc/otel/tls.crt',
+      OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: '/etc/otel/tls.key',
+    }).otlp!;
+    expect(c.traces).toEqual({ url: new URL('https://c:4318/v1/traces'), protocol: 'http/json', headers: { b: '2' }, timeoutMs: 3000, compression: 'none', certificateFile: '/etc/otel/ca.pem' });
+    expect(c.metrics).toEqual({
+      url: new URL('https://c:4318/v1/metrics'),
+      protocol: 'http/protobuf',
+      headers: { a: '1' },
+      timeoutMs: 700,
+      compression: 'gzip',
+      certificateFile: '/etc/otel/ca.pem',
+      clientCertificateFile: '/etc/otel/tls.crt',
+      clientKeyFile: '/etc/otel/tls.key',
+    });
+    expect(telemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }).otlp!.metrics!.protocol).toBe('http/protobuf');
+  });
+
+  it('exports to the spec default endpoint only when OTEL_*_EXPORTER=otlp asks without an endpoint', () => {
+    expect(telemetryConfig({ OTEL_TRACES_EXPORTER: 'otlp' }).otlp!.traces!.url.href).toBe('http://localhost:4318/v1/traces');
+    expect(telemetryConfig({ OTEL_TRACES_EXPORTER: 'otlp' }).otlp!.metrics).toBeUndefined();
+    expect(telemetryConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }).otlp).toBeUndefined();
+  });
+
+  it('refuses bad values naming the variable, grpc, and unknown protocols', () => {
     const bad: [Record<string, string>, RegExp][] = [
       [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, /^OTEL_EXPORTER_OTLP_ENDPOINT: (not a URL|expected an http)/],
       [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_EXPORTER_OTLP_TIMEOUT: '10s' }, /^OTEL_EXPORTER_OTLP_TIMEOUT: expected a whole number/],
       [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_EXPORTER_OTLP_HEADERS: 'novalue' }, /^OTEL_EXPORTER_OTLP_HEADERS: expected key=value/],
-      [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, /^OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' is not supported.*http\/json/],
-      [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' }, /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL:/],
+      [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, /^OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' is not supported.*http\/protobuf/],
+      [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/thrift' }, /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: expected http\/protobuf or http\/json/],
+      [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_EXPORTER_OTLP_METRICS_COMPRESSION: 'zstd' }, /^OTEL_EXPORTER_OTLP_METRICS_COMPRESSION: expected gzip or none/],
+      [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: '-1' }, /^OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: expected a whole number/],
+      [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_EXPORTER_OTLP_CLIENT_KEY: '/k' }, /^OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE .*needs its key/],
+      [{ OTEL_TRACES_EXPORTER: 'zipkin' }, /^OTEL_TRACES_EXPORTER: 'zipkin' is not supported/],
     ];
     for (const [env, msg] of bad) {
       let err: unknown;

@@ -31,7 +31,7 @@ describe('OTLP exporter failures', () => {
     expect(lines[0]).toMatchObject({ msg: 'OTLP export failed; telemetry dropped', err: 'HTTP 503' });
     expect(String(lines[0]!.endpoint)).not.toContain('pw');
     // A collector that is gone: no throw, no hang.
-    const gone = new OtlpExporter({ config: { ...config, tracesUrl: new URL(url.replace(/:\d+$/, ':1') + '/v1/traces') }, resource: {}, registry: new Registry(), log });
+    const gone = new OtlpExporter({ config: { ...config, traces: { ...config.traces!, url: new URL(url.replace(/:\d+$/, ':1') + '/v1/traces') } }, resource: {}, registry: new Registry(), log });
     gone.span(span(9));
     await gone.close();
   });
