@@ -2,7 +2,7 @@ import type { Logger } from '../../shared/log.js';
 import type { Clock } from '../../shared/renewal.js';
 import type { KubeClients } from '../kube.js';
 import { WaitRoom } from '../long-poll.js';
-import { Informer, type KubeObject } from '../policy/informer.js';
+import { Informer, type InformerHealth, type KubeObject } from '../policy/informer.js';
 
 // The Secrets of the control plane's own namespace, watched (list + watch, so an edit reaches waiting proxies
 // as fast as the watch event arrives) and kept in memory. Only a Secret that opts in with the annotation
@@ -66,6 +66,10 @@ export class CredentialSecrets {
     this.informer.stop();
     this.stopped = true;
     this.room.wake();
+  }
+
+  health(): InformerHealth {
+    return this.informer.health();
   }
 
   get(name: string): CredentialSecret | undefined {
