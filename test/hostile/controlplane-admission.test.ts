@@ -199,11 +199,16 @@ describe(`${COUNT} random and malformed AdmissionReviews over HTTPS (seed ${SEED
     const rss0 = process.memoryUsage().rss;
     let rssPeak = rss0;
     const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 200);
-    const half = warm + Math.floor((COUNT - warm) / 2);
+    // Four quarters, heap and RSS after GC at each: growth that goes on with the requests shows as a slope.
     const t0 = Date.now();
-    await run(warm, half);
-    const heapHalf = await settleHeap();
-    await run(half, COUNT);
+    const marks: string[] = [];
+    let heapHalf = heap0;
+    for (let q = 1; q <= 4; q++) {
+      await run(warm + Math.floor(((COUNT - warm) * (q - 1)) / 4), warm + Math.floor(((COUNT - warm) * q) / 4));
+      const h = await settleHeap();
+      if (q === 2) heapHalf = h;
+      marks.push(`${mb(h)}/${mb(process.memoryUsage().rss)}`);
+    }
     const seconds = (Date.now() - t0) / 1000;
     clearInterval(sampler);
     agent.destroy();
@@ -215,7 +220,7 @@ describe(`${COUNT} random and malformed AdmissionReviews over HTTPS (seed ${SEED
     const statuses = [...tally].sort().map(([k, v]) => `${k}: ${v}`).join(', ');
     console.log(
       `admission flood: ${COUNT} reviews (seed ${SEED}) in ${seconds.toFixed(1)} s, ${logLines} log lines; RSS ${mb(rss0)} MB before, ${mb(rssPeak)} MB peak during, ${mb(rss1)} MB after; ` +
-        `heap + external after GC ${mb(heap0)} → ${mb(heapHalf)} (half-way) → ${mb(heap1)} MB; fds ${fds0} → ${fds1}\n  ${statuses}`,
+        `heap + external / RSS after GC, MB: ${mb(heap0)}/${mb(rss0)} at start, ${marks.join(', ')} after each quarter, ${mb(heap1)}/${mb(rss1)} at the end; fds ${fds0} → ${fds1}\n  ${statuses}`,
     );
     expect(problems.slice(0, 10)).toEqual([]);
     expect(server.server.listening).toBe(true);
