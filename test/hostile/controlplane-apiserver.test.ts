@@ -9,7 +9,8 @@ import { createCsr } from '../../shared/leaf.js';
 import type { EgressPolicy } from '../../shared/policy/types.js';
 import { defaultPolicySpec } from '../../shared/policy/validate.js';
 import { clusterSources } from '../../sidecar/proxy/sources/cluster.js';
-import { readinessOf } from '../../webhook/control-plane.js';
+import { readinessOf, startControlPlane } from '../../webhook/control-plane.js';
+import { ControlPlaneServer } from '../../webhook/server.js';
 import { kubeClients, kubeConfigFor } from '../../webhook/kube.js';
 import { Informer, type KubeObject } from '../../webhook/policy/informer.js';
 import { startLocalControlPlane, type LocalControlPlane } from '../support/control-plane.js';
@@ -128,6 +129,53 @@ describe('readiness rule (pure)', () => {
       'degraded: egresspolicies: watch failing: HTTP 503 for 12 s; serving the last good state',
       'secrets: not listed yet (list failing: HTTP 403)',
     ]);
+  });
+});
+
+describe('a replica that starts while the policies cannot be listed', () => {
+  it('answers /readyz 503 naming what is missing, then 200 once they are in', async () => {
+    const api = await FakeApiServer.start({ bookmarkIntervalMs: 200 });
+    api.put('v1', 'namespaces', { metadata: { name: 'aigress-system' } });
+    api.injectFault('GET', '/apis/aigress.io/v1alpha1/egresspolicies', 503, 2);
+    const { log } = captureLogger();
+    const clients = kubeClients(kubeConfigFor({ server: api.url, caPem: api.caPem, token: api.adminToken, tlsServerName: 'localhost' }));
+    const cp = await startControlPlane({
+      clients,
+      namespace: 'aigress-system',
+      serviceName: 'aigress',
+      extraDnsNames: ['localhost'],
+      caSource: { kind: 'secret', namespace: 'aigress-system', name: 'aigress-ca', bootstrap: true },
+      defaults: defaultPolicySpec(),
+      log,
+      registry: new Registry(),
+    });
+    const server = await ControlPlaneServer.create({ tls: cp.serving.current(), logger: log });
+    server.setReadiness(() => cp.readiness());
+    const port = await server.listen(0, '127.0.0.1');
+    const dispatcher = new Agent({ connect: { ca: cp.caPem, servername: 'localhost' } });
+    const readyz = async (): Promise<{ status: number; text: string }> => {
+      const res = await request(`https://127.0.0.1:${port}/readyz`, { dispatcher });
+      return { status: res.statusCode, text: await res.body.text() };
+    };
+    try {
+      const early = await waitFor(async () => {
+        const r = await readyz();
+        return r.text.includes('list failing') && r;
+      });
+      expect(early.status).toBe(503);
+      expect(early.text).toMatch(/^not ready\npolicies not loaded yet \(the policy and certificate endpoints answer 503\)\n/);
+      expect(early.text).toContain('egresspolicies: not listed yet (list failing: HTTP 503');
+      await cp.synced;
+      expect(await readyz()).toEqual({ status: 200, text: 'ready\n' });
+      await server.close();
+      expect((await readyz().catch(() => ({ status: 0, text: '' }))).status).not.toBe(200); // draining: not ready
+    } finally {
+      cp.stop();
+      server.server.closeAllConnections();
+      await server.close().catch(() => undefined);
+      await dispatcher.close();
+      await api.close();
+    }
   });
 });
 
