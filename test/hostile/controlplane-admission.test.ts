@@ -226,10 +226,11 @@ describe(`${COUNT} random and malformed AdmissionReviews over HTTPS (seed ${SEED
     expect(server.server.listening).toBe(true);
     for (const kind of ['pod 200', 'mutated 400', 'truncated 400', 'bytes 400', 'deep 400', 'empty 400']) expect(tally.get(kind), kind).toBeGreaterThan(0);
     expect([...tally.keys()].filter((k) => k.endsWith(' 500'))).toEqual([]);
-    // Memory: what the requests allocated is given back. Keeping a tenth of each body (≈2 KB a request on
-    // average) breaks this bound; keeping whole bodies or parsed reviews, many times over.
-    expect(heap1 - heap0).toBeLessThan(4e6);
-    expect(heap1 - heapHalf).toBeLessThan(3e6);
+    // Memory: what the requests allocated is given back. Heap and Buffers after GC move by up to ~3 MB between
+    // checkpoints without a trend (long runs: 100,000 reviews); keeping a tenth of each body (≈2 KB a request
+    // on average) gave +13 MB over the suite's 3,000, keeping whole bodies or parsed reviews many times that.
+    expect(heap1 - heap0).toBeLessThan(6e6);
+    expect(heap1 - heapHalf).toBeLessThan(4e6);
     expect(fds1 - fds0).toBeLessThanOrEqual(5);
   });
 });
