@@ -72,6 +72,7 @@ export function registerWebhook(program: Command): void {
       });
       if (cp) {
         for (const r of cp.routes) server.addRoute(r.method, r.path, r.handler, r.options);
+        server.setReadiness(() => cp.readiness());
         cp.serving.onRenew((p) => server.server.setSecureContext({ cert: p.certPem, key: p.keyPem, minVersion: 'TLSv1.2' }));
       } else log.warn('no Kubernetes API (not in a pod, no --kubeconfig): admission only; the issuer and policy endpoints are off');
       const bound = await server.listen(port, flags.host).catch((err: unknown) => {

@@ -1,4 +1,4 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../shared/log.js';
 import type { EgressPolicySpec, ProviderId } from '../shared/policy/types.js';
 import type { Clock } from '../shared/renewal.js';
@@ -7,6 +7,8 @@ import { credentialRoutes } from './credentials/server.js';
 import { CredentialSecrets } from './credentials/secrets.js';
 import { issuerRoutes } from './issuer.js';
 import type { KubeClients } from './kube.js';
+import type { InformerHealth } from './policy/informer.js';
+import type { Readiness } from './server.js';
 import { PolicyController } from './policy/controller.js';
 import type { Route } from './policy/http.js';
 import { policyRoutes } from './policy/server.js';
@@ -47,6 +49,11 @@ export interface ControlPlane {
   managedCredentials(namespace: string): ProviderId[];
   /** Resolves once every namespace's policy is loaded (the policy and issuer endpoints answer 503 before). */
   readonly synced: Promise<void>;
+  /**
+   * For /readyz: ready once the policies are loaded; after that, an API server that cannot be reached, a watch
+   * that fails, stalls or keeps expiring are listed as degraded but do not make it unready (see readinessOf).
+   */
+  readiness(): Readiness;
   stop(): void;
 }
 
@@ -85,6 +92,17 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   void secrets.start();
   const reviewer = new TokenReviewer(opts.clients.authn, { clock: opts.clock });
   const identify = (token: string, source?: string): ReturnType<TokenReviewer['identify']> => reviewer.identify(token, source);
+  const health = (): InformerHealth[] => [...controller.health(), secrets.health()];
+  new Gauge({
+    name: 'aigress_webhook_watch_current',
+    help: 'Whether each watch of the API server is current (1) or failing, stalled or expiring (0); while 0 the last good state is served.',
+    labelNames: ['informer'],
+    registers: [opts.registry],
+    collect() {
+      for (const h of health()) this.set({ informer: h.name }, h.synced && !h.problem ? 1 : 0);
+    },
+  });
+  const clock = opts.clock;
   const routes = [
     ...issuerRoutes({ ca, identify, store, log: opts.log, registry: opts.registry, leafValidityMs: opts.leafValidityMs, rateLimit: opts.rateLimit, clock: opts.clock }),
     ...policyRoutes({ store, identify, log: opts.log, registry: opts.registry }),
@@ -100,6 +118,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       return e?.kind === 'policy' ? e.policy.spec.credentials.map((c) => c.provider) : [];
     },
     synced,
+    readiness: () => readinessOf(store.isSynced(), health(), clock ? clock.now() : Date.now()),
     stop: () => {
       serving.stop();
       bundle.stop();
@@ -107,4 +126,24 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       secrets.stop();
     },
   };
+}
+
+/**
+ * The readiness rule (pure). Not ready until the policies are loaded: before that the policy and issuer
+ * endpoints answer 503 and admission cannot know a namespace's managed credentials. Once loaded, readiness does
+ * not depend on the API server: every replica talks to the same one, so taking replicas out of the Service for
+ * its faults would turn "serving the last good policies" into no admission (failurePolicy) and no certificates
+ * at all. What is degraded is listed in the answer (and in aigress_webhook_watch_current).
+ */
+export function readinessOf(policiesLoaded: boolean, informers: readonly InformerHealth[], now: number): Readiness {
+  const notes: string[] = [];
+  if (!policiesLoaded) notes.push('policies not loaded yet (the policy and certificate endpoints answer 503)');
+  for (const h of informers) {
+    if (!h.synced) notes.push(`${h.name}: not listed yet${h.problem ? ` (${h.problem})` : ''}`);
+    else if (h.problem) {
+      const secs = Math.round((now - (h.since ?? now)) / 1000);
+      notes.push(`degraded: ${h.name}: ${h.problem} for ${secs} s; serving the last good state`);
+    }
+  }
+  return { ready: policiesLoaded, notes };
 }

@@ -4,9 +4,9 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
-  Watch,
 } from '@kubernetes/client-node';
 import { UserError } from '../shared/errors.js';
+import { KubeWatch, type WatchClient } from './kube-watch.js';
 
 // How the control plane talks to the Kubernetes API: one KubeConfig (in-cluster, or built in code for tests and
 // out-of-cluster runs) and the few typed clients it needs. Nothing here decides anything.
@@ -60,7 +60,7 @@ export interface KubeClients {
   readonly admission: AdmissionregistrationV1Api;
   readonly authn: AuthenticationV1Api;
   readonly custom: CustomObjectsApi;
-  readonly watch: Watch;
+  readonly watch: WatchClient;
 }
 
 export function kubeClients(config: KubeConfig): KubeClients {
@@ -70,7 +70,7 @@ export function kubeClients(config: KubeConfig): KubeClients {
     admission: config.makeApiClient(AdmissionregistrationV1Api),
     authn: config.makeApiClient(AuthenticationV1Api),
     custom: config.makeApiClient(CustomObjectsApi),
-    watch: new Watch(config),
+    watch: new KubeWatch(config),
   };
 }
 

@@ -63,6 +63,12 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** After an error answer, how long the peer gets to read it before the socket is destroyed regardless. */
 const ERROR_LINGER_MS = 2_000;
 
+/** What /readyz answers beyond "listening": `ready` false → 503; `notes` say why, or what is degraded. */
+export interface Readiness {
+  ready: boolean;
+  notes: string[];
+}
+
 interface Route extends RouteOptions {
   handler: RouteHandler;
   maxBodyBytes: number;
@@ -113,6 +119,7 @@ export class ControlPlaneServer {
   private reloadTimer: NodeJS.Timeout | undefined;
   private current: { cert: string; key: string } | undefined;
   private listening = false;
+  private readiness: () => Readiness = () => ({ ready: true, notes: [] });
 
   private constructor(opts: ControlPlaneServerOptions, pem: { cert: string; key: string }) {
     this.log = opts.logger;
@@ -142,9 +149,12 @@ export class ControlPlaneServer {
     });
     if ('certFile' in opts.tls) this.watchCertificate(opts.tls);
     this.addRoute('GET', '/healthz', () => ({ status: 200, text: 'ok\n' }));
-    this.addRoute('GET', '/readyz', () =>
-      this.listening ? { status: 200, text: 'ready\n' } : { status: 503, text: 'not ready\n' },
-    );
+    this.addRoute('GET', '/readyz', () => {
+      if (!this.listening) return { status: 503, text: 'not ready: shutting down\n' };
+      const r = this.readiness();
+      const notes = r.notes.map((n) => `${n}\n`).join('');
+      return r.ready ? { status: 200, text: `ready\n${notes}` } : { status: 503, text: `not ready\n${notes}` };
+    });
     this.addRoute('GET', '/metrics', async () => ({
       status: 200,
       headers: { 'content-type': this.metrics.registry.contentType },
@@ -163,6 +173,11 @@ export class ControlPlaneServer {
     if (byMethod.has(method)) throw new Error(`route ${method} ${path} is already registered`);
     byMethod.set(method, { ...opts, handler, maxBodyBytes: opts.maxBodyBytes ?? MAX_BODY_BYTES });
     this.routes.set(path, byMethod);
+  }
+
+  /** What /readyz asks besides "listening" (the control plane: policies loaded; degraded parts listed). */
+  setReadiness(check: () => Readiness): void {
+    this.readiness = check;
   }
 
   /** Serves a new certificate from the next TLS handshake on (for certificates renewed in memory). */

@@ -78,6 +78,7 @@ export async function startLocalControlPlane(opts: LocalControlPlaneOptions = {}
   const server = await createWebhookServer({ tls: { certPem: pair.certPem, keyPem: pair.keyPem }, logger: log, injection, metrics: createWebhookMetrics(registry), managedCredentials: (ns) => cp.managedCredentials(ns) });
   cp.serving.onRenew((p) => server.server.setSecureContext({ cert: p.certPem, key: p.keyPem, minVersion: 'TLSv1.2' }));
   for (const r of cp.routes) server.addRoute(r.method, r.path, r.handler, r.options);
+  server.setReadiness(() => cp.readiness());
   let port = 0;
   if (opts.socketPath) {
     const path = opts.socketPath;

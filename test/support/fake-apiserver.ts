@@ -112,6 +112,8 @@ interface Watcher {
   namespace: string | undefined;
   res: ServerResponse;
   bookmarks: boolean;
+  /** A dead connection as the client sees it: nothing more is written, and it is never ended. */
+  stalled: boolean;
   close(): void;
 }
 
@@ -168,6 +170,12 @@ export class FakeApiServer {
   private compactedBelow = 0;
   private readonly bookmarkIntervalMs: number;
   private faults: Array<{ method: string; pathPrefix: string; code: number; times: number }> = [];
+  /** Watches that resume from a resourceVersion are answered 410 Expired (etcd compacting without pause). */
+  private expiring = false;
+  /** New watches are never answered and open ones go silent. */
+  private stalling = false;
+  private readonly unanswered = new Set<ServerResponse>();
+  private port = 0;
 
   private constructor(
     private readonly server: Server,
@@ -206,6 +214,7 @@ export class FakeApiServer {
 
   async close(): Promise<void> {
     for (const w of [...this.watchers]) w.close();
+    for (const res of this.unanswered) res.destroy();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -253,6 +262,41 @@ export class FakeApiServer {
 
   get openWatches(): number {
     return this.watchers.size;
+  }
+
+  /** A 410 storm: while on, every watch from a resourceVersion gets 410 Expired at once (lists still work). */
+  expireWatches(on: boolean): void {
+    this.expiring = on;
+  }
+
+  /**
+   * A stalled watch: while on, open watches get nothing more (no event, no bookmark, no end) and new watch
+   * requests are accepted but never answered, as through a dead connection or a hung API server. Turning it
+   * off serves new watches again; the stalled ones stay dead until the client gives up on them.
+   */
+  stallWatches(on: boolean): void {
+    this.stalling = on;
+    if (on) for (const w of this.watchers) w.stalled = true;
+  }
+
+  /** Watch requests accepted and never answered (stalled before their headers). */
+  get unansweredWatches(): number {
+    return this.unanswered.size;
+  }
+
+  /** Unreachable: stops listening and drops every connection (clients get connection refused). */
+  async goAway(): Promise<void> {
+    this.port = (this.server.address() as AddressInfo).port;
+    for (const w of [...this.watchers]) w.close();
+    for (const res of this.unanswered) res.destroy();
+    this.unanswered.clear();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Listens again on the same port after goAway(). */
+  async comeBack(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(this.port, '127.0.0.1', resolve));
   }
 
   /** The next `times` requests whose path starts with `pathPrefix` fail with `code` (500, 503, 429…). */
@@ -592,6 +636,7 @@ export class FakeApiServer {
   private deliver(w: Watcher, ev: Event): void {
     if (ev.resource !== w.resource) return;
     if (w.namespace !== undefined && ev.object.metadata?.namespace !== w.namespace) return;
+    if (w.stalled) return;
     w.res.write(JSON.stringify({ type: ev.type, object: ev.object }) + '\n');
   }
 
@@ -601,9 +646,14 @@ export class FakeApiServer {
     if (rvParam !== '' && rvParam !== '0' && !/^\d+$/.test(rvParam)) {
       throw fail(400, 'BadRequest', `resourceVersion: Invalid value: "${rvParam}": must be a non-negative integer`);
     }
+    if (this.stalling) {
+      this.unanswered.add(res);
+      res.on('close', () => this.unanswered.delete(res));
+      return;
+    }
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     const from = rvParam === '' || rvParam === '0' ? undefined : Number(rvParam);
-    if (from !== undefined && from < this.compactedBelow - 1) {
+    if (from !== undefined && (from < this.compactedBelow - 1 || this.expiring)) {
       // Watch from a compacted revision: a 200 stream carrying one ERROR event with a 410 Status, then the end.
       res.end(JSON.stringify({ type: 'ERROR', object: statusObject(410, 'Expired', `too old resource version: ${from} (${this.compactedBelow - 1})`) }) + '\n');
       return;
@@ -615,6 +665,7 @@ export class FakeApiServer {
       namespace,
       res,
       bookmarks: q.get('allowWatchBookmarks') === 'true',
+      stalled: false,
       close: () => {
         if (!this.watchers.delete(w)) return;
         clearTimeout(timer);
@@ -634,9 +685,10 @@ export class FakeApiServer {
     }
     this.watchers.add(w);
     res.on('close', () => w.close());
-    if (timeoutSeconds) timer = setTimeout(() => w.close(), Number(timeoutSeconds) * 1000);
+    if (timeoutSeconds) timer = setTimeout(() => !w.stalled && w.close(), Number(timeoutSeconds) * 1000);
     if (w.bookmarks) {
       bookmarkTimer = setInterval(() => {
+        if (w.stalled) return;
         res.write(JSON.stringify({
           type: 'BOOKMARK',
           object: { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(this.rv) } },

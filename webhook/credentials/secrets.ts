@@ -1,7 +1,8 @@
 import type { Logger } from '../../shared/log.js';
 import type { Clock } from '../../shared/renewal.js';
 import type { KubeClients } from '../kube.js';
-import { Informer, type KubeObject } from '../policy/informer.js';
+import { WaitRoom } from '../long-poll.js';
+import { Informer, type InformerHealth, type KubeObject } from '../policy/informer.js';
 
 // The Secrets of the control plane's own namespace, watched (list + watch, so an edit reaches waiting proxies
 // as fast as the watch event arrives) and kept in memory. Only a Secret that opts in with the annotation
@@ -34,7 +35,8 @@ export class CredentialSecrets {
   private readonly secrets = new Map<string, CredentialSecret>();
   private version = 0;
   private synced = false;
-  private readonly waiters = new Set<() => void>();
+  private readonly room = new WaitRoom();
+  private stopped = false;
 
   constructor(opts: { clients: KubeClients; namespace: string; log: Logger; clock?: Clock; watchTimeoutSeconds?: number }) {
     const { core, watch } = opts.clients;
@@ -62,7 +64,12 @@ export class CredentialSecrets {
 
   stop(): void {
     this.informer.stop();
-    for (const w of [...this.waiters]) w();
+    this.stopped = true;
+    this.room.wake();
+  }
+
+  health(): InformerHealth {
+    return this.informer.health();
   }
 
   get(name: string): CredentialSecret | undefined {
@@ -74,23 +81,14 @@ export class CredentialSecrets {
     return this.version;
   }
 
-  /** Resolves when a credential Secret changed after `version`, after `timeoutMs`, or when `signal` aborts. */
-  waitForChange(version: number, timeoutMs: number, signal: AbortSignal): Promise<void> {
-    if (this.version !== version || signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.waiters.delete(wake);
-        resolve();
-      };
-      const wake = (): void => {
-        if (this.version !== version) done();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      signal.addEventListener('abort', done, { once: true });
-      this.waiters.add(wake);
-    });
+  /** Resolves when a credential Secret changed after `version` (or the watch stopped), after `timeoutMs`, or when `signal` aborts. */
+  async waitForChange(version: number, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    await this.room.wait(() => this.version !== version || this.stopped, timeoutMs, signal);
+  }
+
+  /** Long polls waiting on a Secret change (a gauge, and for leak checks). */
+  waiting(): number {
+    return this.room.size;
   }
 
   private onEvent(type: string, s: SecretObject): void {
@@ -107,6 +105,6 @@ export class CredentialSecrets {
       this.secrets.set(name, { data, allows: (ns) => secretAllows(annotations, ns) });
     }
     this.version++;
-    for (const w of [...this.waiters]) w();
+    this.room.wake();
   }
 }

@@ -5,12 +5,11 @@ import { refId, resolveCredential, type CredentialMaterial } from '../../shared/
 import { VERTEX_REFRESH_BEFORE_MS, VertexTokenCache } from '../../shared/credentials/vertex-token.js';
 import type { Logger } from '../../shared/log.js';
 import { PROVIDER_IDS, type Credential, type EgressPolicy, type ProviderId } from '../../shared/policy/types.js';
-import { parseDuration } from '../../shared/policy/validate.js';
 import type { RouteRequest, RouteResponse } from '../server.js';
 import type { TokenIdentity } from '../tokenreview.js';
 import { bearerToken, HttpRefusal, refusingRoute, type Route } from '../policy/http.js';
 import { etagOf, type PolicyStore } from '../policy/store.js';
-import { DEFAULT_MAX_WAIT_MS } from '../policy/server.js';
+import { DEFAULT_MAX_WAIT_MS, waitForCaller, waitParam } from '../long-poll.js';
 import { ANNOTATION_CREDENTIAL_NAMESPACES, type CredentialSecrets } from './secrets.js';
 
 // GET /v1/credentials?provider=openai&provider=bedrock[&wait=30s]: the managed credentials a proxy's namespace
@@ -88,13 +87,7 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
   });
 
   async function answer(req: RouteRequest): Promise<RouteResponse> {
-    const waitParam = req.url.searchParams.get('wait');
-    let waitMs = 0;
-    if (waitParam !== null) {
-      const ms = parseDuration(waitParam);
-      if (ms === undefined) throw new HttpRefusal(400, 'BadRequest', `wait must be a duration like 30s (got ${JSON.stringify(waitParam)})`);
-      waitMs = Math.min(ms, maxWait);
-    }
+    const waitMs = waitParam(req, maxWait);
     const asked = req.url.searchParams.getAll('provider');
     const unknown = asked.find((p) => !(PROVIDER_IDS as readonly string[]).includes(p));
     if (unknown !== undefined) throw new HttpRefusal(400, 'BadRequest', `unknown provider ${JSON.stringify(unknown)}`);
@@ -113,24 +106,17 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
     const known = req.headers['if-none-match'];
     let r = compute();
     if (known === r.etag && waitMs > 0) {
-      const gone = new AbortController();
-      const socket = req.raw.socket;
-      const onClose = (): void => gone.abort();
-      socket.once('close', onClose);
-      const stop = new AbortController();
       const version = opts.secrets.current();
       // Wake on a credential Secret change, a policy change of this namespace, or when a token is due to be re-minted.
       const now = (opts.now ?? Date.now)();
       const remint = r.entries.map((e) => (e.material?.kind === 'bearer' && e.material.expiresAt !== undefined ? e.material.expiresAt - VERTEX_REFRESH_BEFORE_MS + 1000 - now : waitMs));
       const refreshIn = Math.max(1000, Math.min(waitMs, ...remint));
-      const both = AbortSignal.any([gone.signal, stop.signal]);
-      await Promise.race([
-        opts.secrets.waitForChange(version, refreshIn, both),
-        opts.store.waitForChange(who.namespace, r.policyEtag, refreshIn, both),
-      ]);
-      stop.abort();
-      socket.off('close', onClose);
-      if (gone.signal.aborted) return { status: 499 };
+      const { policyEtag } = r;
+      // The signal ends the losing wait too, as soon as the other one wins.
+      const present = await waitForCaller(req, (signal) =>
+        Promise.race([opts.secrets.waitForChange(version, refreshIn, signal), opts.store.waitForChange(who.namespace, policyEtag, refreshIn, signal)]),
+      );
+      if (!present) return { status: 499 };
       r = compute();
     }
     const headers = { etag: r.etag, 'cache-control': 'no-store' };

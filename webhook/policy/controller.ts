@@ -5,7 +5,7 @@ import { formatIssues } from '../../shared/policy/validate.js';
 import { systemClock, type Clock } from '../../shared/renewal.js';
 import { apiErrorMessage, apiStatus, type KubeClients } from '../kube.js';
 import { compileClusterDefault, compileNamespacePolicy } from './compile.js';
-import { Informer, type KubeObject } from './informer.js';
+import { Informer, type InformerHealth, type KubeObject } from './informer.js';
 import type { PolicyStore } from './store.js';
 
 // Watches namespaces, EgressPolicies and the ClusterEgressPolicy, keeps every opted-in namespace's effective
@@ -224,6 +224,11 @@ export class PolicyController {
       clock: this.clock,
       watchTimeoutSeconds: opts.watchTimeoutSeconds,
     });
+  }
+
+  /** Each informer's state, for readiness and metrics. */
+  health(): InformerHealth[] {
+    return [this.namespaces.health(), this.policies.health(), this.clusterPolicies.health()];
   }
 
   /** The cluster default in force (for tests and logs). */

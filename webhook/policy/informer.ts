@@ -1,12 +1,14 @@
-import type { Watch } from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log.js';
 import { backoffDelay, systemClock, type Clock, type Timer } from '../../shared/renewal.js';
 import { apiErrorMessage, apiStatus } from '../kube.js';
+import type { WatchClient, WatchHandle } from '../kube-watch.js';
 
 // List, then watch from the list's resourceVersion, forever: the client-go reflector pattern, small. Unlike
 // client-node's ListWatch it asks for bookmarks (so a resumed watch starts from a recent resourceVersion and
-// rarely hits 410), re-lists on 410 Gone, retries failures with backoff instead of stopping, and aborts a watch
-// that has gone silent (a dead connection looks exactly like a quiet resource otherwise).
+// rarely hits 410), re-lists on 410 Gone (at once the first time, with backoff while every new watch expires
+// again: a 410 storm must not become a list loop against a struggling API server), retries failures with
+// backoff instead of stopping, and aborts a watch that has gone silent (a dead connection looks exactly like a
+// quiet resource otherwise). What it holds is never dropped for a failure: the last good state stays.
 
 export interface KubeObject {
   metadata?: {
@@ -24,7 +26,7 @@ export type InformerEvent = 'ADDED' | 'MODIFIED' | 'DELETED';
 export interface InformerOptions<T extends KubeObject> {
   /** Human name for logs: `namespaces`, `egresspolicies`. */
   name: string;
-  watch: Watch;
+  watch: WatchClient;
   /** Collection path to watch, e.g. /api/v1/namespaces. */
   path: string;
   list(): Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
@@ -35,6 +37,22 @@ export interface InformerOptions<T extends KubeObject> {
   watchTimeoutSeconds?: number;
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /**
+   * A watch with no event and no bookmark for this long is taken for dead and restarted. Default: the watch
+   * timeout plus 30 s (the API server ends a healthy watch at its timeout, and sends bookmarks meanwhile).
+   */
+  stallTimeoutMs?: number;
+}
+
+/** What an informer can say about itself, for readiness and metrics. */
+export interface InformerHealth {
+  name: string;
+  /** The first list is in: its items are known. */
+  synced: boolean;
+  /** Why it is not current (list or watch failing, watch stalled, 410 storm), or undefined when it is. */
+  problem?: string;
+  /** Since when (ms since the epoch) it has not been current. */
+  since?: number;
 }
 
 const keyOf = (o: KubeObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
@@ -44,6 +62,10 @@ export class Informer<T extends KubeObject> {
   private rv = '';
   private stopped = false;
   private failures = 0;
+  /** 410s in a row with no healthy watch between them. */
+  private expirations = 0;
+  private problem: { what: string; since: number } | undefined;
+  private isSynced = false;
   private abort: (() => void) | undefined;
   private timer: Timer | undefined;
   private watchdog: Timer | undefined;
@@ -73,6 +95,20 @@ export class Informer<T extends KubeObject> {
     return [...this.cache.values()];
   }
 
+  health(): InformerHealth {
+    return { name: this.opts.name, synced: this.isSynced, ...(this.problem && { problem: this.problem.what, since: this.problem.since }) };
+  }
+
+  private trouble(what: string): void {
+    this.problem = { what, since: this.problem?.since ?? this.clock.now() };
+  }
+
+  private healthy(): void {
+    if (this.problem) this.opts.log.info({ informer: this.opts.name, afterMs: this.clock.now() - this.problem.since }, 'watch current again');
+    this.problem = undefined;
+    this.expirations = 0;
+  }
+
   /** The resourceVersion the next watch resumes from. */
   resourceVersion(): string {
     return this.rv;
@@ -82,7 +118,25 @@ export class Informer<T extends KubeObject> {
     this.failures++;
     const delay = backoffDelay(this.failures, this.opts.backoffBaseMs ?? 500, this.opts.backoffMaxMs ?? 30_000);
     this.opts.log.warn({ informer: this.opts.name, err: apiErrorMessage(err), retryInMs: delay }, `${what} failed`);
+    this.trouble(`${what} failing: ${apiErrorMessage(err)}`);
     this.timer = this.clock.setTimeout(() => void (relist ? this.relist() : this.startWatch()), delay);
+  }
+
+  /**
+   * 410 Gone: the resourceVersion is compacted away, so list again. At once the first time; while every new
+   * watch expires again before a single event or bookmark, with backoff.
+   */
+  private expired(): void {
+    this.expirations++;
+    if (this.expirations === 1) {
+      this.opts.log.info({ informer: this.opts.name, resourceVersion: this.rv }, 'watch expired; listing again');
+      void this.relist();
+      return;
+    }
+    const delay = backoffDelay(this.expirations - 1, this.opts.backoffBaseMs ?? 500, this.opts.backoffMaxMs ?? 30_000);
+    this.trouble(`watch expires at once (410 Gone ${this.expirations} times in a row)`);
+    this.opts.log.warn({ informer: this.opts.name, expirations: this.expirations, retryInMs: delay }, 'watch expired again right after a list; listing again after a pause');
+    this.timer = this.clock.setTimeout(() => void this.relist(), delay);
   }
 
   private async relist(): Promise<void> {
@@ -110,6 +164,8 @@ export class Informer<T extends KubeObject> {
     }
     this.rv = list.metadata?.resourceVersion ?? '';
     this.failures = 0;
+    this.isSynced = true;
+    if (this.expirations === 0) this.healthy(); // in a 410 storm only a watch that holds says it is over
     this.resolveSynced();
     await this.startWatch();
   }
@@ -120,6 +176,7 @@ export class Informer<T extends KubeObject> {
     let expired = false;
     let ended = false;
     let sawEvent = false;
+    let stalled = false;
     const startedAt = this.clock.now();
     const done = (err: unknown): void => {
       if (ended) return;
@@ -127,10 +184,10 @@ export class Informer<T extends KubeObject> {
       this.watchdog?.cancel();
       if (this.stopped) return;
       const status = apiStatus(err);
-      if (expired || status === 410) {
-        this.opts.log.info({ informer: this.opts.name, resourceVersion: this.rv }, 'watch expired; listing again');
-        void this.relist();
-      } else if (err) this.retryLater('watch', err, false);
+      if (expired || status === 410) this.expired();
+      // The watchdog's own verdict; the restart needs no backoff: it comes at most once per stall timeout.
+      else if (stalled) void this.startWatch();
+      else if (err) this.retryLater('watch', err, false);
       // A watch closed at once with nothing in it is a failure in disguise: back off rather than spin.
       else if (!sawEvent && this.clock.now() - startedAt < 1000) this.retryLater('watch', new Error('closed at once'), false);
       else void this.startWatch(); // the server ended it (timeout): resume from the last resourceVersion
@@ -140,17 +197,22 @@ export class Informer<T extends KubeObject> {
       // Bookmarks arrive about once a minute and the server ends the watch at `timeout`: silence well past
       // that means the connection is dead.
       this.watchdog = this.clock.setTimeout(() => {
-        this.opts.log.warn({ informer: this.opts.name }, 'watch silent for too long; reconnecting');
-        this.abort?.();
+        this.opts.log.warn({ informer: this.opts.name, silentMs: stallMs }, 'watch silent for too long; reconnecting');
+        this.trouble(`watch stalled (nothing for ${Math.round(stallMs / 1000)} s)`);
+        stalled = true;
+        handle?.abort();
         done(null);
-      }, (timeout + 30) * 1000);
+      }, stallMs);
     };
+    const stallMs = this.opts.stallTimeoutMs ?? (timeout + 30) * 1000;
+    let handle: WatchHandle | undefined;
     armWatchdog();
     try {
       const ctl = await this.opts.watch.watch(
         this.opts.path,
         { allowWatchBookmarks: true, resourceVersion: this.rv, timeoutSeconds: timeout },
         (type: string, obj: T) => {
+          if (ended) return;
           armWatchdog();
           sawEvent = true;
           if (type === 'ERROR') {
@@ -158,6 +220,7 @@ export class Informer<T extends KubeObject> {
             else this.opts.log.warn({ informer: this.opts.name, status: obj }, 'watch error event');
             return;
           }
+          if (this.problem || this.expirations > 0) this.healthy();
           const rv = obj.metadata?.resourceVersion;
           if (rv) this.rv = rv;
           if (type === 'BOOKMARK') return;
@@ -174,8 +237,9 @@ export class Informer<T extends KubeObject> {
         },
         done,
       );
+      handle = ctl;
       this.abort = () => ctl.abort();
-      // stop() may have run while the watch was being opened: it had nothing to abort then.
+      // stop() or the watchdog may have run while the watch was being opened: they had nothing to abort then.
       if (ended || this.stopped) ctl.abort();
     } catch (err) {
       done(err);

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { LABEL_INJECT } from '../../shared/constants.js';
 import type { Logger } from '../../shared/log.js';
-import { parseDuration } from '../../shared/policy/validate.js';
+import { DEFAULT_MAX_WAIT_MS, waitForCaller, waitParam } from '../long-poll.js';
 import type { TokenIdentity } from '../tokenreview.js';
 import type { RouteRequest, RouteResponse } from '../server.js';
 import { bearerToken, HttpRefusal, refusingRoute, type Route } from './http.js';
@@ -11,8 +11,6 @@ import type { PolicyStore } from './store.js';
 // from a parameter), with an ETag. Long poll: with `?wait=30s` and `If-None-Match: <etag>`, the answer waits
 // until the policy changes (200 with the new one) or the time is up (304). A change therefore reaches every
 // proxy as fast as the watch brings it here, with one open request per proxy and no polling interval.
-
-export const DEFAULT_MAX_WAIT_MS = 60_000;
 
 export interface PolicyServerOptions {
   store: PolicyStore;
@@ -42,13 +40,7 @@ export function policyRoutes(opts: PolicyServerOptions): Route[] {
   });
 
   async function answer(req: RouteRequest): Promise<RouteResponse> {
-    const waitParam = req.url.searchParams.get('wait');
-    let waitMs = 0;
-    if (waitParam !== null) {
-      const ms = parseDuration(waitParam);
-      if (ms === undefined) throw new HttpRefusal(400, 'BadRequest', `wait must be a duration like 30s (got ${JSON.stringify(waitParam)})`);
-      waitMs = Math.min(ms, maxWait);
-    }
+    const waitMs = waitParam(req, maxWait);
     const who = await opts.identify(bearerToken(req), req.raw.socket.remoteAddress);
     const { store } = opts;
     if (!store.isSynced()) throw new HttpRefusal(503, 'Starting', 'the control plane is still loading policies', { 'retry-after': '2' });
@@ -56,13 +48,8 @@ export function policyRoutes(opts: PolicyServerOptions): Route[] {
     let entry = store.get(who.namespace);
     if (entry && known === entry.etag && waitMs > 0) {
       // The proxy may go away while waiting (pod deleted): stop waiting for it when its connection closes.
-      const gone = new AbortController();
-      const socket = req.raw.socket;
-      const onClose = (): void => gone.abort();
-      socket.once('close', onClose);
-      await store.waitForChange(who.namespace, entry.etag, waitMs, gone.signal);
-      socket.off('close', onClose);
-      if (gone.signal.aborted) return { status: 499 };
+      const etag = entry.etag;
+      if (!(await waitForCaller(req, (signal) => store.waitForChange(who.namespace, etag, waitMs, signal)))) return { status: 499 };
       entry = store.get(who.namespace);
     }
     if (!entry) throw new HttpRefusal(403, 'NamespaceNotEnabled', `namespace ${who.namespace} is not opted in (label it ${LABEL_INJECT}=enabled)`);

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { EgressPolicy } from '../../shared/policy/types.js';
+import { WaitRoom } from '../long-poll.js';
 
 // What the control plane currently serves per namespace, with an ETag per effective policy, and the waiting
 // room for long polls: a waiter wakes the moment its namespace's entry changes.
@@ -17,7 +18,7 @@ export function etagOf(body: string): string {
 
 export class PolicyStore {
   private readonly entries = new Map<string, NamespaceEntry>();
-  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly rooms = new Map<string, WaitRoom>();
   private synced = false;
 
   /** True once the controller has seen every namespace and policy: before that, absence means nothing. */
@@ -57,31 +58,21 @@ export class PolicyStore {
    * `timeoutMs`, or when `signal` aborts. Resolves true when it changed.
    */
   waitForChange(namespace: string, etag: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    if (this.entries.get(namespace)?.etag !== etag) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      let set = this.waiters.get(namespace);
-      if (!set) this.waiters.set(namespace, (set = new Set()));
-      const done = (changed: boolean): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        set.delete(wake);
-        if (set.size === 0 && this.waiters.get(namespace) === set) this.waiters.delete(namespace);
-        resolve(changed);
-      };
-      const wake = (): void => {
-        if (this.entries.get(namespace)?.etag !== etag) done(true);
-      };
-      const onAbort = (): void => done(false);
-      const timer = setTimeout(() => done(false), timeoutMs);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      set.add(wake);
+    const changed = (): boolean => this.entries.get(namespace)?.etag !== etag;
+    if (changed()) return Promise.resolve(true);
+    let room = this.rooms.get(namespace);
+    if (!room) this.rooms.set(namespace, (room = new WaitRoom()));
+    const r = room;
+    return r.wait(changed, timeoutMs, signal).finally(() => {
+      // A namespace nobody waits on keeps no room (namespaces come and go).
+      if (r.size === 0 && this.rooms.get(namespace) === r) this.rooms.delete(namespace);
     });
   }
 
   /** How many long polls are waiting (a gauge for /metrics). */
   waiting(): number {
     let n = 0;
-    for (const s of this.waiters.values()) n += s.size;
+    for (const r of this.rooms.values()) n += r.size;
     return n;
   }
 
@@ -93,7 +84,6 @@ export class PolicyStore {
   }
 
   private wake(namespace: string): void {
-    const set = this.waiters.get(namespace);
-    if (set) for (const w of [...set]) w();
+    this.rooms.get(namespace)?.wake();
   }
 }
