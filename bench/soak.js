@@ -17,6 +17,7 @@
 // fake provider is a child process; the load runs in this process; the proxy's figures come from its own
 // /metrics (prom-client's process and nodejs collectors) and /proc.
 
+import { Buffer } from 'node:buffer';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync } from 'node:fs';
 import { get } from 'node:http';
@@ -24,6 +25,7 @@ import { createServer } from 'node:https';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { clearInterval, setImmediate, setInterval } from 'node:timers';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { HOST, writeCertificates } from './pki.js';
