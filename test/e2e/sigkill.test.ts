@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { OPENAI_HOST, type RequestRecord, type StreamRecord } from './support/fake-provider.js';
+import { OPENAI_HOST, PLAIN_HOST, type RequestRecord, type StreamRecord } from './support/fake-provider.js';
 import { APPS_DIR, CURL } from './support/paths.js';
 import { APP, PodSession, promptLog } from './support/pod-session.js';
 import { describeRoot } from './support/require-root.js';
@@ -16,7 +16,7 @@ const { prompt } = promptLog();
 const HANG_MS = 30_000;
 
 describeRoot('SIGKILL of the proxy mid-stream', () => {
-  const session = new PodSession({ tmpPrefix: 'aig-e2e-kill-', hosts: [OPENAI_HOST], keys: KEYS });
+  const session = new PodSession({ tmpPrefix: 'aig-e2e-kill-', hosts: [OPENAI_HOST, PLAIN_HOST], keys: KEYS });
   beforeAll(() => session.start());
   afterAll(() => session.stop());
 
