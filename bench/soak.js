@@ -13,6 +13,7 @@
 //
 //   node bench/soak.js [--requests N] [--concurrency C] [--stream-every K] [--fresh-every F] [--warmup N]
 //                      [--sample-ms MS] [--log-level LEVEL] [--no-write]
+//   node bench/soak.js --curve bench/results/soak/FILE.csv    (a run's curve by tenths, as a Markdown table)
 //
 // Like `npm run bench`, it runs inside a network namespace of its own whose /etc/hosts sends api.openai.com to
 // 127.0.0.1, so the real CLI process resolves the provider by name (needs root, as the e2e suite does). The
@@ -62,8 +63,10 @@ function parseArgs(argv) {
     else if (k === '--inside') a.inside = true;
     else if (k === '--state') a.state = argv[++i];
     else if (k === '--upstream') a.upstream = argv[++i];
+    else if (k === '--curve') a.curve = argv[++i];
     else if (k === '--help' || k === '-h') {
       console.log('usage: node bench/soak.js [--requests N] [--concurrency C] [--stream-every K] [--fresh-every F] [--warmup N] [--sample-ms MS] [--log-level LEVEL] [--no-write]');
+      console.log('       node bench/soak.js --curve bench/results/soak/FILE.csv   (the curve by tenths of the run, as a Markdown table)');
       process.exit(0);
     } else {
       console.error(`soak: unknown argument '${k}' (see --help)`);
@@ -243,6 +246,34 @@ const median = (xs) => {
   return s.length === 0 ? NaN : s[Math.floor(s.length / 2)];
 };
 
+/** The run after warm-up in tenths: per tenth the RSS floor and median, the heap floor, fds and handles. */
+function tenths(curve) {
+  const main = curve.filter((s) => s.phase === 'main' && Number.isFinite(s.rssMb));
+  const n = Math.max(1, Math.floor(main.length / 10));
+  const out = [];
+  for (let i = 0; i + n <= main.length && out.length < 10; i += n) {
+    const part = main.slice(i, i + n);
+    out.push({
+      fromRequest: part[0].requests,
+      rssFloorMb: Math.min(...part.map((s) => s.rssMb)),
+      rssMedianMb: median(part.map((s) => s.rssMb)),
+      heapFloorMb: Math.min(...part.map((s) => s.heapUsedMb)),
+      fdsMax: Math.max(...part.map((s) => s.fds)),
+      handlesMax: Math.max(...part.map((s) => s.handles)),
+    });
+  }
+  return out;
+}
+
+function printCurve(file) {
+  const [head, ...lines] = readFileSync(file, 'utf8').trim().split('\n');
+  const cols = head.split(',');
+  const curve = lines.map((l) => Object.fromEntries(l.split(',').map((v, i) => [cols[i], cols[i] === 'phase' ? v : Number(v)])));
+  console.log('| from request | RSS floor (MB) | RSS median (MB) | heap used floor (MB) | fds (max) | active handles (max) |');
+  console.log('|---|---|---|---|---|---|');
+  for (const t of tenths(curve)) console.log(`| ${t.fromRequest.toLocaleString('en')} | ${t.rssFloorMb} | ${t.rssMedianMb} | ${t.heapFloorMb} | ${t.fdsMax} | ${t.handlesMax} |`);
+}
+
 async function inside(a) {
   const { dir } = JSON.parse(readFileSync(a.state, 'utf8'));
   await writeCertificates(ROOT, dir);
@@ -330,6 +361,7 @@ async function inside(a) {
       },
       heapUsed: { earlyFloorMb: floor(first, 'heapUsedMb'), lateFloorMb: floor(last, 'heapUsedMb'), drift: round4((floor(last, 'heapUsedMb') - floor(first, 'heapUsedMb')) / floor(first, 'heapUsedMb')), earlyMedianMb: median(first.map((s) => s.heapUsedMb)), lateMedianMb: median(last.map((s) => s.heapUsedMb)) },
       idle: { afterWarmup, atEnd },
+      tenths: tenths(curve),
       checks,
       pass: Object.values(checks).every(Boolean),
       samples: curve.length,
@@ -385,6 +417,7 @@ async function outside() {
 }
 
 const args = parseArgs(process.argv.slice(2));
-if (args.upstream) runUpstream(args.upstream);
+if (args.curve) printCurve(args.curve);
+else if (args.upstream) runUpstream(args.upstream);
 else if (args.inside) process.exit(await inside(args));
 else await outside();
