@@ -91,7 +91,7 @@ describe('policy reloads under load', () => {
       const next = round % 2 === 0 ? B : A;
       rewrite(next, round % 4 < 2 ? 'in-place' : 'rename');
       // the new policy takes effect: the model only it allows passes, the one only the old allowed is refused
-      const [passes, refused]: Model[] = next === B ? ['gpt-4.1', 'gpt-4o'] : ['gpt-4o', 'gpt-4.1'];
+      const [passes, refused]: [Model, Model] = next === B ? ['gpt-4.1', 'gpt-4o'] : ['gpt-4o', 'gpt-4.1'];
       took.push(await eventually(async () => (await ask(passes)).status === 200 && (await ask(refused)).status === 403, 10_000));
     }
     running = false;
