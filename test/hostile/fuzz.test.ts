@@ -257,7 +257,7 @@ describe('fuzz: the EgressPolicy loader', () => {
 // ---- content codecs, the redactor, the stream encoders, the CSR checks ----------------------------------------
 
 /** Documents built from the keys and type names the wire formats use, so the codecs' deep paths are reached. */
-const KEYS = ['model', 'messages', 'content', 'role', 'text', 'type', 'tool_calls', 'function', 'arguments', 'name', 'input', 'output', 'instructions', 'system', 'parts', 'contents', 'systemInstruction', 'functionCall', 'functionResponse', 'args', 'response', 'choices', 'message', 'delta', 'candidates', 'toolResult', 'toolUse', 'json', 'bytes', 'content_block', 'partial_json', 'thinking', 'reasoning', 'reasoningContent', 'prompt', 'id', 'index', 'data', 'contentBlockIndex', 'item', 'summary', 'refusal', 'stream', 'start', 'contentBlockDelta', 'messageStart', 'output_text', 'inlineData'] as const;
+const KEYS = ['model', 'messages', 'content', 'role', 'text', 'type', 'tool_calls', 'function', 'arguments', 'name', 'input', 'output', 'instructions', 'system', 'parts', 'contents', 'systemInstruction', 'functionCall', 'functionResponse', 'args', 'response', 'choices', 'message', 'delta', 'candidates', 'toolResult', 'toolUse', 'json', 'bytes', 'content_block', 'partial_json', 'thinking', 'reasoning', 'reasoningContent', 'prompt', 'id', 'index', 'data', 'contentBlockIndex', 'item', 'summary', 'refusal', 'stream', 'start', 'contentBlockDelta', 'messageStart', 'output_text', 'inlineData', 'output_index', 'content_index', 'toString', 'valueOf'] as const;
 const VALUES = ['user', 'assistant', 'system', 'tool', 'developer', 'model', 'text', 'tool_use', 'tool_result', 'input_text', 'output_text', 'function_call', 'function_call_output', 'message', 'text_delta', 'input_json_delta', 'thinking_delta', 'reasoning', 'function', 'image_url', 'content_block_delta', 'content_block_start', 'response.output_text.delta'] as const;
 const wireDoc: fc.Arbitrary<Record<string, unknown>> = fc.letrec<{ node: unknown; obj: Record<string, unknown> }>((tie) => ({
   node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, fc.constantFrom(...VALUES), fc.string({ maxLength: 12 }), fc.integer(), fc.boolean(), fc.constant(null), tie('obj'), fc.array(tie('node'), { maxLength: 4 })),
@@ -298,6 +298,16 @@ describe('fuzz: the JSON-aware content codecs', () => {
       }),
       params,
     );
+  });
+  // Regression found by `npm run fuzz` (seed 1796500000): an index field holding an object whose toString is not
+  // a function (`{"toString":1}`, valid JSON from the provider) made String() throw inside the codecs.
+  it.each([
+    ['bedrock converse', bedrockConverseCodec, { contentBlockIndex: { toString: 1 }, delta: { text: 'hi' } }, 'contentBlockDelta'],
+    ['openai responses', openAiResponsesCodec, { type: 'response.output_text.delta', output_index: { toString: 1 }, content_index: { valueOf: 1 }, delta: 'hi' }, 'message'],
+    ['openai responses, arguments', openAiResponsesCodec, { type: 'response.function_call_arguments.delta', output_index: { toString: 1 }, delta: 'hi' }, 'message'],
+  ] as [string, ContentCodec, JsonObject, string][])('%s: an index that is a hostile object is read as no index, not a throw', (_what, codec, payload, name) => {
+    const segs = codec.event(JSON.parse(JSON.stringify(payload)) as JsonObject, name);
+    expect(segs.map((x) => [x.text, x.channel])).toEqual([['hi', expect.stringMatching(/\.0$/) as string]]);
   });
 });
 
@@ -396,7 +406,10 @@ describe('fuzz: the redactor (type: pii, redact + restore)', () => {
           expect(verdict).toMatchObject({ action: 'deny', status: expect.any(Number) as number });
           return;
         }
-        expect(shape(JSON.parse(sent))).toEqual(shape(body));
+        const out = JSON.parse(sent) as Record<string, unknown>;
+        // OpenAI streams are sent with stream_options.include_usage (metering adds it); nothing else may change
+        if (host === 'api.openai.com' && body.stream === true && !('stream_options' in body)) delete out.stream_options;
+        expect(shape(out)).toEqual(shape(body));
       }),
       params,
     );
@@ -493,7 +506,9 @@ describe('fuzz: the SSE and AWS event-stream encoders', () => {
     );
   });
   it('AWS event-stream messages with any string headers and any body decode to what was encoded', () => {
-    const headerName = fc.string({ minLength: 1, maxLength: 30 });
+    // `__proto__` is left out: @smithy/eventstream-codec's decoder assigns headers into a plain object and drops it
+    // (found by `npm run fuzz`, seed 1796500000; Bedrock never sends such a header)
+    const headerName = fc.string({ minLength: 1, maxLength: 30 }).filter((n) => n !== '__proto__');
     fc.assert(
       fc.property(fc.dictionary(headerName, fc.string({ maxLength: 60 }), { maxKeys: 5 }), fc.uint8Array({ maxLength: 300 }), (headers, body) => {
         const raw = encodeEventStreamMessage({ headers, body });
