@@ -398,7 +398,7 @@ describe('fuzz: the redactor (type: pii, redact + restore)', () => {
       [['bedrock'], 'bedrock-runtime.eu-central-1.amazonaws.com', '/model/amazon.nova-lite-v1%3A0/converse'],
       [['bedrock'], 'bedrock-runtime.eu-central-1.amazonaws.com', '/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke'],
     ];
-    const withPii = wireDoc.chain((d) => fc.constantFrom(...PII).map((p) => ({ ...d, messages: [{ role: 'user', content: `${p} ${JSON.stringify(d).slice(0, 40)}` }, ...(Array.isArray(d.messages) ? d.messages : [])] })));
+    const withPii = wireDoc.chain((d) => fc.constantFrom(...PII).map((p): Record<string, unknown> => ({ ...d, messages: [{ role: 'user', content: `${p} ${JSON.stringify(d).slice(0, 40)}` }, ...(Array.isArray(d.messages) ? (d.messages as unknown[]) : [])] })));
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...routes), fc.oneof(wireDoc, withPii), async ([providers, host, path], body) => {
         const { verdict, sent } = await send(setupFor(providers), host, path, body);
