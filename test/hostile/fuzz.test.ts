@@ -338,7 +338,7 @@ describe('fuzz: the redactor (type: pii, redact + restore)', () => {
     return s;
   };
 
-  it('OpenAI chat: the provider gets valid JSON of the same structure, only texts changed, and no value it found', async () => {
+  it('OpenAI chat: the provider gets valid JSON of the same structure, only texts changed (ids, names, URLs byte for byte)', async () => {
     const s = setupFor(['openai']);
     await fc.assert(
       fc.asyncProperty(chat, async (body) => {
