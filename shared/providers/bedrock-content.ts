@@ -1,5 +1,5 @@
 import { anthropicMessagesCodec } from './anthropic-content.js';
-import { arr, obj, Segments, type ContentCodec, type JsonPath } from './content.js';
+import { arr, indexKey, obj, Segments, type ContentCodec, type JsonPath } from './content.js';
 import type { JsonObject } from './request.js';
 
 // Amazon Bedrock's wire formats. Converse / ConverseStream have one documented shape for every model:
@@ -44,7 +44,7 @@ function converseRequest(json: JsonObject): Segments {
 function converseDelta(s: Segments, payload: JsonObject, type: string): void {
   if (type !== 'contentBlockDelta') return;
   const d = obj(payload.delta);
-  const ch = `block.${String(payload.contentBlockIndex ?? 0)}`;
+  const ch = `block.${indexKey(payload.contentBlockIndex)}`;
   if (!d) return;
   s.add(d.text, ['delta', 'text'], 'assistant', 'text', ch);
   const use = obj(d.toolUse);

@@ -84,6 +84,14 @@ export class Segments {
   }
 }
 
+/**
+ * An index field as a channel key: numbers and strings as they are, anything else `0`. `String(v)` would throw
+ * on an object whose toString is not callable (`{"toString":1}` is valid JSON a provider could send).
+ */
+export function indexKey(v: unknown): string {
+  return typeof v === 'number' || typeof v === 'string' ? String(v) : '0';
+}
+
 /** `v` as an array (empty when it is not one). */
 export function arr(v: unknown): readonly unknown[] {
   return Array.isArray(v) ? v : [];

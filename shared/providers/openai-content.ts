@@ -1,4 +1,4 @@
-import { arr, obj, Segments, type ContentCodec, type JsonPath, type TextSegment } from './content.js';
+import { arr, indexKey, obj, Segments, type ContentCodec, type JsonPath, type TextSegment } from './content.js';
 import type { JsonObject } from './request.js';
 
 // OpenAI's wire formats (also spoken by Azure OpenAI, Mistral and the OpenAI-compatible endpoints of Gemini and
@@ -112,7 +112,7 @@ export const openAiResponsesCodec: ContentCodec = {
   event(payload, name) {
     const s = new Segments();
     const type = typeof payload.type === 'string' ? payload.type : name;
-    const at = `${String(payload.output_index ?? 0)}.${String(payload.content_index ?? 0)}`;
+    const at = `${indexKey(payload.output_index)}.${indexKey(payload.content_index)}`;
     switch (type) {
       case 'response.output_text.delta':
         s.add(payload.delta, ['delta'], 'assistant', 'text', `output.${at}`);
@@ -121,7 +121,7 @@ export const openAiResponsesCodec: ContentCodec = {
         s.add(payload.delta, ['delta'], 'assistant', 'text', `refusal.${at}`);
         break;
       case 'response.function_call_arguments.delta':
-        s.addJson(payload.delta, ['delta'], 'assistant', `args.${String(payload.output_index ?? 0)}`);
+        s.addJson(payload.delta, ['delta'], 'assistant', `args.${indexKey(payload.output_index)}`);
         break;
       case 'response.output_text.done':
         s.add(payload.text, ['text'], 'assistant', 'text');

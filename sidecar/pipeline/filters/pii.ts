@@ -42,7 +42,7 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
   const state = (ex: Exchange): State => ex.slot(key, () => ({ map: new RedactionMap(), responseFound: {} }));
 
   const redactText = (map: RedactionMap, text: string, matches: readonly Match[], json: boolean): string =>
-    replaceMatches(text, matches, (m, v) => map.placeholder(labelOf(m.kind), json ? unescapeJson(v) : v));
+    replaceMatches(text, matches, (m, v) => map.placeholder(labelOf(m.kind), json ? unescapeJson(v) : v), json);
 
   const request = (ex: Exchange): Verdict => {
     const t = tools.requestTexts(ex);

@@ -30,9 +30,9 @@ export function regexFilter(f: RegexFilter, env: FilterEnv): Processor {
   const scan = (text: string): Match[] => findAll(re, text, 'match');
   const key = {};
   const counter = (ex: Exchange): { n: number; found: number } => ex.slot(key, () => ({ n: 0, found: 0 }));
-  const redact = (ex: Exchange, text: string, ms: readonly Match[]): string => {
+  const redact = (ex: Exchange, text: string, ms: readonly Match[], json: boolean): string => {
     const c = counter(ex);
-    return replaceMatches(text, ms, () => `[REDACTED_${++c.n}]`);
+    return replaceMatches(text, ms, () => `[REDACTED_${++c.n}]`, json);
   };
 
   const request = (ex: Exchange): Verdict => {
@@ -45,7 +45,7 @@ export function regexFilter(f: RegexFilter, env: FilterEnv): Processor {
       const ms = scan(seg.text);
       if (ms.length === 0) continue;
       found += ms.length;
-      if (f.action === 'redact' && !audit) edits.set(seg, redact(ex, seg.text, ms));
+      if (f.action === 'redact' && !audit) edits.set(seg, redact(ex, seg.text, ms, seg.json === true));
     }
     if (found === 0) return CONTINUE;
     const kinds = { match: found };
@@ -67,14 +67,14 @@ export function regexFilter(f: RegexFilter, env: FilterEnv): Processor {
           head,
           framing,
           () =>
-            new ScanRewriter(scan, (text, ms): string | Deny => {
+            new ScanRewriter(scan, (text, ms, json): string | Deny => {
               if (ms.length === 0) return text;
               if (f.action === 'block') {
                 tools.record(ex, 'response', 'block', { match: ms.length });
                 return tools.block('response', { match: ms.length });
               }
               counter(ex).found += ms.length;
-              return f.action === 'redact' && !audit ? redact(ex, text, ms) : text;
+              return f.action === 'redact' && !audit ? redact(ex, text, ms, json) : text;
             }, f.window),
           true,
         );

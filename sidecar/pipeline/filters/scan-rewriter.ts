@@ -29,8 +29,16 @@ export class ScanRewriter implements TextRewriter {
     const text = (this.held.get(channel)?.text ?? '') + seg.text;
     const matches = this.scan(text);
     let cut = Math.max(0, text.length - this.window);
-    const final = matches.filter((m) => m.start < cut);
+    let final = matches.filter((m) => m.start < cut);
     for (const m of final) cut = Math.max(cut, m.end);
+    if (seg.json === true) {
+      // JSON source is never cut inside an escape: the held rest would start with its letter (`n` of `\n`)
+      const owner = escapeOwners(text)?.[cut] ?? -1;
+      if (owner >= 0) {
+        cut = owner;
+        final = final.filter((m) => m.start < cut);
+      }
+    }
     // a later match that overlaps the cut waits whole with the rest
     const r = this.act(text.slice(0, cut), final, seg.json === true);
     if (typeof r !== 'string') return r;
@@ -55,8 +63,29 @@ export class ScanRewriter implements TextRewriter {
   }
 }
 
-/** `text` with each match replaced (matches sorted, not overlapping). */
-export function replaceMatches(text: string, matches: readonly Match[], replacement: (m: Match, value: string) => string): string {
+/**
+ * For JSON source (tool arguments as text, partial_json): for each index strictly inside an escape sequence
+ * (`\n`, `\"`, `\u00e9`), the index where that escape starts; -1 elsewhere. Undefined when there is none.
+ */
+function escapeOwners(text: string): Int32Array | undefined {
+  if (!text.includes('\\')) return undefined;
+  const owner = new Int32Array(text.length + 1).fill(-1);
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] !== '\\') continue;
+    const end = Math.min(text.length, i + (text[i + 1] === 'u' ? 6 : 2));
+    for (let j = i + 1; j < end; j++) owner[j] = i;
+    i = end - 1;
+  }
+  return owner;
+}
+
+/**
+ * `text` with each match replaced (matches sorted, not overlapping). In JSON source (`json`), a match is first
+ * shrunk to whole characters: one that starts or ends inside an escape sequence would leave half of it behind
+ * (`\nada@example.com` matched from the `n` left a lone backslash, and the provider got invalid JSON).
+ */
+export function replaceMatches(text: string, matches: readonly Match[], replacement: (m: Match, value: string) => string, json = false): string {
+  if (json) matches = outsideEscapes(text, matches);
   if (matches.length === 0) return text;
   let out = '';
   let at = 0;
@@ -65,6 +94,22 @@ export function replaceMatches(text: string, matches: readonly Match[], replacem
     at = m.end;
   }
   return out + text.slice(at);
+}
+
+function outsideEscapes(text: string, matches: readonly Match[]): readonly Match[] {
+  const owner = matches.length === 0 ? undefined : escapeOwners(text);
+  if (!owner) return matches;
+  const out: Match[] = [];
+  for (const m of matches) {
+    let start = m.start;
+    let end = m.end;
+    const s = owner[start]!;
+    if (s >= 0) for (start = s + 1; start < text.length && owner[start] === s; start++);
+    const e = owner[end]!;
+    if (e >= 0) end = e;
+    if (start < end) out.push(start === m.start && end === m.end ? m : { ...m, start, end });
+  }
+  return out;
 }
 
 /** Counts matches by kind. */
