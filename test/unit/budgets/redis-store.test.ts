@@ -116,6 +116,16 @@ describeRedis('Redis budget store', () => {
     expect(o.ok).toBe(true);
   });
 
+  it('a charge (audit mode\'s refused request that went out) counts for every proxy', async () => {
+    const k = key(1_000);
+    const a = await store('a8');
+    const b = await store('b8');
+    expect((await a.reserve(k, 800)).ok).toBe(true);
+    a.charge(k, 150);
+    await sleep(150); // the settlement flush
+    expect(await b.reserve(k, 100)).toMatchObject({ ok: false, kind: 'exhausted', remaining: 50 });
+  });
+
   it('a cached refusal ends with its bucket, so capacity leaving the window is seen at once', async () => {
     const k = key(500, 1_000); // buckets of 16 ms: shorter than REFUSAL_CACHE_MS
     const a = await store('a6');
