@@ -75,6 +75,8 @@ class SharedKey {
   readonly ledger = new Map<number, Row>();
   /** Changes Redis has not seen yet. */
   pending = new Map<number, Row>();
+  /** Changes the call in flight carries (until its answer updates `remaining`). */
+  sending = new Map<number, Row>();
   remaining?: number;
   peers = 1;
   flushTimer?: NodeJS.Timeout;
@@ -241,7 +243,11 @@ export class RedisBudgetStore implements BudgetStore {
   remaining(key: BudgetKey): number | undefined {
     const k = this.keys.get(key.id);
     if (!k || k.remaining === undefined) return undefined;
-    return k.remaining + (k.lease?.left ?? 0);
+    // What Redis last said, corrected by what this proxy changed since (its unspent lease, refunds and returned
+    // leases not yet sent or not yet answered): the gauge then shows a settled refund at once.
+    let unsent = 0;
+    for (const m of [k.pending, k.sending]) for (const r of m.values()) unsent += r.spent;
+    return Math.max(0, k.remaining + (k.lease?.left ?? 0) - unsent);
   }
 
   /** This proxy's share of a budget while Redis cannot be reached: the limit over the proxies last seen. */
@@ -301,6 +307,7 @@ export class RedisBudgetStore implements BudgetStore {
     // to the next call (and a failed call puts its part back).
     const sent = k.pending;
     k.pending = new Map();
+    k.sending = sent;
     const buckets = new Set([...k.ledger.keys(), ...sent.keys()]);
     const rows: number[] = [];
     for (const b of buckets) {
@@ -317,6 +324,7 @@ export class RedisBudgetStore implements BudgetStore {
     try {
       r = await this.eval(key.id, args.map(String));
     } catch (err) {
+      k.sending = new Map();
       for (const w of batch) w.resolve({ ok: false, kind: 'down', error: errorMessage(err) });
       for (const [b, row] of sent) add(k.pending, b, row.spent, row.leased);
       if (k.pending.size > 0) this.scheduleFlush(k);
@@ -324,6 +332,7 @@ export class RedisBudgetStore implements BudgetStore {
     }
     const [cur, remaining, lease, wait, othersLeased, peers, restored, msLeft, nSchedule] = r as [number, number, number, number, number, number, number, number, number];
     const at = this.now();
+    k.sending = new Map();
     k.cur = { bucket: cur, at: sentAt };
     for (const b of k.ledger.keys()) if (b < cur - s.back) k.ledger.delete(b);
     k.peers = Math.max(1, peers);
