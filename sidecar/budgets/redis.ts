@@ -270,9 +270,10 @@ export class RedisBudgetStore implements BudgetStore {
     if (k.queue.length === 0 && k.pending.size === 0) return;
     const pause = k.pausedUntil - this.now();
     if (pause > 0) {
-      // Redis is restoring a lost window: ask nothing (not even in a loop) until the others have had the time.
+      // Redis is restoring a lost window: reserve nothing (and do not ask in a loop) until the others have had
+      // the time; settlements still go at their pace, so refunds count as soon as reservations resume.
       this.later(k, pause);
-      return;
+      if (k.pending.size === 0) return;
     }
     if (!this.up) {
       // Nothing can be decided: waiting requests fall to onStoreError; settlements wait for the reconnect.
@@ -280,9 +281,9 @@ export class RedisBudgetStore implements BudgetStore {
       return;
     }
     k.syncing = true;
-    void this.sync(k).finally(() => {
+    void this.sync(k, pause <= 0).finally(() => {
       k.syncing = false;
-      if (k.queue.length > 0) setImmediate(() => this.kick(k));
+      if (k.queue.length > 0 && k.pausedUntil <= this.now()) setImmediate(() => this.kick(k));
       else if (k.pending.size > 0) this.scheduleFlush(k);
     });
   }
@@ -297,8 +298,8 @@ export class RedisBudgetStore implements BudgetStore {
     add(k.ledger, l.bucket, -l.left, -l.total);
   }
 
-  private async sync(k: SharedKey): Promise<void> {
-    const batch = k.queue.splice(0, BATCH);
+  private async sync(k: SharedKey, reserve = true): Promise<void> {
+    const batch = reserve ? k.queue.splice(0, BATCH) : [];
     // A new reservation replaces the lease (it did not cover the request); a flush of settlements keeps it.
     if (batch.length > 0 || this.closed) this.returnLease(k);
     const key = k.key;
@@ -345,6 +346,7 @@ export class RedisBudgetStore implements BudgetStore {
       // Redis lost the window and proxies are restoring their shares: decide nothing until they have.
       k.queue.unshift(...batch);
       k.pausedUntil = at + wait;
+      this.later(k, wait);
       return;
     }
     const retried: Waiting[] = [];
