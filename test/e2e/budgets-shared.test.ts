@@ -21,6 +21,8 @@ const MODEL = 'gpt-4o-mini';
 const REDIS_PORT = 6379; // the outside namespace is new: nothing else listens there
 const REDIS_ADDR = '10.200.0.1'; // the outside end of the pod's veth (support/netns.ts); not loopback, so protected mode is off
 const LIMITS = { namespace: 3000, serviceaccount: 5000, workload: 7000 };
+/** A short window for another model (the 1m budgets above do not count it): a refusal, then a pass after it. */
+const SHORT = { model: 'gpt-4o', limit: 2000 };
 const POLICY = `apiVersion: aigress.io/v1alpha1
 kind: EgressPolicy
 metadata: { name: e2e-budget-shared, namespace: team-a }
@@ -30,6 +32,7 @@ spec:
     - { tokens: ${LIMITS.namespace}, type: output, per: 1m, scope: namespace }
     - { tokens: ${LIMITS.serviceaccount}, type: output, per: 1m, scope: serviceaccount }
     - { tokens: ${LIMITS.workload}, type: output, per: 1m, scope: workload }
+    - { tokens: ${SHORT.limit}, type: output, per: 3s, scope: serviceaccount, models: [${SHORT.model}] }
   unmatchedEgress: passthrough
 `;
 
@@ -45,8 +48,8 @@ describeRoot('shared budgets through a real Redis, across a proxy restart, seen 
   });
   let server: Background | undefined;
   let redisDir = '';
-  const call = (maxTokens: number, text: string) =>
-    session.pod.exec(APP, [process.execPath, join(APPS_DIR, 'openai-budget.mjs'), MODEL, String(maxTokens), '0', text], { timeoutMs: 30_000 });
+  const call = (maxTokens: number, text: string, model = MODEL, maxRetries = 0) =>
+    session.pod.exec(APP, [process.execPath, join(APPS_DIR, 'openai-budget.mjs'), model, String(maxTokens), String(maxRetries), text], { timeoutMs: 30_000 });
   const outputTokens = (r: { stdout: string }) => (JSON.parse(r.stdout) as { usage: { completion_tokens: number } }).usage.completion_tokens;
 
   beforeAll(async () => {
@@ -97,6 +100,25 @@ describeRoot('shared budgets through a real Redis, across a proxy restart, seen 
     expect(Number(workload!.split(' ').pop())).toBe(LIMITS.workload - used1 - used2);
     expect(metricSum(m, 'aigress_budget_rejections_total', { budget: 'budgets[0]', reason: 'budget_exhausted', mode: 'enforce' })).toBe(1);
   }, 90_000);
+
+  it('a shared budget past its limit answers 429 with Retry-After; the SDK\'s own retries pass once the window moved', async () => {
+    const first = await call(1500, prompt('shared short first'), SHORT.model);
+    expect(first.stderr).toBe('');
+    const used = outputTokens(first);
+    const mark = session.fake.mark();
+    const refused = await call(SHORT.limit - 1, prompt('shared short refused'), SHORT.model);
+    expect(refused.code).toBe(1);
+    const e = JSON.parse(refused.stderr.trim().split('\n').pop()!) as Record<string, string | number | null>;
+    expect(e).toMatchObject({ status: 429, limit: String(SHORT.limit), remaining: String(SHORT.limit - used) });
+    expect(Number(e.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(Number(e.retryAfter)).toBeLessThanOrEqual(4);
+    expect(session.fake.requestsSince(mark)).toHaveLength(0);
+    // the same call with the SDK's default retries: it sleeps Retry-After, and Redis's window has moved on
+    const retried = await call(SHORT.limit - 1, prompt('shared short retried'), SHORT.model, 2);
+    expect(retried.stderr).toBe('');
+    expect(retried.code).toBe(0);
+    expect(session.fake.requestsSince(mark)).toHaveLength(1);
+  }, 60_000);
 });
 
 /** Waits until redis-server accepts connections in the outside namespace (the test process is outside both). */
