@@ -49,6 +49,15 @@ export class LocalBudgetStore implements BudgetStore {
     s.remaining = Math.max(0, key.limit - spentIn(s.buckets, key.shape, now));
   }
 
+  charge(key: BudgetKey, used: number): void {
+    if (used <= 0) return;
+    const s = this.state(key);
+    const now = this.now();
+    const bucket = bucketOf(key.shape, now);
+    s.buckets.set(bucket, (s.buckets.get(bucket) ?? 0) + used);
+    s.remaining = Math.max(0, key.limit - spentIn(s.buckets, key.shape, now));
+  }
+
   remaining(key: BudgetKey): number | undefined {
     return this.keys.get(key.id)?.remaining;
   }

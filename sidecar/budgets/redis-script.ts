@@ -14,7 +14,9 @@
 //       lease min (a smaller lease is not worth holding), number of amounts A, number of ledger rows L, then A amounts, then L rows of
 //       (bucket, pending spent, ledger spent, pending leased, ledger leased).
 // Returns: { current bucket, remaining, lease granted, wait ms (recovering), others' leases, proxies, restored,
-//            ms left in the bucket, then per amount: 1 admitted | 0 denied, retry ms (-1: never fits) }.
+//            ms left in the bucket, S, then per amount: 1 admitted | 0 denied, retry ms (-1: never fits), then, when
+//            an amount was denied, S pairs (ms until a live bucket leaves the window, its units), oldest first, so
+//            the proxy can answer later refusals itself until the window moves (S = 0 otherwise) }.
 export const BUDGET_SYNC_LUA = `
 local K = KEYS[1]
 local id = ARGV[1]
@@ -80,13 +82,14 @@ redis.call('PEXPIRE', K, (back + 2) * bms + 30000)
 local left = (cur + 1) * bms - now
 local remaining = limit - spent
 if remaining < 0 then remaining = 0 end
-local out = { cur, remaining, 0, 0, leased, peers, restored, left }
+local out = { cur, remaining, 0, 0, leased, peers, restored, left, 0 }
 if rec > now then
   out[4] = rec - now
   return out
 end
 table.sort(buckets, function(x, y) return x[1] < y[1] end)
 local took = 0
+local denied = false
 for i = 1, na do
   local a = tonumber(ARGV[11 + i])
   if a <= remaining then
@@ -105,6 +108,7 @@ for i = 1, na do
       end
       if retry < 1 then retry = 1 end
     end
+    denied = true
     out[#out + 1] = 0
     out[#out + 1] = retry
   end
@@ -119,5 +123,12 @@ if took + lease > 0 then redis.call('HINCRBY', K, tostring(cur), took + lease) e
 if lease > 0 then redis.call('HINCRBY', K, 'l' .. cur, lease) end
 out[2] = remaining - lease
 out[3] = lease
+if denied then
+  out[9] = #buckets
+  for j = 1, #buckets do
+    out[#out + 1] = (buckets[j][1] + back + 1) * bms - now
+    out[#out + 1] = buckets[j][2]
+  end
+end
 return out
 `;

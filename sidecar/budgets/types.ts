@@ -29,6 +29,8 @@ export interface BudgetStore {
   reserve(key: BudgetKey, amount: number): ReserveOutcome | Promise<ReserveOutcome>;
   /** Corrects a reservation to what was used (0 when nothing was sent). Never throws; may finish later. */
   settle(key: BudgetKey, ticket: Ticket, used: number): void;
+  /** Books units used without a reservation (audit mode: a request the budget would refuse still spends). */
+  charge(key: BudgetKey, used: number): void;
   /** Units left in the window as this proxy last saw them (for the gauge); undefined before first use. */
   remaining(key: BudgetKey): number | undefined;
 }

@@ -41,7 +41,8 @@ interface Held {
   readonly key: BudgetKey;
   readonly scopeKey: string;
   readonly store: BudgetStore;
-  readonly ticket: Ticket;
+  /** Absent for a budget that refused in audit mode: nothing is reserved, what the request uses is charged. */
+  readonly ticket?: Ticket;
   readonly amount: number;
   /** Tokens this reservation stands for (for the reserved/settled metrics). */
   readonly tokens: number;
@@ -184,7 +185,7 @@ export function budgetProcessor(ctx: PipelineContext, services: PipelineServices
       for (const c of applicable) {
         const u = units(c, est, price);
         if (!u) {
-          m.rejections.inc({ budget: c.label, scope: c.b.scope, reason: 'budget_price_unknown' });
+          m.rejections.inc({ budget: c.label, scope: c.b.scope, reason: 'budget_price_unknown', mode: ctx.audit ? 'audit' : 'enforce' });
           return deny('policy', 403, 'budget_price_unknown',
             `aigress: ${c.label} of policy ${ctx.policyName} counts USD, and the price of model "${d.model ?? 'unknown'}" is not in the price table (add it under spec.metering.prices)`);
         }
@@ -201,8 +202,10 @@ export function budgetProcessor(ctx: PipelineContext, services: PipelineServices
       let settledTokens = 0;
       for (const h of held) {
         const used = usedUnits(h, ex, end);
-        h.store.settle(h.key, h.ticket, used.amount);
-        m.settled.inc({ budget: h.c.label, scope: h.c.b.scope }, used.tokens);
+        if (h.ticket) {
+          h.store.settle(h.key, h.ticket, used.amount);
+          m.settled.inc({ budget: h.c.label, scope: h.c.b.scope }, used.tokens);
+        } else h.store.charge(h.key, used.amount);
         settledTokens = Math.max(settledTokens, used.tokens);
         setRemaining(h);
       }
@@ -217,40 +220,47 @@ export function budgetProcessor(ctx: PipelineContext, services: PipelineServices
 
   function conclude(ex: Exchange, est: Estimate, all: readonly Decided[]): Verdict {
     const refused = all.filter((x) => !x.outcome.ok);
-    if (refused.length > 0) {
+    if (refused.length > 0 && !ctx.audit) {
       // The strictest decides: release what the others reserved, answer for the one that refused.
       for (const x of all) if (x.outcome.ok) x.store.settle(x.plan.key, x.outcome.ticket, 0);
       return refusal(ex, refused);
     }
-    const held: Held[] = all.map((x) => ({ c: x.plan.c, key: x.plan.key, scopeKey: x.plan.scopeKey, store: x.store, ticket: (x.outcome as { ticket: Ticket }).ticket, amount: x.plan.amount, tokens: x.plan.tokens }));
+    // Audit mode lets a refused request pass (the runner records would-deny): the budgets that admitted it keep
+    // their reservations, and the ones that refused it charge what it uses at the end, so the window counts
+    // the traffic that really went out and keeps telling what enforcement would refuse.
+    const held: Held[] = all.map((x) => ({ c: x.plan.c, key: x.plan.key, scopeKey: x.plan.scopeKey, store: x.store, ...(x.outcome.ok && { ticket: x.outcome.ticket }), amount: x.plan.amount, tokens: x.plan.tokens }));
     ex.slot(self, () => held);
     let reserved = 0;
     for (const h of held) {
+      if (!h.ticket) continue;
       m.reserved.inc({ budget: h.c.label, scope: h.c.b.scope }, h.tokens);
       reserved = Math.max(reserved, h.tokens);
       setRemaining(h);
     }
     const f = ex.facts;
-    f.budget = all.some((x) => x.failOpen) ? 'fail-open' : 'reserved';
     f.budgetReservedTokens = reserved;
     f.budgetEstimate = est.method;
+    if (refused.length > 0) return refusal(ex, refused);
+    f.budget = all.some((x) => x.failOpen) ? 'fail-open' : 'reserved';
     ex.actions.push({ processor: 'budget', type: 'budget', phase: 'admit', action: all.some((x) => x.failOpen) ? 'fail-open' : 'reserve' });
     return CONTINUE;
   }
 
+  /** The refusal (in audit mode the runner records it as would-deny and the request goes on). */
   function refusal(ex: Exchange, refused: readonly Decided[]): Deny {
+    const mode = ctx.audit ? 'audit' : 'enforce';
     const exhausted = refused.filter((x) => !x.outcome.ok && x.outcome.kind === 'exhausted');
     if (exhausted.length === 0) {
       const x = refused[0]!;
       const why = !x.outcome.ok && x.outcome.kind === 'down' ? x.outcome.error : 'unavailable';
-      m.rejections.inc({ budget: x.plan.c.label, scope: x.plan.c.b.scope, reason: 'budget_store_unavailable' });
+      m.rejections.inc({ budget: x.plan.c.label, scope: x.plan.c.b.scope, reason: 'budget_store_unavailable', mode });
       ex.facts.budget = 'store-unavailable';
       return deny('unavailable', 503, 'budget_store_unavailable',
         `aigress: the budget store for ${x.plan.c.label} (scope ${x.plan.c.b.scope}) of policy ${ctx.policyName} cannot be reached (${why}) and the budget fails closed (onStoreError: FailClosed); nothing was sent`);
     }
     const never = exhausted.find((x) => !x.outcome.ok && x.outcome.kind === 'exhausted' && x.outcome.retryAfterMs === undefined);
     if (never) {
-      m.rejections.inc({ budget: never.plan.c.label, scope: never.plan.c.b.scope, reason: 'budget_request_too_large' });
+      m.rejections.inc({ budget: never.plan.c.label, scope: never.plan.c.b.scope, reason: 'budget_request_too_large', mode });
       ex.facts.budget = 'too-large';
       return deny('policy', 403, 'budget_request_too_large',
         `aigress: this request needs ${fmt(never.plan.c, never.plan.amount)} (input estimate plus its output cap), more than ${never.plan.c.label} of policy ${ctx.policyName} allows per ${never.plan.c.b.per} (${fmt(never.plan.c, never.plan.c.limit)}); lower max_tokens`);
@@ -261,7 +271,7 @@ export function budgetProcessor(ctx: PipelineContext, services: PipelineServices
     const c = worst.plan.c;
     const ms = retryMs(worst);
     const remaining = !worst.outcome.ok && worst.outcome.kind === 'exhausted' ? worst.outcome.remaining : 0;
-    m.rejections.inc({ budget: c.label, scope: c.b.scope, reason: 'budget_exhausted' });
+    m.rejections.inc({ budget: c.label, scope: c.b.scope, reason: 'budget_exhausted', mode });
     ex.facts.budget = 'exhausted';
     ex.facts.budgetRetryAfterMs = ms;
     const headers: Record<string, string> = { 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))), 'retry-after-ms': String(Math.ceil(ms)) };

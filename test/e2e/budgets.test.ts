@@ -57,6 +57,6 @@ describeRoot('a budget in a pod played for real, seen by the unmodified openai S
     expect(retried.code).toBe(0);
     expect(session.fake.requestsSince(mark)).toHaveLength(1);
     const m = await session.metrics();
-    expect(m).toMatch(/aigress_budget_rejections_total\{budget="budgets\[0\]",scope="pod",reason="budget_exhausted"\} [1-9]/);
+    expect(m).toMatch(/aigress_budget_rejections_total\{budget="budgets\[0\]",scope="pod",reason="budget_exhausted",mode="enforce"\} [1-9]/);
   }, 60_000);
 });

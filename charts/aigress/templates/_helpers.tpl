@@ -52,7 +52,12 @@ injection:
   {{- end }}
   {{- with .Values.injection.budgets }}
   budgets:
-    {{- toYaml . | nindent 4 }}
+    {{- $b := deepCopy . }}
+    {{- if and $.Values.redis.enabled (not $b.redisUrl) }}
+    {{- /* the chart's own Redis (templates/redis.yaml) when no other is named */}}
+    {{- $_ := set $b "redisUrl" (printf "redis://%s-redis.%s.svc:6379" (include "aigress.name" $) $.Release.Namespace) }}
+    {{- end }}
+    {{- toYaml $b | nindent 4 }}
   {{- end }}
   {{- with .Values.injection.capture }}
   capture:

@@ -155,6 +155,33 @@ describe('budget processor (scope pod, local store)', () => {
     expect(r.ex.facts.wouldDeny).toBe('budget_request_too_large');
   });
 
+  it('audit mode counts what it lets pass: over-limit requests are recorded as would-refuse and charged what they used', async () => {
+    const p = policy({ mode: 'audit', budgets: [{ tokens: 1000, per: '1m', scope: 'pod' }] });
+    const { pipeline, registry } = setup(p);
+    const first = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, chat(500)));
+    expect(first.verdict.action).toBe('continue');
+    expect(first.ex.facts.budget).toBe('reserved');
+    const est = first.ex.results.estimatedInputTokens!;
+    // over the budget: enforcement would answer 429; audit lets it pass and says so
+    const over = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, chat(500)));
+    expect(over.verdict.action).toBe('continue');
+    expect(over.ex.facts).toMatchObject({ wouldDeny: 'budget_exhausted', budget: 'exhausted' });
+    expect(over.ex.actions).toContainEqual(expect.objectContaining({ processor: 'budget', action: 'would-deny', reason: 'budget_exhausted' }));
+    expect(await metric(registry, 'aigress_budget_rejections_total', { budget: 'budgets[0]', reason: 'budget_exhausted', mode: 'audit' })).toBe(1);
+    expect(await metric(registry, 'aigress_budget_rejections_total', { mode: 'enforce' })).toBe(0);
+    expect(await metric(registry, 'aigress_denials_total', { reason: 'budget_exhausted', mode: 'audit' })).toBe(1);
+    // both went out: the window counts both (30 settled + 410 charged), not only the one it admitted
+    await respond(pipeline, over.ex, 200, JSON_H, [usageBody(10, 400)]);
+    await respond(pipeline, first.ex, 200, JSON_H, [usageBody(10, 20)]);
+    expect(await metric(registry, 'aigress_budget_remaining', { budget: 'budgets[0]', scope: 'pod' })).toBe(1000 - 30 - 410);
+    expect((await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, chat(500)))).ex.facts.budget).toBe('reserved'); // est + 500 ≤ 560
+    const again = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, chat(100)));
+    expect(again.verdict.action).toBe('continue');
+    expect(again.ex.facts.wouldDeny).toBe('budget_exhausted'); // 560 - (est + 500) < est + 100
+    expect(est).toBeLessThan(40);
+    expect(await metric(registry, 'aigress_budget_rejections_total', { budget: 'budgets[0]', reason: 'budget_exhausted', mode: 'audit' })).toBe(2);
+  });
+
   it('a shared scope without a store fails closed with 503, or open on the local share', async () => {
     const closed = policy({ budgets: [{ tokens: 1000, per: '1m', scope: 'namespace' }] });
     const s1 = setup(closed);

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createLogger } from '../../../shared/log.js';
-import { RedisBudgetStore } from '../../../sidecar/budgets/redis.js';
+import { REFUSAL_CACHE_MS, RedisBudgetStore } from '../../../sidecar/budgets/redis.js';
 import { createBudgetServices } from '../../../sidecar/budgets/service.js';
 import type { BudgetKey, ReserveOutcome } from '../../../sidecar/budgets/types.js';
 import { windowShape } from '../../../sidecar/budgets/window.js';
@@ -70,6 +70,71 @@ describeRedis('Redis budget store', () => {
     await sleep(150); // the settlement flush
     expect((await b.reserve(k, 600)).ok).toBe(true);
     expect((await b.reserve(k, 2_000))).toMatchObject({ ok: false, kind: 'exhausted', retryAfterMs: undefined });
+  });
+
+  it('a refusal storm is answered from the last refusal: no round trip, yet right after own refunds, other proxies\' and the window moving', async () => {
+    const k = key(1_000, 60_000); // 1 s buckets: the cache lives REFUSAL_CACHE_MS, well inside one
+    const a = await store('a5');
+    const b = await store('b5');
+    const held = await a.reserve(k, 950);
+    expect(held.ok).toBe(true);
+    const first = (await a.reserve(k, 100)) as Extract<ReserveOutcome, { kind: 'exhausted' }>;
+    expect(first).toMatchObject({ ok: false, kind: 'exhausted', remaining: 50 });
+    const calls = a.calls;
+    const storm = await Promise.all(Array.from({ length: 50 }, () => a.reserve(k, 60 + Math.floor(Math.random() * 100))));
+    expect(storm.every((o) => !o.ok && o.kind === 'exhausted')).toBe(true);
+    expect(a.calls).toBe(calls); // none of them asked Redis
+    expect(a.refusalsServed).toBe(50);
+    // the cached answer says the same as Redis: remaining and when the request fits again
+    const s0 = storm[0] as Extract<ReserveOutcome, { kind: 'exhausted' }>;
+    expect(s0.remaining).toBe(50);
+    expect(s0.retryAfterMs).toBeGreaterThan(59_000);
+    expect(s0.retryAfterMs).toBeLessThanOrEqual(first.retryAfterMs!);
+    // a request that fits what was left is never refused from the cache
+    expect((await a.reserve(k, 40)).ok).toBe(true);
+    // this proxy's own refund drops the cached refusal at once
+    if (held.ok) a.settle(k, held.ticket, 500);
+    expect((await a.reserve(k, 100)).ok).toBe(true);
+    // another proxy's refund: b's cached refusal is gone once REFUSAL_CACHE_MS has passed (plus the flush)
+    const big = await a.reserve(k, 300);
+    expect(big.ok).toBe(true);
+    expect((await b.reserve(k, 300)).ok).toBe(false);
+    if (big.ok) a.settle(k, big.ticket, 0);
+    await sleep(REFUSAL_CACHE_MS + 150);
+    expect((await b.reserve(k, 300)).ok).toBe(true);
+  });
+
+  it('a request only other proxies\' unspent leases stand in the way of waits for them, and is admitted', async () => {
+    const k = key(10_000);
+    const a = await store('a7');
+    const b = await store('b7');
+    expect((await a.reserve(k, 100)).ok).toBe(true); // a now holds a lease of a tenth of the budget
+    expect(a.remaining(k)).toBeGreaterThan(8_900);
+    // b needs more than Redis has unleased, less than that plus a's lease: it is asked again once a's lease
+    // has come back (a lease lives 1 s), not refused (it was, when the retry was sent at once)
+    const o = await b.reserve(k, 9_500);
+    expect(o.ok).toBe(true);
+  });
+
+  it('a charge (audit mode\'s refused request that went out) counts for every proxy', async () => {
+    const k = key(1_000);
+    const a = await store('a8');
+    const b = await store('b8');
+    expect((await a.reserve(k, 800)).ok).toBe(true);
+    a.charge(k, 150);
+    await sleep(150); // the settlement flush
+    expect(await b.reserve(k, 100)).toMatchObject({ ok: false, kind: 'exhausted', remaining: 50 });
+  });
+
+  it('a cached refusal ends with its bucket, so capacity leaving the window is seen at once', async () => {
+    const k = key(500, 1_000); // buckets of 16 ms: shorter than REFUSAL_CACHE_MS
+    const a = await store('a6');
+    expect((await a.reserve(k, 500)).ok).toBe(true);
+    expect((await a.reserve(k, 100)).ok).toBe(false);
+    await sleep(1_100); // the window moved past the spend; the refusal's bucket is long over
+    const calls = a.calls;
+    expect((await a.reserve(k, 100)).ok).toBe(true);
+    expect(a.calls).toBe(calls + 1);
   });
 
   it('the window slides: spent capacity comes back after the window, not before', async () => {
