@@ -149,6 +149,48 @@ export const DETECTORS: readonly Detector[] = [
   { kind: 'ip-address', label: 'IP_ADDRESS', find: byRegex('ip-address', /(?<![\w.:-])(?:\d{1,3}\.){3}\d{1,3}(?![\w-]|\.\d)|(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}:?(?::?[0-9A-Fa-f]{1,4}){1,7}(?![\w:])|(?<![\w:])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:])/g, (v) => (v.includes('.') ? ipv4Check(v) : ipv6Check(v))) },
 ];
 
+/**
+ * Secrets longer than a stream's fixed window, and how long they can grow: a stream holds such a find from its
+ * first characters until it is complete (or can no longer be one), so it is never seen in halves. The bounds
+ * follow SECRET_PATTERNS; every other kind fits the window.
+ */
+const PEM_BEGIN = '-----BEGIN ';
+const PEM_OPEN = /^-----BEGIN (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----[A-Za-z0-9+/=\s\\:,-]*$/;
+/** The longest PEM block SECRET_PATTERNS finds: the armour lines and 16 KiB of body. */
+export const PEM_MAX = 16_384 + 2 * 64;
+const JWT_OPEN = /^eyJ[A-Za-z0-9_-]{0,4096}(?:\.(?:e(?:y(?:J[A-Za-z0-9_-]{0,8192}(?:\.[A-Za-z0-9_-]{0,1024})?)?)?)?)?$/;
+export const JWT_MAX = 3 + 4096 + 4 + 8192 + 1 + 1024;
+const GITHUB_PAT_OPEN = /^github_pat_[A-Za-z0-9_]{0,255}$/;
+const TOKEN_CHAR = /[A-Za-z0-9_.-]/;
+
+/**
+ * Where a secret that may still be growing begins at the end of `text` (a PEM block without its END line, a
+ * JWT or fine-grained GitHub token still running into the end), or `text.length` when none. What a stream must
+ * hold back beyond its window: at most PEM_MAX characters.
+ */
+export function pendingSecret(text: string, kinds: ReadonlySet<PiiKind>): number {
+  if (!kinds.has('secret')) return text.length;
+  let at = text.length;
+  const pem = text.lastIndexOf(PEM_BEGIN, text.length - 1);
+  if (pem >= 0 && text.length - pem <= PEM_MAX) {
+    const tail = text.slice(pem);
+    // a block whose END line has come is a find (or no PEM at all): nothing pending
+    if (PEM_OPEN.test(tail) && !/-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----/.test(tail)) at = pem;
+  }
+  // the run of token characters the text ends in, as far back as the longest token could reach
+  let run = text.length;
+  const limit = Math.max(0, text.length - JWT_MAX - 1);
+  while (run > limit && TOKEN_CHAR.test(text[run - 1]!)) run--;
+  if (run < text.length) {
+    const r = text.slice(run);
+    const jwt = r.indexOf('eyJ');
+    if (jwt >= 0 && JWT_OPEN.test(r.slice(jwt))) at = Math.min(at, run + jwt);
+    const pat = r.indexOf('github_pat_');
+    if (pat >= 0 && GITHUB_PAT_OPEN.test(r.slice(pat))) at = Math.min(at, run + pat);
+  }
+  return at;
+}
+
 const LABELS = new Map(DETECTORS.map((d) => [d.kind, d.label]));
 export const labelOf = (kind: string): string => LABELS.get(kind as PiiKind) ?? kind.toUpperCase().replace(/-/g, '_');
 

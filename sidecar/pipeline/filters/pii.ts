@@ -3,7 +3,7 @@ import type { TextSegment } from '../../../shared/providers/content.js';
 import { CONTINUE } from '../deny.js';
 import type { Deny, Exchange, Processor, Verdict } from '../types.js';
 import { FilterTools, inRequest, inResponse, type FilterEnv } from './common.js';
-import { detect, labelOf } from './pii-detectors.js';
+import { detect, labelOf, pendingSecret } from './pii-detectors.js';
 import { RedactionMap, RestoreRewriter } from './redaction-map.js';
 import { countKinds, replaceMatches, ScanRewriter, type Match } from './scan-rewriter.js';
 import { chainRewriters, type TextRewriter } from './stream-text.js';
@@ -14,7 +14,10 @@ import { chainRewriters, type TextRewriter } from './stream-text.js';
 // come back in the response (JSON, or split across stream events) are replaced by the values before the app
 // reads them. Audit mode changes nothing: a redaction is recorded as would-redact.
 
-/** What a stream holds back per channel for response-phase PII scanning (PEM blocks longer than this are not). */
+/**
+ * What a stream holds back per channel for response-phase PII scanning; a secret that can be longer (a PEM
+ * block, a JWT) is held from its first characters until it is complete (pendingSecret, at most PEM_MAX).
+ */
 export const PII_STREAM_WINDOW = 256;
 
 interface State {
@@ -82,6 +85,7 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
         return redacts ? redactText(st.map, text, matches, json) : text;
       },
       PII_STREAM_WINDOW,
+      (text) => pendingSecret(text, kinds),
     );
   };
 

@@ -5,7 +5,10 @@ import type { TextRewriter } from './stream-text.js';
 // Pattern filters on a response: each text is scanned whole (JSON) or, on a stream, per channel over a sliding
 // window. The last `window` characters of a channel are held back until more text arrives or the channel ends,
 // so a match up to `window` characters long is seen whole before any of it reaches the app; a match that began
-// before the cut is held until it is complete. Added delay per event: at most `window` characters.
+// before the cut is held until it is complete. A scanner whose finds can be longer than the window (a PEM block)
+// also says where one may still be growing (`pending`): text from there is held too, until it is complete or
+// can no longer be one, so the hold is bounded by the longest find, not by a guess. Added delay per event: at
+// most `window` characters, or, while a long find is open, the find so far.
 
 export interface Match {
   readonly start: number;
@@ -23,12 +26,20 @@ export class ScanRewriter implements TextRewriter {
     private readonly scan: (text: string) => Match[],
     private readonly act: MatchAction,
     private readonly window: number,
+    /** Where a find that may still grow begins at the end of `text` (`text.length`: none). */
+    private readonly pending?: (text: string) => number,
   ) {}
 
   delta(channel: string, seg: TextSegment): string | Deny {
     const text = (this.held.get(channel)?.text ?? '') + seg.text;
+    const open = this.pending ? this.pending(text) : text.length;
+    if (open === 0) {
+      // all of it is one find in the making: nothing to decide until it ends (no scan per delta meanwhile)
+      this.held.set(channel, { text, json: seg.json === true });
+      return '';
+    }
     const matches = this.scan(text);
-    let cut = Math.max(0, text.length - this.window);
+    let cut = Math.min(Math.max(0, text.length - this.window), open);
     const final = matches.filter((m) => m.start < cut);
     for (const m of final) cut = Math.max(cut, m.end);
     // a later match that overlaps the cut waits whole with the rest

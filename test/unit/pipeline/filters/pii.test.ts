@@ -297,6 +297,38 @@ describe('response-phase pii', () => {
     expect(got.aborted).toBe(true);
   });
 
+  it('a PEM block or JWT far longer than the 256-character window is seen whole in a stream, at every chunking', async () => {
+    const body64 = Array.from({ length: 26 }, (_, i) => Buffer.from(`line ${i} of a private key that goes on and on and on, past the window`).toString('base64').slice(0, 64)).join('\n');
+    const pem = `-----BEGIN PRIVATE KEY-----\n${body64}\n-----END PRIVATE KEY-----`;
+    const jwt = `eyJhbGciOiJIUzI1NiJ9.eyJ${'a'.repeat(600)}.${'s'.repeat(43)}`;
+    expect(pem.length).toBeGreaterThan(1500);
+    const chunk = (content: string) => ({ id: 'c', choices: [{ index: 0, delta: { content } }] });
+    const rnd = prng(5);
+    for (const [secret, label] of [[pem, 'pem'], [jwt, 'jwt']] as const) {
+      const text = `Here it is:\n${secret}\nKeep it safe.`;
+      for (let round = 0; round < 20; round++) {
+        // the model's deltas: 1 to 8 characters each
+        const deltas: string[] = [];
+        for (let i = 0; i < text.length; ) {
+          const n = 1 + Math.floor(rnd() * 8);
+          deltas.push(text.slice(i, i + n));
+          i += n;
+        }
+        const stream = sseBody([...deltas.map(chunk), '[DONE]']);
+        for (const action of ['redact', 'block'] as const) {
+          const s = filterSetup([{ type: 'pii', name: 'out', detect: ['secret'], action, phase: 'response' }]);
+          const { ex } = await runRequest(s.pipeline, exchange(s.p, 'api.openai.com', CHAT, { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'hi' }] }));
+          const got = await respond(s.pipeline, ex, 200, SSE_H, randomChunks(stream, rnd));
+          const out = got.body.toString();
+          // no 40-character piece of the secret's body reached the app
+          for (let i = 30; i + 40 < secret.length; i += 97) expect(out, `${label} ${action} round ${round}`).not.toContain(secret.slice(i, i + 40).replace(/\n/g, '\\n'));
+          if (action === 'redact') expect(openAiStreamText(got.body), `${label} round ${round}`).toBe('Here it is:\n[SECRET_1]\nKeep it safe.');
+          else expect(out).toContain('out (pii)');
+        }
+      }
+    }
+  });
+
   it('redacts new PII in a JSON response', async () => {
     const s = filterSetup([{ type: 'pii', detect: ['email'], action: 'redact', phase: 'response' }]);
     const { ex } = await runRequest(s.pipeline, exchange(s.p, 'api.openai.com', CHAT, { model: 'gpt-4o', messages: [{ role: 'user', content: 'who?' }] }));
