@@ -134,7 +134,7 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
     if ('verdict' in j) return j.verdict;
     const a = j.answer;
     if (a.action === 'deny') {
-      tools.record(ex, 'request', 'deny');
+      tools.record(ex, 'request', tools.actionName('deny'));
       return guardDeny(a.reason);
     }
     if (a.action === 'allow') {
@@ -148,8 +148,8 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
       if (!seg) return tools.failed(ex, 'request', 'guard rewrote a segment id it was not sent');
       edits.set(seg, r.text);
     }
-    tools.record(ex, 'request', 'rewrite', { segments: edits.size });
-    return tools.writeRequest(ex, edits);
+    tools.record(ex, 'request', tools.actionName('rewrite'), { segments: edits.size });
+    return tools.writeRequest(ex, edits); // writes nothing in audit mode
   };
 
   const streamHooks = (ex: Exchange, codec: ContentCodec): ResponseHooks => {
@@ -169,17 +169,20 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
       }
       if (windows.size === 0) return batch.map((h) => h.ev);
       const j = await judge(ex, 'response', [...windows].map(([id, w]) => ({ id, role: w.seg.role, kind: w.seg.kind, text: w.text })));
-      if ('verdict' in j) return j.verdict.action === 'deny' ? j.verdict : batch.map((h) => h.ev);
+      const unchanged = batch.map((h) => h.ev);
+      // in audit mode a denial is recorded here and the held window goes on as it came (common.ts: enforce)
+      if ('verdict' in j) return j.verdict.action === 'deny' ? (tools.enforce(ex, 'response', j.verdict) ?? unchanged) : unchanged;
       const a = j.answer;
       if (a.action === 'deny') {
-        tools.record(ex, 'response', 'deny');
-        return guardDeny(a.reason);
+        tools.record(ex, 'response', tools.actionName('deny'));
+        return tools.enforce(ex, 'response', guardDeny(a.reason)) ?? unchanged;
       }
-      if (a.action !== 'rewrite') return batch.map((h) => h.ev);
+      if (a.action !== 'rewrite') return unchanged;
       // a rewritten window goes out in its first event; the channel's later events in the window carry ''
       const rewrites = new Map(a.segments.map((s) => [s.id, s.text]));
       const done = new Set<string>();
-      tools.record(ex, 'response', 'rewrite', { segments: rewrites.size });
+      tools.record(ex, 'response', tools.actionName('rewrite'), { segments: rewrites.size });
+      if (tools.audit) return unchanged;
       return batch.map((h) => {
         const touched = h.segs.filter((s) => rewrites.has(s.channel ?? s.id));
         if (touched.length === 0) return h.ev;
@@ -231,10 +234,14 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
             if ('verdict' in j) return j.verdict;
             const a = j.answer;
             if (a.action === 'deny') {
-              tools.record(ex, 'response', 'deny');
+              tools.record(ex, 'response', tools.actionName('deny'));
               return guardDeny(a.reason);
             }
             if (a.action !== 'rewrite') return CONTINUE;
+            if (tools.audit) {
+              tools.record(ex, 'response', 'would-rewrite', { segments: a.segments.length });
+              return CONTINUE;
+            }
             const byId = new Map(segs.map((s) => [s.id, s]));
             body.edit((j) => {
               for (const r of a.segments) {

@@ -62,11 +62,8 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
       if (redacts) edits.set(seg, redactText(st.map, seg.text, ms, seg.json === true));
     }
     if (Object.keys(found).length === 0) return CONTINUE;
-    if (f.action === 'block') {
-      tools.record(ex, 'request', 'block', found);
-      return tools.block('request', found);
-    }
-    tools.record(ex, 'request', f.action === 'redact' ? (audit ? 'would-redact' : 'redact') : 'log', found);
+    if (f.action === 'block') return tools.blocked(ex, 'request', found)!;
+    tools.record(ex, 'request', f.action === 'redact' ? tools.actionName('redact') : 'log', found);
     return tools.writeRequest(ex, edits);
   };
 
@@ -77,10 +74,7 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
       (text, matches, json): string | Deny => {
         if (matches.length === 0) return text;
         const found = countKinds(matches);
-        if (f.action === 'block') {
-          tools.record(ex, 'response', 'block', found);
-          return tools.block('response', found);
-        }
+        if (f.action === 'block') return tools.blocked(ex, 'response', found) ?? text;
         for (const [k, n] of Object.entries(found)) st.responseFound[k] = (st.responseFound[k] ?? 0) + n;
         return redacts ? redactText(st.map, text, matches, json) : text;
       },
@@ -114,7 +108,7 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
       const st = state(ex);
       if (st.restore && st.restore.restored > 0) tools.record(ex, 'response', 'restore', { placeholders: st.restore.restored });
       if (Object.keys(st.responseFound).length > 0) {
-        tools.record(ex, 'response', f.action === 'redact' ? (audit ? 'would-redact' : 'redact') : 'log', st.responseFound);
+        tools.record(ex, 'response', f.action === 'redact' ? tools.actionName('redact') : 'log', st.responseFound);
       }
     },
   };

@@ -78,6 +78,11 @@ export function transformFilter(f: TransformFilter, env: FilterEnv): Processor {
     const headerValues = values.slice(sets.length);
     const headerChanges = f.setHeaders.some((h, i) => ex.request.headers.get(h.name) !== headerValues[i]) || f.removeHeaders.some((h) => ex.request.headers.has(h));
     if (!changedBody && !headerChanges) return CONTINUE;
+    if (tools.audit) {
+      // audit mode changes nothing: what the transform would have set is recorded
+      tools.record(ex, 'request', 'would-rewrite', { ...(changedBody && { body: sets.length + removes.length }), ...(headerChanges && { headers: f.setHeaders.length + f.removeHeaders.length }) });
+      return CONTINUE;
+    }
     const refused = tools.signedRefusal(ex);
     if (refused) return refused;
     const found: Record<string, number> = {};
