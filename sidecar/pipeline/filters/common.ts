@@ -6,6 +6,7 @@ import { CONTINUE, deny } from '../deny.js';
 import type { Deny, Exchange, Framing, PipelineServices, Processor, ResponseHead, ResponseHooks, Verdict } from '../types.js';
 import { runnerMetrics } from '../metrics.js';
 import type { FilterMetrics } from './metrics.js';
+import { commitDecoded, readableBody } from './request-body.js';
 import { observeOnly, streamHooks, type TextRewriter } from './stream-text.js';
 
 // What every filter shares: its processor properties from the policy entry, reading the request's texts through
@@ -161,10 +162,10 @@ export class FilterTools {
 
   /** The request's texts, `empty` for a request without a body, or the verdict when they cannot be read. */
   requestTexts(ex: Exchange): RequestTexts | 'empty' | Verdict {
-    const body = ex.request.body;
-    if (body.length === 0) return 'empty';
-    const enc = ex.request.headers.get('content-encoding');
-    if (enc !== undefined && enc.trim().toLowerCase() !== 'identity') return this.uninspectable(ex, 'request', `content-encoding ${enc.slice(0, 32)}`);
+    if (ex.request.body.length === 0) return 'empty';
+    const readable = readableBody(ex);
+    if ('why' in readable) return this.uninspectable(ex, 'request', readable.why);
+    const body = readable.doc;
     const codec = ex.adapter.codec?.(ex.described);
     if (!codec) return this.uninspectable(ex, 'request', `no content codec for ${ex.adapter.id} ${ex.described.operation}${ex.described.model ? ` (${ex.described.model.slice(0, 64)})` : ''}`);
     const json = body.json();
@@ -180,9 +181,12 @@ export class FilterTools {
     if (edits.size === 0 || this.audit) return CONTINUE;
     const refused = this.signedRefusal(ex);
     if (refused) return refused;
-    ex.request.body.edit((j) => {
+    const readable = readableBody(ex);
+    const doc = 'doc' in readable ? readable.doc : ex.request.body;
+    doc.edit((j) => {
       for (const [seg, text] of edits) setText(j, seg.path, text);
     });
+    if ('decoded' in readable && readable.decoded) commitDecoded(ex, doc);
     return CONTINUE;
   }
 

@@ -1,5 +1,7 @@
 // type: pii: redact / block / log in requests, restore in JSON and streamed responses at every split.
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { MAX_DECODED_BODY } from '../../../../sidecar/pipeline/filters/request-body.js';
 import { exchange, metric, respond, runRequest } from '../harness.js';
 import { JSON_H, SSE_H, ES_H, decodeEventStream, eventStreamBody, filterSetup, openAiStreamText, prng, randomChunks, send, sseBody } from './support.js';
 
@@ -353,3 +355,69 @@ describe('bodies a filter cannot read', () => {
     expect((await send(open, 'api.anthropic.com', '/v1/messages', bad)).verdict).toEqual({ action: 'continue' });
   });
 });
+
+describe('compressed request bodies', () => {
+  const body = { model: 'gpt-4o', messages: [{ role: 'user', content: `mail ${EMAIL}, key AKIAIOSFODNN7EXAMPLE` }] };
+  const raw = Buffer.from(JSON.stringify(body));
+  const encodings: [string, Buffer][] = [
+    ['gzip', gzipSync(raw)],
+    ['deflate', deflateSync(raw)],
+    ['deflate', deflateRawSync(raw)],
+    ['br', brotliCompressSync(raw)],
+    ['deflate, gzip', gzipSync(deflateSync(raw))],
+  ];
+
+  it('gzip, deflate, br (and lists of them) are decoded and inspected; a rewritten body goes upstream uncompressed', async () => {
+    for (const [enc, bytes] of encodings) {
+      const s = filterSetup([redact]);
+      const { verdict, ex, sent } = await send(s, 'api.openai.com', CHAT, bytes, { 'content-encoding': enc });
+      expect(verdict, enc).toEqual({ action: 'continue' });
+      expect(ex.request.headers.has('content-encoding'), enc).toBe(false);
+      expect(JSON.parse(sent).messages[0].content, enc).toBe('mail [EMAIL_1], key [SECRET_1]');
+      expect(ex.request.headers.get('content-length')).toBe(String(Buffer.byteLength(sent)));
+      // and restored on the way back
+      const got = await respond(s.pipeline, ex, 200, JSON_H, [Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: 'to [EMAIL_1]' } }] }))]);
+      expect(JSON.parse(got.body.toString()).choices[0].message.content).toBe(`to ${EMAIL}`);
+    }
+  });
+
+  it('a compressed body nothing rewrites goes on as the app sent it; one a filter blocks is blocked', async () => {
+    const log = filterSetup([{ type: 'pii', action: 'log', name: 'watch' }]);
+    const { ex, verdict } = await send(log, 'api.openai.com', CHAT, encodings[0]![1], { 'content-encoding': 'gzip' });
+    expect(verdict).toEqual({ action: 'continue' });
+    expect(ex.request.body.bytes().equals(encodings[0]![1])).toBe(true);
+    expect(ex.request.headers.get('content-encoding')).toBe('gzip');
+    expect(ex.actions).toContainEqual(expect.objectContaining({ processor: 'watch', action: 'log', found: { email: 1, secret: 1 } }));
+    for (const f of [{ type: 'pii', detect: ['secret'], action: 'block' }, { type: 'regex', pattern: 'AKIA[A-Z0-9]{16}', action: 'block' }]) {
+      const s = filterSetup([f]);
+      const r = await send(s, 'api.openai.com', CHAT, encodings[3]![1], { 'content-encoding': 'br' });
+      expect(r.verdict, f.type).toMatchObject({ action: 'deny', status: 403, reason: 'filter_blocked' });
+    }
+    // a transform on a compressed body
+    const t = filterSetup([{ type: 'transform', setBodyFields: [{ path: '$.user', value: 'u' }] }]);
+    const tr = await send(t, 'api.openai.com', CHAT, encodings[0]![1], { 'content-encoding': 'gzip' });
+    expect(JSON.parse(tr.sent)).toEqual({ ...body, user: 'u' });
+    expect(tr.ex.request.headers.has('content-encoding')).toBe(false);
+  });
+
+  it('an unknown coding, a body that does not decode, or one that decodes too large: FailClosed → 400 naming why; FailOpen → unchanged', async () => {
+    const bomb = gzipSync(Buffer.alloc(MAX_DECODED_BODY + 1024, 0x20));
+    const cases: [Buffer, string, string][] = [
+      [raw, 'zstd', 'content-encoding zstd is not one the proxy decodes'],
+      [Buffer.from('not gzip at all'), 'gzip', 'content-encoding gzip does not decode'],
+      [bomb, 'gzip', `decodes to more than ${MAX_DECODED_BODY} bytes`],
+    ];
+    for (const [bytes, enc, why] of cases) {
+      const s = filterSetup([redact]);
+      const { verdict } = await send(s, 'api.openai.com', CHAT, bytes, { 'content-encoding': enc });
+      expect(verdict, why).toMatchObject({ action: 'deny', status: 400, reason: 'uninspectable_body' });
+      expect((verdict as { message: string }).message).toContain(why);
+      const open = filterSetup([{ ...redact, failureMode: 'FailOpen' }]);
+      const o = await send(open, 'api.openai.com', CHAT, bytes, { 'content-encoding': enc });
+      expect(o.verdict).toEqual({ action: 'continue' });
+      expect(o.ex.request.body.bytes().equals(bytes)).toBe(true);
+      expect(o.ex.actions).toContainEqual(expect.objectContaining({ action: 'failed-open' }));
+    }
+  });
+});
+
