@@ -4,6 +4,7 @@ import { CONTINUE } from '../deny.js';
 import type { Deny, Exchange, Processor, Verdict } from '../types.js';
 import { FilterTools, inRequest, inResponse, type FilterEnv } from './common.js';
 import { detect, labelOf, pendingSecret } from './pii-detectors.js';
+import { loggedTexts, writeLoggedText } from './log-text.js';
 import { RedactionMap, RestoreRewriter } from './redaction-map.js';
 import { countKinds, replaceMatches, ScanRewriter, type Match } from './scan-rewriter.js';
 import { chainRewriters, type TextRewriter } from './stream-text.js';
@@ -12,7 +13,8 @@ import { chainRewriters, type TextRewriter } from './stream-text.js';
 // provider reads (request phase) and the app reads (response phase), and blocks, logs or redacts them. Redaction
 // writes typed placeholders and keeps the map in the exchange's slot; with `restore: true` the placeholders that
 // come back in the response (JSON, or split across stream events) are replaced by the values before the app
-// reads them. Audit mode changes nothing: a redaction is recorded as would-redact.
+// reads them. Audit mode changes nothing: a redaction is recorded as would-redact. `logText` puts the request's
+// texts, redacted by this filter whatever its action or mode, into the log line (log-text.ts).
 
 /**
  * What a stream holds back per channel for response-phase PII scanning; a secret that can be longer (a PEM
@@ -106,6 +108,11 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
     },
     onEnd(ex) {
       const st = state(ex);
+      if (f.logText) {
+        const segs = loggedTexts(ex);
+        for (const seg of segs) seg.text = redactText(st.map, seg.text, detect(seg.text, kinds), seg.json);
+        writeLoggedText(ex, segs);
+      }
       if (st.restore && st.restore.restored > 0) tools.record(ex, 'response', 'restore', { placeholders: st.restore.restored });
       if (Object.keys(st.responseFound).length > 0) {
         tools.record(ex, 'response', f.action === 'redact' ? tools.actionName('redact') : 'log', st.responseFound);

@@ -2,7 +2,10 @@
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { MAX_DECODED_BODY } from '../../../../sidecar/pipeline/filters/request-body.js';
-import { exchange, metric, respond, runRequest } from '../harness.js';
+import { exchange, metric, respond, runnerFor, runRequest } from '../harness.js';
+import type { Exchange } from '../../../../sidecar/pipeline/index.js';
+import { MAX_LOGGED_TEXT } from '../../../../sidecar/pipeline/filters/log-text.js';
+import { formatIssues, validatePolicy } from '../../../../shared/policy/validate.js';
 import { JSON_H, SSE_H, ES_H, decodeEventStream, eventStreamBody, filterSetup, openAiStreamText, prng, randomChunks, send, sseBody } from './support.js';
 
 const CHAT = '/v1/chat/completions';
@@ -417,6 +420,52 @@ describe('compressed request bodies', () => {
       expect(o.verdict).toEqual({ action: 'continue' });
       expect(o.ex.request.body.bytes().equals(bytes)).toBe(true);
       expect(o.ex.actions).toContainEqual(expect.objectContaining({ action: 'failed-open' }));
+    }
+  });
+});
+
+describe('logText: the prompt text in the log line, redacted', () => {
+  const body = { model: 'gpt-4o', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: `I am ${EMAIL}, card ${CARD}` }] };
+  const end = async (s: ReturnType<typeof filterSetup>, ex: Exchange): Promise<void> => {
+    await respond(s.pipeline, ex, 200, JSON_H, [Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: 'ok' } }] }))]);
+  };
+
+  it('is off by default: no prompt text in the facts', async () => {
+    const s = filterSetup([redact]);
+    const { ex } = await send(s, 'api.openai.com', CHAT, body);
+    await end(s, ex);
+    expect(ex.facts.promptText).toBeUndefined();
+    expect(JSON.stringify(ex.facts)).not.toContain('Be brief');
+  });
+
+  it('with logText, the texts as the provider got them, with the redactions applied, whatever the action or mode', async () => {
+    for (const [filter, mode] of [[{ ...redact, logText: true }, 'enforce'], [{ ...redact, logText: true }, 'audit'], [{ type: 'pii', action: 'log', logText: true }, 'enforce']] as const) {
+      const s = filterSetup([filter], { mode });
+      const { ex, sent } = await send(s, 'api.openai.com', CHAT, body);
+      await end(s, ex);
+      const upstreamHasValues = sent.includes(EMAIL);
+      expect(upstreamHasValues, `${filter.action} ${mode}`).toBe(filter.action !== 'redact' || mode === 'audit');
+      expect(ex.facts.promptText, `${filter.action} ${mode}`).toBe('system: Be brief.\nuser: I am [EMAIL_1], card [CREDIT_CARD_1]');
+    }
+  });
+
+  it('every logging filter redacts the same copy; a blocked request is logged redacted too; the copy is bounded', async () => {
+    const s = filterSetup([{ type: 'pii', name: 'a', detect: ['email'], action: 'redact', logText: true }, { type: 'pii', name: 'b', detect: ['credit-card'], action: 'block', logText: true }]);
+    const { ex, verdict } = await send(s, 'api.openai.com', CHAT, body);
+    expect(verdict).toMatchObject({ action: 'deny', reason: 'filter_blocked' });
+    await runnerFor(s.registry).end(ex, { complete: false, forwarded: false, status: 403, framingFailed: false });
+    expect(ex.facts.promptText).toBe('system: Be brief.\nuser: I am [EMAIL_1], card [CREDIT_CARD_1]');
+    const long = filterSetup([{ ...redact, logText: true }]);
+    const big = await send(long, 'api.openai.com', CHAT, { model: 'gpt-4o', messages: [{ role: 'user', content: 'x'.repeat(MAX_LOGGED_TEXT * 2) }] });
+    await end(long, big.ex);
+    expect(String(big.ex.facts.promptText)).toHaveLength(MAX_LOGGED_TEXT + 1);
+  });
+
+  it('is refused on a response-only filter and when not a boolean, naming the field', () => {
+    for (const [f, msg] of [[{ type: 'pii', phase: 'response', logText: true }, /logText: logs the request's text/], [{ type: 'pii', logText: 'yes' }, /logText: must be true or false/]] as const) {
+      const r = validatePolicy({ apiVersion: 'aigress.io/v1alpha1', kind: 'EgressPolicy', metadata: { name: 'p' }, spec: { filters: [f] } });
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(formatIssues(r.issues)).toMatch(msg);
     }
   });
 });
