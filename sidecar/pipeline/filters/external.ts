@@ -13,11 +13,15 @@ import { FilterTools, inRequest, inResponse, type FilterEnv } from './common.js'
 // Connections to the guard are kept alive (one undici Agent per filter, closed with the pipeline). The guard
 // gets the envelope only: never the app's headers, so never the provider's credentials.
 // On a streamed response the guard sees windows of text: events are held until a window of at least
-// STREAM_WINDOW characters has arrived (or the stream ends), then the window is judged and released.
+// STREAM_WINDOW characters has arrived, its first event has waited STREAM_MAX_WAIT_MS (checked as events
+// arrive), or the stream ends; then the window is judged and released. So a slow stream's text is not held for
+// a whole window: the added delay per event is at most about STREAM_MAX_WAIT_MS plus one guard round trip.
 
 export const ENVELOPE_VERSION = 'aigress.io/filter/v1';
 /** Characters of streamed text collected before one guard call. */
 export const STREAM_WINDOW = 512;
+/** Milliseconds the first held event of a stream window waits at most before the window is judged. */
+export const STREAM_MAX_WAIT_MS = 200;
 /** Larger guard answers are not read: they are treated as garbage. */
 const MAX_ANSWER = 4 * 1024 * 1024;
 
@@ -155,6 +159,7 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
   const streamHooks = (ex: Exchange, codec: ContentCodec): ResponseHooks => {
     let held: { ev: StreamEvent; segs: TextSegment[] }[] = [];
     let size = 0;
+    let since = 0;
     const judgeWindow = async (): Promise<EventResult> => {
       const batch = held;
       held = [];
@@ -204,9 +209,11 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
         const doc = dec ? dec.inner : payload;
         const segs = doc ? codec.event(doc, ev.sse?.event ?? ev.message?.headers[':event-type'] ?? 'message') : [];
         if (segs.length === 0 && held.length === 0) return [ev];
+        const t = env.services.now();
+        if (held.length === 0) since = t;
         held.push({ ev, segs });
         for (const s of segs) size += s.text.length;
-        return size >= STREAM_WINDOW || !payload ? judgeWindow() : [];
+        return size >= STREAM_WINDOW || !payload || t - since >= STREAM_MAX_WAIT_MS ? judgeWindow() : [];
       },
       flush: () => (held.length > 0 ? judgeWindow() : []),
     };
