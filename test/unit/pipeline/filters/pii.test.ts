@@ -174,6 +174,16 @@ describe('restore', () => {
     }
   });
 
+  it('restores at every byte offset when multi-byte UTF-8 text surrounds a split placeholder (cuts inside characters)', async () => {
+    const s = filterSetup([redact]);
+    const utf8 = sseBody([chunk('Grüße an [EMA'), chunk('IL_1] 😀 — ça'), chunk(' va, 東京 [CREDIT_'), chunk('CARD_1]€'), '[DONE]']);
+    for (let cut = 0; cut <= utf8.length; cut++) {
+      const { ex } = await send(s, 'api.openai.com', CHAT, body);
+      const got = await respond(s.pipeline, ex, 200, SSE_H, [utf8.subarray(0, cut), utf8.subarray(cut)]);
+      expect(openAiStreamText(got.body), `cut at ${cut}`).toBe(`Grüße an ${EMAIL} 😀 — ça va, 東京 ${CARD}€`);
+    }
+  });
+
   it('and in random chunkings', async () => {
     const s = filterSetup([redact]);
     const rnd = prng(9);
