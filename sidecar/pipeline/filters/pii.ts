@@ -3,7 +3,7 @@ import type { TextSegment } from '../../../shared/providers/content.js';
 import { CONTINUE } from '../deny.js';
 import type { Deny, Exchange, Processor, Verdict } from '../types.js';
 import { FilterTools, inRequest, inResponse, type FilterEnv } from './common.js';
-import { detect, labelOf, pendingSecret } from './pii-detectors.js';
+import { detect, holdFrom, labelOf } from './pii-detectors.js';
 import { loggedTexts, writeLoggedText } from './log-text.js';
 import { RedactionMap, RestoreRewriter } from './redaction-map.js';
 import { countKinds, replaceMatches, ScanRewriter, type Match } from './scan-rewriter.js';
@@ -17,10 +17,10 @@ import { chainRewriters, type TextRewriter } from './stream-text.js';
 // texts, redacted by this filter whatever its action or mode, into the log line (log-text.ts).
 
 /**
- * What a stream holds back per channel for response-phase PII scanning; a secret that can be longer (a PEM
- * block, a JWT) is held from its first characters until it is complete (pendingSecret, at most PEM_MAX).
+ * On a stream, response-phase PII scanning holds back, per channel, only the text a find may still be growing
+ * in (holdFrom: the last word of prose; a number, address or short token until it ends, at most 256
+ * characters; a long secret such as a PEM block until it is complete, at most PEM_MAX).
  */
-export const PII_STREAM_WINDOW = 256;
 
 interface State {
   readonly map: RedactionMap;
@@ -80,8 +80,8 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
         for (const [k, n] of Object.entries(found)) st.responseFound[k] = (st.responseFound[k] ?? 0) + n;
         return redacts ? redactText(st.map, text, matches, json) : text;
       },
-      PII_STREAM_WINDOW,
-      (text) => pendingSecret(text, kinds),
+      0,
+      (text) => holdFrom(text, kinds),
     );
   };
 

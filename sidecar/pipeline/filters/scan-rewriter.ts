@@ -19,8 +19,13 @@ export interface Match {
 /** Decides over the matches of one piece of text: the text to send (redacted, or as it is), or a denial. */
 export type MatchAction = (text: string, matches: readonly Match[], json: boolean) => string | Deny;
 
+/** Characters of already sent text a scan still sees before what it holds (look-behinds, `\b`). */
+const CONTEXT = 8;
+
 export class ScanRewriter implements TextRewriter {
   private readonly held = new Map<string, { text: string; json: boolean }>();
+  /** The last characters sent on each channel: context for the next scan, never sent again. */
+  private readonly before = new Map<string, string>();
 
   constructor(
     private readonly scan: (text: string) => Match[],
@@ -38,13 +43,14 @@ export class ScanRewriter implements TextRewriter {
       this.held.set(channel, { text, json: seg.json === true });
       return '';
     }
-    const matches = this.scan(text);
+    const matches = this.scanAfter(channel, text);
     let cut = Math.min(Math.max(0, text.length - this.window), open);
     const final = matches.filter((m) => m.start < cut);
     for (const m of final) cut = Math.max(cut, m.end);
     // a later match that overlaps the cut waits whole with the rest
     const r = this.act(text.slice(0, cut), final, seg.json === true);
     if (typeof r !== 'string') return r;
+    if (cut > 0) this.before.set(channel, ((this.before.get(channel) ?? '') + text.slice(0, cut)).slice(-CONTEXT));
     if (cut < text.length) this.held.set(channel, { text: text.slice(cut), json: seg.json === true });
     else this.held.delete(channel);
     return r;
@@ -54,7 +60,18 @@ export class ScanRewriter implements TextRewriter {
     const h = this.held.get(channel);
     if (!h) return '';
     this.held.delete(channel);
-    return this.act(h.text, this.scan(h.text), h.json);
+    const r = this.act(h.text, this.scanAfter(channel, h.text), h.json);
+    this.before.set(channel, ((this.before.get(channel) ?? '') + h.text).slice(-CONTEXT));
+    return r;
+  }
+
+  /** Matches in `text`, scanned after the channel's last sent characters (so a look-behind sees them). */
+  private scanAfter(channel: string, text: string): Match[] {
+    const ctx = this.before.get(channel) ?? '';
+    if (ctx === '') return this.scan(text);
+    const out: Match[] = [];
+    for (const m of this.scan(ctx + text)) if (m.start >= ctx.length) out.push({ start: m.start - ctx.length, end: m.end - ctx.length, kind: m.kind });
+    return out;
   }
 
   whole(seg: TextSegment): string | Deny {

@@ -344,6 +344,33 @@ describe('response-phase pii', () => {
     }
   });
 
+  it('a stream is redacted exactly as the whole text would be, at random deltas, while holding back only what may still grow', async () => {
+    const words = ['Hello', 'world,', 'call', '+49 30 1234567', 'or', '(415) 555-2671.', 'Mail', 'grace@example.org', 'card', '4111 1111 1111 1111', 'IBAN', 'DE89 3704 0044 0532 0130 00', 'from', '10.0.0.12', 'SSN', '123-45-6789', 'key', 'AKIAIOSFODNN7EXAMPLE', 'order', '12345678901234', 'v1.2.3.4', '"private_key_id": "0123456789abcdef0123456789abcdef01234567"', 'fe80::1:2:3', 'and', 'sk-proj-abcdefghijklmnopqrstuvwxyz012345', '\n'];
+    const rnd = prng(11);
+    const chunk = (content: string) => ({ id: 'c', choices: [{ index: 0, delta: { content } }] });
+    const s = filterSetup([{ type: 'pii', action: 'redact', phase: 'response' }]);
+    const req = { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'hi' }] };
+    for (let round = 0; round < 60; round++) {
+      const text = Array.from({ length: 30 }, () => words[Math.floor(rnd() * words.length)]).join(' ');
+      const deltas: string[] = [];
+      for (let i = 0; i < text.length; ) {
+        const n = 1 + Math.floor(rnd() * 6);
+        deltas.push(text.slice(i, i + n));
+        i += n;
+      }
+      const whole = await send(s, 'api.openai.com', CHAT, { ...req, stream: false });
+      const json = await respond(s.pipeline, whole.ex, 200, JSON_H, [Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: text } }] }))]);
+      const want = JSON.parse(json.body.toString()).choices[0].message.content as string;
+      const streamed = await send(s, 'api.openai.com', CHAT, req);
+      const got = await respond(s.pipeline, streamed.ex, 200, SSE_H, [sseBody([...deltas.map(chunk), '[DONE]'])]);
+      expect(openAiStreamText(got.body), `round ${round}: ${text}`).toBe(want);
+    }
+    // prose is held back by its last word only: the first event carries all but the word still being written
+    const prose = await send(s, 'api.openai.com', CHAT, req);
+    const got = await respond(s.pipeline, prose.ex, 200, SSE_H, [sseBody([chunk('The quarterly report is ready for the board to rev'), chunk('iew.'), '[DONE]'])]);
+    expect(JSON.parse(got.body.toString().split('\n\n')[0]!.slice(6)).choices[0].delta.content).toBe('The quarterly report is ready for the board to ');
+  });
+
   it('redacts new PII in a JSON response', async () => {
     const s = filterSetup([{ type: 'pii', detect: ['email'], action: 'redact', phase: 'response' }]);
     const { ex } = await runRequest(s.pipeline, exchange(s.p, 'api.openai.com', CHAT, { model: 'gpt-4o', messages: [{ role: 'user', content: 'who?' }] }));
