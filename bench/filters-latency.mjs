@@ -38,7 +38,7 @@ const TEXTS = Array.from({ length: EVENTS }, (_, i) => (i === 10 ? ' [EMA' : i =
 const FILTER_SETS = [
   ['no filters', []],
   ['pii redact + restore', [{ type: 'pii', action: 'redact', restore: true }]],
-  ['pii redact, phase both (256-char window)', [{ type: 'pii', action: 'redact', restore: true, phase: 'both' }]],
+  ['pii redact, phase both', [{ type: 'pii', action: 'redact', restore: true, phase: 'both' }]],
   ['regex redact, phase both, window 64', [{ type: 'regex', pattern: 'EMP-\\d{6}', action: 'redact', phase: 'both', window: 64 }]],
   ['pii + regex + prompt-injection (request)', [{ type: 'pii', action: 'redact', restore: true }, { type: 'regex', pattern: '(?i)ignore (all )?previous instructions', action: 'block' }, { type: 'prompt-injection', action: 'block' }]],
   ['external guard, request', [{ type: 'external', url: 'GUARD', timeout: '500ms' }]],
