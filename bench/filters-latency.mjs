@@ -12,6 +12,7 @@
 //   first text:  request sent → the first character of content at the app;
 //   text delay:  per provider event, its last character at the app − when the provider sent it.
 
+import { Buffer } from 'node:buffer';
 import { fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttp } from 'node:http';
