@@ -76,6 +76,7 @@ await measure('none', []);
 await measure('pii redact + restore', [{ type: 'pii', action: 'redact', restore: true }]);
 await measure('pii block (secret)', [{ type: 'pii', action: 'block', detect: ['secret'] }]);
 await measure('regex block', [{ type: 'regex', pattern: '(?i)ignore (all )?previous instructions', action: 'block' }]);
+await measure('pii redact + restore, phase both', [{ type: 'pii', action: 'redact', restore: true, phase: 'both' }]);
 await measure('regex redact, phase both (stream window 256)', [{ type: 'regex', pattern: 'Project [A-Z][a-z]+', action: 'redact', phase: 'both' }]);
 await measure('prompt-injection', [{ type: 'prompt-injection', action: 'block' }]);
 await measure('pii + regex + prompt-injection', [{ type: 'pii', action: 'redact', restore: true }, { type: 'regex', pattern: '(?i)ignore (all )?previous instructions', action: 'block' }, { type: 'prompt-injection', action: 'block' }]);

@@ -44,6 +44,11 @@ export interface PiiFilter extends FilterBase {
   action: FilterAction;
   /** With `action: redact`: placeholders in the response are replaced by the values before the app reads them. */
   restore: boolean;
+  /**
+   * The request's texts as the provider got them go into the request's log line (`facts.promptText`), with this
+   * filter's kinds replaced by placeholders whatever its action or the policy's mode. Off by default.
+   */
+  logText: boolean;
 }
 export interface RegexFilter extends FilterBase {
   type: 'regex';
@@ -196,7 +201,7 @@ function checkOne(f: unknown, path: string, index: number, fail: Fail): Filter |
   };
   switch (type as FilterType) {
     case 'pii': {
-      c.keys(f, path, [...COMMON, 'detect', 'action', 'restore']);
+      c.keys(f, path, [...COMMON, 'detect', 'action', 'restore', 'logText']);
       const detect = c.strings(f.detect, `${path}.detect`).filter((k, i) => {
         if ((PII_KINDS as readonly string[]).includes(k)) return true;
         fail(`${path}.detect[${i}]`, `must be one of ${PII_KINDS.join(', ')} (got ${JSON.stringify(k)})`);
@@ -206,7 +211,10 @@ function checkOne(f: unknown, path: string, index: number, fail: Fail): Filter |
       if (f.restore !== undefined && typeof f.restore !== 'boolean') fail(`${path}.restore`, 'must be true or false');
       const restore = f.restore === true;
       if (restore && action !== 'redact') fail(`${path}.restore`, 'needs action: redact (only redacted values can be restored)');
-      return { type: 'pii', ...base, detect: detect.length > 0 || f.detect !== undefined ? [...new Set(detect)] : [...PII_KINDS], action, restore };
+      if (f.logText !== undefined && typeof f.logText !== 'boolean') fail(`${path}.logText`, 'must be true or false');
+      const logText = f.logText === true;
+      if (logText && base.phase === 'response') fail(`${path}.logText`, 'logs the request\'s text: needs phase request or both');
+      return { type: 'pii', ...base, detect: detect.length > 0 || f.detect !== undefined ? [...new Set(detect)] : [...PII_KINDS], action, restore, logText };
     }
     case 'regex': {
       c.keys(f, path, [...COMMON, 'pattern', 'action', 'window']);

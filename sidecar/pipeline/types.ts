@@ -66,7 +66,10 @@ export interface ExchangeResults {
   estimatedInputTokens?: number;
 }
 
-/** What goes into the request's log line: small scalars only, by name. Never prompt text or credentials. */
+/**
+ * What goes into the request's log line: small scalars only, by name. Never credentials, and never prompt text
+ * except `promptText`, which only a pii filter's documented `logText` option writes, with its redactions applied.
+ */
 export type LogFacts = Record<string, string | number | boolean | undefined>;
 
 /** One processor's record in the log line and audit: what it did, never the values it saw. */

@@ -64,6 +64,30 @@ export function overlapIssues(spec: EgressPolicySpec): PolicyIssue[] {
 }
 
 /**
+ * Filter names key the metrics and log lines, so they must be unique in the effective policy: a name the
+ * namespace chose that a cluster default filter already has is refused, naming both fields. Default names
+ * (`pii-0`, not written by the author) are not the author's choice: they are numbered apart by the pipeline.
+ */
+export function filterNameClashes(defaults: EgressPolicySpec, own: EgressPolicySpec, raw: Record<string, unknown>): PolicyIssue[] {
+  const rawFilters = Array.isArray(raw.filters) ? raw.filters : [];
+  const byName = new Map<string, number>();
+  defaults.filters.forEach((f, j) => {
+    if (!byName.has(f.name)) byName.set(f.name, j);
+  });
+  const issues: PolicyIssue[] = [];
+  own.filters.forEach((f, i) => {
+    if (!has(rawFilters[i], 'name')) return;
+    const j = byName.get(f.name);
+    if (j === undefined) return;
+    issues.push({
+      path: `spec.filters[${i}].name`,
+      message: `${JSON.stringify(f.name)} is already the name of the cluster default policy's spec.filters[${j}] (${defaults.filters[j]!.type}), whose filters run first in this namespace; filter names must be unique in the effective policy (metrics and log lines are keyed by them): choose another`,
+    });
+  });
+  return issues;
+}
+
+/**
  * Validates a namespace's EgressPolicy resource (syntax via the shared validator, then overlaps) and merges it
  * over the cluster default. `resource` undefined means the namespace has none: the default applies as is.
  */
@@ -88,8 +112,9 @@ export function compileNamespacePolicy(defaults: EgressPolicySpec, namespace: st
       message: 'audit would switch off the cluster default policy\'s filters, budgets and denied models, which a namespace cannot remove; ask the platform team to set audit in the cluster default, or use enforce',
     });
   }
-  if (overlaps.length > 0) return { ok: false, issues: overlaps };
   const raw = isObj(resource.spec) ? resource.spec : {};
+  overlaps.push(...filterNameClashes(defaults, own, raw));
+  if (overlaps.length > 0) return { ok: false, issues: overlaps };
   // Start from the default; every field the namespace sets replaces it (fields added to the spec later get
   // this rule too); then the protective lists are recomputed as unions.
   const spec = structuredClone(defaults);

@@ -4,8 +4,10 @@ import type { BodyDocument, JsonRecord } from '../body.js';
 import type { PipelineContext } from '../context.js';
 import { CONTINUE, deny } from '../deny.js';
 import type { Deny, Exchange, Framing, PipelineServices, Processor, ResponseHead, ResponseHooks, Verdict } from '../types.js';
+import { runnerMetrics } from '../metrics.js';
 import type { FilterMetrics } from './metrics.js';
-import { streamHooks, type TextRewriter } from './stream-text.js';
+import { commitDecoded, readableBody } from './request-body.js';
+import { observeOnly, streamHooks, type TextRewriter } from './stream-text.js';
 
 // What every filter shares: its processor properties from the policy entry, reading the request's texts through
 // the adapter's content codec (or following the failure mode when they cannot be read), writing edits back,
@@ -65,6 +67,16 @@ export class FilterTools {
     return this.filter.failureMode !== 'FailOpen';
   }
 
+  /** spec.mode is audit: the filter decides and records (`would-block`, `would-redact`, …) but changes nothing. */
+  get audit(): boolean {
+    return this.env.ctx.audit;
+  }
+
+  /** An action's name as recorded: `would-<action>` in audit mode. */
+  actionName(action: string): string {
+    return this.audit ? `would-${action}` : action;
+  }
+
   /** One action in the log line and the metric; `found` by kind and count, never values. */
   record(ex: Exchange, phase: FilterPhaseLabel, action: string, found?: Record<string, number>, reason?: string): void {
     this.env.metrics.actions.inc({ filter: this.filter.name, type: this.filter.type, action, phase });
@@ -90,6 +102,31 @@ export class FilterTools {
 
   observe(phase: FilterPhaseLabel, t0: bigint): void {
     this.env.metrics.duration.observe({ filter: this.filter.name, type: this.filter.type, phase }, Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+
+  /**
+   * A block decision: recorded (`would-block` in audit mode), then the denial to return, or undefined when audit
+   * mode lets a response go on as it is (see `enforce`).
+   */
+  blocked(ex: Exchange, phase: FilterPhaseLabel, found: Record<string, number>, reason?: string): Deny | undefined {
+    this.record(ex, phase, this.actionName('block'), found, reason);
+    return this.enforce(ex, phase, this.block(phase, found));
+  }
+
+  /**
+   * The denial to hand the runner, or undefined to go on unchanged. A request's denial always goes to the runner,
+   * which in audit mode records it as would-deny and forwards the request as the app sent it. On a response the
+   * filter does that itself in audit mode: a stream rewriter that holds text back cannot have the runner pass
+   * only the current event on (held text would be lost or reordered), so it must keep going as if it logged.
+   */
+  enforce(ex: Exchange, phase: FilterPhaseLabel, d: Deny): Deny | undefined {
+    if (!this.audit || phase === 'request') return d;
+    const m = runnerMetrics(this.env.services.registry);
+    m.denials.inc({ provider: ex.adapter.id, reason: d.reason, mode: 'audit', ...this.env.ctx.identityLabels(ex.identity) });
+    ex.actions.push({ processor: this.filter.name, type: this.filter.type, phase: 'response', action: 'would-deny', reason: d.reason });
+    const w = ex.facts.wouldDeny;
+    ex.facts.wouldDeny = w === undefined ? d.reason : `${String(w)},${d.reason}`;
+    return undefined;
   }
 
   /** 403 in the provider's shape, naming the filter and the kinds found, never the match. */
@@ -125,10 +162,10 @@ export class FilterTools {
 
   /** The request's texts, `empty` for a request without a body, or the verdict when they cannot be read. */
   requestTexts(ex: Exchange): RequestTexts | 'empty' | Verdict {
-    const body = ex.request.body;
-    if (body.length === 0) return 'empty';
-    const enc = ex.request.headers.get('content-encoding');
-    if (enc !== undefined && enc.trim().toLowerCase() !== 'identity') return this.uninspectable(ex, 'request', `content-encoding ${enc.slice(0, 32)}`);
+    if (ex.request.body.length === 0) return 'empty';
+    const readable = readableBody(ex);
+    if ('why' in readable) return this.uninspectable(ex, 'request', readable.why);
+    const body = readable.doc;
     const codec = ex.adapter.codec?.(ex.described);
     if (!codec) return this.uninspectable(ex, 'request', `no content codec for ${ex.adapter.id} ${ex.described.operation}${ex.described.model ? ` (${ex.described.model.slice(0, 64)})` : ''}`);
     const json = body.json();
@@ -141,12 +178,15 @@ export class FilterTools {
    * broken signature: refused unless a managed-credentials step signs it again (`resignsBedrock`).
    */
   writeRequest(ex: Exchange, edits: ReadonlyMap<TextSegment, string>): Verdict {
-    if (edits.size === 0) return CONTINUE;
+    if (edits.size === 0 || this.audit) return CONTINUE;
     const refused = this.signedRefusal(ex);
     if (refused) return refused;
-    ex.request.body.edit((j) => {
+    const readable = readableBody(ex);
+    const doc = 'doc' in readable ? readable.doc : ex.request.body;
+    doc.edit((j) => {
       for (const [seg, text] of edits) setText(j, seg.path, text);
     });
+    if ('decoded' in readable && readable.decoded) commitDecoded(ex, doc);
     return CONTINUE;
   }
 
@@ -185,12 +225,13 @@ export class FilterTools {
         },
       };
     }
+    const make = (): TextRewriter => (this.audit ? observeOnly(rewriter()) : rewriter());
     if (framing === 'json') {
       return {
-        body: (body) => this.time('response', () => this.rewriteJsonBody(ex, body, codec, rewriter(), mustInspect)),
+        body: (body) => this.time('response', () => this.rewriteJsonBody(ex, body, codec, make(), mustInspect)),
       };
     }
-    const s = streamHooks(codec, rewriter());
+    const s = streamHooks(codec, make());
     return {
       event: (ev) => this.time('response', () => s.event(ev)),
       flush: () => this.time('response', () => s.flush()),

@@ -13,11 +13,15 @@ import { FilterTools, inRequest, inResponse, type FilterEnv } from './common.js'
 // Connections to the guard are kept alive (one undici Agent per filter, closed with the pipeline). The guard
 // gets the envelope only: never the app's headers, so never the provider's credentials.
 // On a streamed response the guard sees windows of text: events are held until a window of at least
-// STREAM_WINDOW characters has arrived (or the stream ends), then the window is judged and released.
+// STREAM_WINDOW characters has arrived, its first event has waited STREAM_MAX_WAIT_MS (checked as events
+// arrive), or the stream ends; then the window is judged and released. So a slow stream's text is not held for
+// a whole window: the added delay per event is at most about STREAM_MAX_WAIT_MS plus one guard round trip.
 
 export const ENVELOPE_VERSION = 'aigress.io/filter/v1';
 /** Characters of streamed text collected before one guard call. */
 export const STREAM_WINDOW = 512;
+/** Milliseconds the first held event of a stream window waits at most before the window is judged. */
+export const STREAM_MAX_WAIT_MS = 200;
 /** Larger guard answers are not read: they are treated as garbage. */
 const MAX_ANSWER = 4 * 1024 * 1024;
 
@@ -134,7 +138,7 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
     if ('verdict' in j) return j.verdict;
     const a = j.answer;
     if (a.action === 'deny') {
-      tools.record(ex, 'request', 'deny');
+      tools.record(ex, 'request', tools.actionName('deny'));
       return guardDeny(a.reason);
     }
     if (a.action === 'allow') {
@@ -148,13 +152,14 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
       if (!seg) return tools.failed(ex, 'request', 'guard rewrote a segment id it was not sent');
       edits.set(seg, r.text);
     }
-    tools.record(ex, 'request', 'rewrite', { segments: edits.size });
-    return tools.writeRequest(ex, edits);
+    tools.record(ex, 'request', tools.actionName('rewrite'), { segments: edits.size });
+    return tools.writeRequest(ex, edits); // writes nothing in audit mode
   };
 
   const streamHooks = (ex: Exchange, codec: ContentCodec): ResponseHooks => {
     let held: { ev: StreamEvent; segs: TextSegment[] }[] = [];
     let size = 0;
+    let since = 0;
     const judgeWindow = async (): Promise<EventResult> => {
       const batch = held;
       held = [];
@@ -169,17 +174,20 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
       }
       if (windows.size === 0) return batch.map((h) => h.ev);
       const j = await judge(ex, 'response', [...windows].map(([id, w]) => ({ id, role: w.seg.role, kind: w.seg.kind, text: w.text })));
-      if ('verdict' in j) return j.verdict.action === 'deny' ? j.verdict : batch.map((h) => h.ev);
+      const unchanged = batch.map((h) => h.ev);
+      // in audit mode a denial is recorded here and the held window goes on as it came (common.ts: enforce)
+      if ('verdict' in j) return j.verdict.action === 'deny' ? (tools.enforce(ex, 'response', j.verdict) ?? unchanged) : unchanged;
       const a = j.answer;
       if (a.action === 'deny') {
-        tools.record(ex, 'response', 'deny');
-        return guardDeny(a.reason);
+        tools.record(ex, 'response', tools.actionName('deny'));
+        return tools.enforce(ex, 'response', guardDeny(a.reason)) ?? unchanged;
       }
-      if (a.action !== 'rewrite') return batch.map((h) => h.ev);
+      if (a.action !== 'rewrite') return unchanged;
       // a rewritten window goes out in its first event; the channel's later events in the window carry ''
       const rewrites = new Map(a.segments.map((s) => [s.id, s.text]));
       const done = new Set<string>();
-      tools.record(ex, 'response', 'rewrite', { segments: rewrites.size });
+      tools.record(ex, 'response', tools.actionName('rewrite'), { segments: rewrites.size });
+      if (tools.audit) return unchanged;
       return batch.map((h) => {
         const touched = h.segs.filter((s) => rewrites.has(s.channel ?? s.id));
         if (touched.length === 0) return h.ev;
@@ -201,9 +209,11 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
         const doc = dec ? dec.inner : payload;
         const segs = doc ? codec.event(doc, ev.sse?.event ?? ev.message?.headers[':event-type'] ?? 'message') : [];
         if (segs.length === 0 && held.length === 0) return [ev];
+        const t = env.services.now();
+        if (held.length === 0) since = t;
         held.push({ ev, segs });
         for (const s of segs) size += s.text.length;
-        return size >= STREAM_WINDOW || !payload ? judgeWindow() : [];
+        return size >= STREAM_WINDOW || !payload || t - since >= STREAM_MAX_WAIT_MS ? judgeWindow() : [];
       },
       flush: () => (held.length > 0 ? judgeWindow() : []),
     };
@@ -231,10 +241,14 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
             if ('verdict' in j) return j.verdict;
             const a = j.answer;
             if (a.action === 'deny') {
-              tools.record(ex, 'response', 'deny');
+              tools.record(ex, 'response', tools.actionName('deny'));
               return guardDeny(a.reason);
             }
             if (a.action !== 'rewrite') return CONTINUE;
+            if (tools.audit) {
+              tools.record(ex, 'response', 'would-rewrite', { segments: a.segments.length });
+              return CONTINUE;
+            }
             const byId = new Map(segs.map((s) => [s.id, s]));
             body.edit((j) => {
               for (const r of a.segments) {

@@ -22,8 +22,15 @@ function byRegex(kind: PiiKind, re: RegExp, check?: (m: string) => [number, numb
       const v = m[0];
       const r = check ? check(v) : true;
       if (r === true) out.push({ start: m.index, end: m.index + v.length, kind });
-      else if (Array.isArray(r)) out.push({ start: m.index + r[0], end: m.index + r[1], kind });
-      if (v.length === 0) re.lastIndex++;
+      else if (Array.isArray(r)) {
+        out.push({ start: m.index + r[0], end: m.index + r[1], kind });
+        re.lastIndex = m.index + r[1];
+      }
+      // A candidate the check refuses may hide a real find inside it ("ref 12 4111 1111 1111 1111": the card
+      // starts at the 4): look again from the next character, so what is found never depends on where a scan
+      // began (a stream scans from wherever it cut). Candidates are bounded, so this stays linear.
+      else re.lastIndex = m.index + 1;
+      if (v.length === 0) re.lastIndex = Math.max(re.lastIndex, m.index + 1);
     }
     return out;
   };
@@ -148,6 +155,92 @@ export const DETECTORS: readonly Detector[] = [
   },
   { kind: 'ip-address', label: 'IP_ADDRESS', find: byRegex('ip-address', /(?<![\w.:-])(?:\d{1,3}\.){3}\d{1,3}(?![\w-]|\.\d)|(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}:?(?::?[0-9A-Fa-f]{1,4}){1,7}(?![\w:])|(?<![\w:])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:])/g, (v) => (v.includes('.') ? ipv4Check(v) : ipv6Check(v))) },
 ];
+
+/**
+ * Secrets longer than a stream's fixed window, and how long they can grow: a stream holds such a find from its
+ * first characters until it is complete (or can no longer be one), so it is never seen in halves. The bounds
+ * follow SECRET_PATTERNS; every other kind fits the window.
+ */
+const PEM_BEGIN = '-----BEGIN ';
+const PEM_OPEN = /^-----BEGIN (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----[A-Za-z0-9+/=\s\\:,-]*$/;
+/** The longest PEM block SECRET_PATTERNS finds: the armour lines and 16 KiB of body. */
+export const PEM_MAX = 16_384 + 2 * 64;
+const JWT_OPEN = /^eyJ[A-Za-z0-9_-]{0,4096}(?:\.(?:e(?:y(?:J[A-Za-z0-9_-]{0,8192}(?:\.[A-Za-z0-9_-]{0,1024})?)?)?)?)?$/;
+export const JWT_MAX = 3 + 4096 + 4 + 8192 + 1 + 1024;
+const GITHUB_PAT_OPEN = /^github_pat_[A-Za-z0-9_]{0,255}$/;
+const TOKEN_CHAR = /[A-Za-z0-9_.-]/;
+
+/**
+ * Where a secret that may still be growing begins at the end of `text` (a PEM block without its END line, a
+ * JWT or fine-grained GitHub token still running into the end), or `text.length` when none. What a stream must
+ * hold back beyond its window: at most PEM_MAX characters.
+ */
+export function pendingSecret(text: string, kinds: ReadonlySet<PiiKind>): number {
+  if (!kinds.has('secret')) return text.length;
+  let at = text.length;
+  const pem = text.lastIndexOf(PEM_BEGIN, text.length - 1);
+  if (pem >= 0 && text.length - pem <= PEM_MAX) {
+    const tail = text.slice(pem);
+    // a block whose END line has come is a find (or no PEM at all): nothing pending
+    // a block whose END line has come is a find (or no PEM at all): nothing pending; a header still being
+    // written may become one
+    if ((PEM_OPEN.test(tail) && !/-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----/.test(tail)) || (tail.length <= 64 && /^-----BEGIN [A-Z0-9 -]*$/.test(tail))) at = pem;
+  }
+  // the run of token characters the text ends in, as far back as the longest token could reach
+  let run = text.length;
+  const limit = Math.max(0, text.length - JWT_MAX - 1);
+  while (run > limit && TOKEN_CHAR.test(text[run - 1]!)) run--;
+  if (run < text.length) {
+    const r = text.slice(run);
+    const jwt = r.indexOf('eyJ');
+    if (jwt >= 0 && JWT_OPEN.test(r.slice(jwt))) at = Math.min(at, run + jwt);
+    const pat = r.indexOf('github_pat_');
+    if (pat >= 0 && GITHUB_PAT_OPEN.test(r.slice(pat))) at = Math.min(at, run + pat);
+  }
+  return at;
+}
+
+/**
+ * What each kind's finds are made of and how long one can be (plus 2 for the look-ahead after it): a find still
+ * growing at the end of a text lies within the run of such characters the text ends in, and within its last
+ * `max` of them. The long secrets have their own bound (pendingSecret); the other tokens fit 256.
+ */
+const TAILS: readonly { kind: PiiKind; chars: RegExp; max: number }[] = [
+  { kind: 'email', chars: /[A-Za-z0-9._%+@-]/, max: 256 },
+  { kind: 'phone', chars: /[0-9+ .()/-]/, max: 48 },
+  { kind: 'credit-card', chars: /[0-9 .-]/, max: 40 },
+  { kind: 'iban', chars: /[A-Z0-9 .]/, max: 66 },
+  { kind: 'us-ssn', chars: /[0-9.-]/, max: 14 },
+  { kind: 'ip-address', chars: /[0-9A-Fa-f.:]/, max: 74 },
+  { kind: 'secret', chars: /[A-Za-z0-9_+/=.-]/, max: 256 },
+];
+const GCP_KEY = '"private_key_id"';
+const GCP_OPEN = /^"private_key_id"\s{0,4}(?::\s{0,4}(?:"[0-9a-f]{0,40})?)?$/;
+
+/**
+ * Where the text a stream must still hold begins: the earliest place a find of `kinds` may still be growing at
+ * the end of `text` (so nothing before it can change), or `text.length`. For prose this is the last word or
+ * so; a number, address or token being written is held until it ends; a long secret until it is complete.
+ */
+export function holdFrom(text: string, kinds: ReadonlySet<PiiKind>): number {
+  let at = pendingSecret(text, kinds);
+  const n = text.length;
+  for (const t of TAILS) {
+    if (!kinds.has(t.kind)) continue;
+    let i = n;
+    const limit = Math.max(0, n - t.max);
+    while (i > limit && t.chars.test(text[i - 1]!)) i--;
+    if (i < at) at = i;
+  }
+  if (kinds.has('secret')) {
+    // GCP service-account key JSON: `"private_key_id": "<40 hex>"`, held from its opening quote
+    for (let q = text.lastIndexOf('"'); q >= 0 && n - q <= 68; q = q > 0 ? text.lastIndexOf('"', q - 1) : -1) {
+      const tail = text.slice(q);
+      if ((GCP_KEY.startsWith(tail) || GCP_OPEN.test(tail)) && q < at) at = q;
+    }
+  }
+  return at;
+}
 
 const LABELS = new Map(DETECTORS.map((d) => [d.kind, d.label]));
 export const labelOf = (kind: string): string => LABELS.get(kind as PiiKind) ?? kind.toUpperCase().replace(/-/g, '_');

@@ -3,7 +3,8 @@ import type { TextSegment } from '../../../shared/providers/content.js';
 import { CONTINUE } from '../deny.js';
 import type { Deny, Exchange, Processor, Verdict } from '../types.js';
 import { FilterTools, inRequest, inResponse, type FilterEnv } from './common.js';
-import { detect, labelOf } from './pii-detectors.js';
+import { detect, holdFrom, labelOf } from './pii-detectors.js';
+import { loggedTexts, writeLoggedText } from './log-text.js';
 import { RedactionMap, RestoreRewriter } from './redaction-map.js';
 import { countKinds, replaceMatches, ScanRewriter, type Match } from './scan-rewriter.js';
 import { chainRewriters, type TextRewriter } from './stream-text.js';
@@ -12,10 +13,14 @@ import { chainRewriters, type TextRewriter } from './stream-text.js';
 // provider reads (request phase) and the app reads (response phase), and blocks, logs or redacts them. Redaction
 // writes typed placeholders and keeps the map in the exchange's slot; with `restore: true` the placeholders that
 // come back in the response (JSON, or split across stream events) are replaced by the values before the app
-// reads them. Audit mode changes nothing: a redaction is recorded as would-redact.
+// reads them. Audit mode changes nothing: a redaction is recorded as would-redact. `logText` puts the request's
+// texts, redacted by this filter whatever its action or mode, into the log line (log-text.ts).
 
-/** What a stream holds back per channel for response-phase PII scanning (PEM blocks longer than this are not). */
-export const PII_STREAM_WINDOW = 256;
+/**
+ * On a stream, response-phase PII scanning holds back, per channel, only the text a find may still be growing
+ * in (holdFrom: the last word of prose; a number, address or short token until it ends, at most 256
+ * characters; a long secret such as a PEM block until it is complete, at most PEM_MAX).
+ */
 
 interface State {
   readonly map: RedactionMap;
@@ -59,11 +64,8 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
       if (redacts) edits.set(seg, redactText(st.map, seg.text, ms, seg.json === true));
     }
     if (Object.keys(found).length === 0) return CONTINUE;
-    if (f.action === 'block') {
-      tools.record(ex, 'request', 'block', found);
-      return tools.block('request', found);
-    }
-    tools.record(ex, 'request', f.action === 'redact' ? (audit ? 'would-redact' : 'redact') : 'log', found);
+    if (f.action === 'block') return tools.blocked(ex, 'request', found)!;
+    tools.record(ex, 'request', f.action === 'redact' ? tools.actionName('redact') : 'log', found);
     return tools.writeRequest(ex, edits);
   };
 
@@ -74,14 +76,12 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
       (text, matches, json): string | Deny => {
         if (matches.length === 0) return text;
         const found = countKinds(matches);
-        if (f.action === 'block') {
-          tools.record(ex, 'response', 'block', found);
-          return tools.block('response', found);
-        }
+        if (f.action === 'block') return tools.blocked(ex, 'response', found) ?? text;
         for (const [k, n] of Object.entries(found)) st.responseFound[k] = (st.responseFound[k] ?? 0) + n;
         return redacts ? redactText(st.map, text, matches, json) : text;
       },
-      PII_STREAM_WINDOW,
+      0,
+      (text) => holdFrom(text, kinds),
     );
   };
 
@@ -108,9 +108,14 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
     },
     onEnd(ex) {
       const st = state(ex);
+      if (f.logText) {
+        const segs = loggedTexts(ex);
+        for (const seg of segs) seg.text = redactText(st.map, seg.text, detect(seg.text, kinds), seg.json);
+        writeLoggedText(ex, segs);
+      }
       if (st.restore && st.restore.restored > 0) tools.record(ex, 'response', 'restore', { placeholders: st.restore.restored });
       if (Object.keys(st.responseFound).length > 0) {
-        tools.record(ex, 'response', f.action === 'redact' ? (audit ? 'would-redact' : 'redact') : 'log', st.responseFound);
+        tools.record(ex, 'response', f.action === 'redact' ? tools.actionName('redact') : 'log', st.responseFound);
       }
     },
   };

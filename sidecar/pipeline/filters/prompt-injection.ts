@@ -30,10 +30,7 @@ export function promptInjectionFilter(f: PromptInjectionFilter, env: FilterEnv):
       for (const h of hits) found[h.rule] = (found[h.rule] ?? 0) + 1;
     }
     if (top === 0) return CONTINUE;
-    if (f.action === 'block') {
-      tools.record(ex, 'request', 'block', found, `score ${top.toFixed(2)}`);
-      return tools.block('request', found);
-    }
+    if (f.action === 'block') return tools.blocked(ex, 'request', found, `score ${top.toFixed(2)}`)!;
     tools.record(ex, 'request', 'log', found, `score ${top.toFixed(2)}`);
     return CONTINUE;
   };

@@ -49,11 +49,8 @@ export function regexFilter(f: RegexFilter, env: FilterEnv): Processor {
     }
     if (found === 0) return CONTINUE;
     const kinds = { match: found };
-    if (f.action === 'block') {
-      tools.record(ex, 'request', 'block', kinds);
-      return tools.block('request', kinds);
-    }
-    tools.record(ex, 'request', f.action === 'redact' ? (audit ? 'would-redact' : 'redact') : 'log', kinds);
+    if (f.action === 'block') return tools.blocked(ex, 'request', kinds)!;
+    tools.record(ex, 'request', f.action === 'redact' ? tools.actionName('redact') : 'log', kinds);
     return tools.writeRequest(ex, edits);
   };
 
@@ -69,10 +66,7 @@ export function regexFilter(f: RegexFilter, env: FilterEnv): Processor {
           () =>
             new ScanRewriter(scan, (text, ms, json): string | Deny => {
               if (ms.length === 0) return text;
-              if (f.action === 'block') {
-                tools.record(ex, 'response', 'block', { match: ms.length });
-                return tools.block('response', { match: ms.length });
-              }
+              if (f.action === 'block') return tools.blocked(ex, 'response', { match: ms.length }) ?? text;
               counter(ex).found += ms.length;
               return f.action === 'redact' && !audit ? redact(ex, text, ms, json) : text;
             }, f.window),
@@ -81,7 +75,7 @@ export function regexFilter(f: RegexFilter, env: FilterEnv): Processor {
       },
       onEnd(ex) {
         const c = counter(ex);
-        if (c.found > 0) tools.record(ex, 'response', f.action === 'redact' ? (audit ? 'would-redact' : 'redact') : 'log', { match: c.found });
+        if (c.found > 0) tools.record(ex, 'response', f.action === 'redact' ? tools.actionName('redact') : 'log', { match: c.found });
       },
     }),
   };

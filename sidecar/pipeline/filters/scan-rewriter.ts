@@ -5,7 +5,10 @@ import type { TextRewriter } from './stream-text.js';
 // Pattern filters on a response: each text is scanned whole (JSON) or, on a stream, per channel over a sliding
 // window. The last `window` characters of a channel are held back until more text arrives or the channel ends,
 // so a match up to `window` characters long is seen whole before any of it reaches the app; a match that began
-// before the cut is held until it is complete. Added delay per event: at most `window` characters.
+// before the cut is held until it is complete. A scanner whose finds can be longer than the window (a PEM block)
+// also says where one may still be growing (`pending`): text from there is held too, until it is complete or
+// can no longer be one, so the hold is bounded by the longest find, not by a guess. Added delay per event: at
+// most `window` characters, or, while a long find is open, the find so far.
 
 export interface Match {
   readonly start: number;
@@ -16,19 +19,32 @@ export interface Match {
 /** Decides over the matches of one piece of text: the text to send (redacted, or as it is), or a denial. */
 export type MatchAction = (text: string, matches: readonly Match[], json: boolean) => string | Deny;
 
+/** Characters of already sent text a scan still sees before what it holds (look-behinds, `\b`). */
+const CONTEXT = 8;
+
 export class ScanRewriter implements TextRewriter {
   private readonly held = new Map<string, { text: string; json: boolean }>();
+  /** The last characters sent on each channel: context for the next scan, never sent again. */
+  private readonly before = new Map<string, string>();
 
   constructor(
     private readonly scan: (text: string) => Match[],
     private readonly act: MatchAction,
     private readonly window: number,
+    /** Where a find that may still grow begins at the end of `text` (`text.length`: none). */
+    private readonly pending?: (text: string) => number,
   ) {}
 
   delta(channel: string, seg: TextSegment): string | Deny {
     const text = (this.held.get(channel)?.text ?? '') + seg.text;
-    const matches = this.scan(text);
-    let cut = Math.max(0, text.length - this.window);
+    const open = this.pending ? this.pending(text) : text.length;
+    if (open === 0) {
+      // all of it is one find in the making: nothing to decide until it ends (no scan per delta meanwhile)
+      this.held.set(channel, { text, json: seg.json === true });
+      return '';
+    }
+    const matches = this.scanAfter(channel, text);
+    let cut = Math.min(Math.max(0, text.length - this.window), open);
     let final = matches.filter((m) => m.start < cut);
     for (const m of final) cut = Math.max(cut, m.end);
     if (seg.json === true) {
@@ -42,6 +58,7 @@ export class ScanRewriter implements TextRewriter {
     // a later match that overlaps the cut waits whole with the rest
     const r = this.act(text.slice(0, cut), final, seg.json === true);
     if (typeof r !== 'string') return r;
+    if (cut > 0) this.before.set(channel, ((this.before.get(channel) ?? '') + text.slice(0, cut)).slice(-CONTEXT));
     if (cut < text.length) this.held.set(channel, { text: text.slice(cut), json: seg.json === true });
     else this.held.delete(channel);
     return r;
@@ -51,7 +68,18 @@ export class ScanRewriter implements TextRewriter {
     const h = this.held.get(channel);
     if (!h) return '';
     this.held.delete(channel);
-    return this.act(h.text, this.scan(h.text), h.json);
+    const r = this.act(h.text, this.scanAfter(channel, h.text), h.json);
+    this.before.set(channel, ((this.before.get(channel) ?? '') + h.text).slice(-CONTEXT));
+    return r;
+  }
+
+  /** Matches in `text`, scanned after the channel's last sent characters (so a look-behind sees them). */
+  private scanAfter(channel: string, text: string): Match[] {
+    const ctx = this.before.get(channel) ?? '';
+    if (ctx === '') return this.scan(text);
+    const out: Match[] = [];
+    for (const m of this.scan(ctx + text)) if (m.start >= ctx.length) out.push({ start: m.start - ctx.length, end: m.end - ctx.length, kind: m.kind });
+    return out;
   }
 
   whole(seg: TextSegment): string | Deny {

@@ -129,3 +129,25 @@ export function chainRewriters(a: TextRewriter, b: TextRewriter): TextRewriter {
     holding: () => new Set([...a.holding(), ...b.holding()]),
   };
 }
+
+/**
+ * Audit mode: `rw` sees every text as it would (so it finds and records the same), but the app gets the texts as
+ * they came, unheld and unchanged, event for event.
+ */
+export function observeOnly(rw: TextRewriter): TextRewriter {
+  return {
+    delta(channel, seg) {
+      const r = rw.delta(channel, seg);
+      return isDeny(r) ? r : seg.text;
+    },
+    release(channel) {
+      const r = rw.release(channel);
+      return isDeny(r) ? r : '';
+    },
+    whole(seg) {
+      const r = rw.whole(seg);
+      return isDeny(r) ? r : seg.text;
+    },
+    holding: () => rw.holding(),
+  };
+}

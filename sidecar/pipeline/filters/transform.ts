@@ -1,8 +1,9 @@
 import { parseJsonPath, type TransformFilter, type TransformValue } from '../../../shared/policy/filters.js';
 import { CONTINUE } from '../deny.js';
-import type { JsonRecord } from '../body.js';
+import type { BodyDocument, JsonRecord } from '../body.js';
 import type { Exchange, Processor, Verdict } from '../types.js';
 import { FilterTools, type FilterEnv } from './common.js';
+import { commitDecoded, readableBody } from './request-body.js';
 
 // `type: transform` (GEP-5091's in-process processor): sets or removes body fields by simple JSONPath and sets
 // or removes headers, with literal values or fields of the pod's identity (e.g. `$.user` ← the workload). Paths
@@ -65,10 +66,13 @@ export function transformFilter(f: TransformFilter, env: FilterEnv): Processor {
       values.push(v);
     }
     let changedBody = false;
+    let doc: BodyDocument = ex.request.body;
+    let decoded = false;
     if (bodyWork && ex.request.body.length > 0) {
-      const enc = ex.request.headers.get('content-encoding');
-      if (enc !== undefined && enc.trim().toLowerCase() !== 'identity') return tools.uninspectable(ex, 'request', `content-encoding ${enc.slice(0, 32)}`);
-      const json = ex.request.body.json();
+      const readable = readableBody(ex);
+      if ('why' in readable) return tools.uninspectable(ex, 'request', readable.why);
+      ({ doc, decoded } = readable);
+      const json = doc.json();
       if (!json) return tools.uninspectable(ex, 'request', 'body is not a JSON object');
       // decide on a copy first, so a signed request is refused before anything changed
       const probe = structuredClone(json) as JsonRecord;
@@ -78,14 +82,20 @@ export function transformFilter(f: TransformFilter, env: FilterEnv): Processor {
     const headerValues = values.slice(sets.length);
     const headerChanges = f.setHeaders.some((h, i) => ex.request.headers.get(h.name) !== headerValues[i]) || f.removeHeaders.some((h) => ex.request.headers.has(h));
     if (!changedBody && !headerChanges) return CONTINUE;
+    if (tools.audit) {
+      // audit mode changes nothing: what the transform would have set is recorded
+      tools.record(ex, 'request', 'would-rewrite', { ...(changedBody && { body: sets.length + removes.length }), ...(headerChanges && { headers: f.setHeaders.length + f.removeHeaders.length }) });
+      return CONTINUE;
+    }
     const refused = tools.signedRefusal(ex);
     if (refused) return refused;
     const found: Record<string, number> = {};
     if (changedBody) {
-      ex.request.body.edit((j) => {
+      doc.edit((j) => {
         sets.forEach((s, i) => setPath(j, s.path, values[i]!));
         for (const p of removes) removePath(j, p);
       });
+      if (decoded) commitDecoded(ex, doc);
       found.body = sets.length + removes.length;
     }
     if (headerChanges) {

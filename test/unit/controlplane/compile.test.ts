@@ -8,6 +8,7 @@ vi.mock('../../../shared/policy/enforced.js', async () => (await import('../../s
 import { UserError } from '../../../shared/errors.js';
 import { withPaths } from '../../support/paths.js';
 import { CLUSTER_DEFAULT_NAME, compileNamespacePolicy, overlapIssues, parseClusterDefault } from '../../../webhook/policy/compile.js';
+import { evaluateNamespace } from '../../../webhook/policy/controller.js';
 
 const fixture = (name: string): string => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
 const defaults = parseClusterDefault(fixture('cluster-default.yaml'), 'cluster-default.yaml');
@@ -84,6 +85,33 @@ describe('compileNamespacePolicy', () => {
         { path: 'spec.credentials[1]', message: 'second credential for provider openai (first: spec.credentials[0])' },
       ]);
     }
+  });
+
+  it('refuses a filter name the namespace chose that a cluster default filter already has, naming both fields', () => {
+    const platform = parseClusterDefault(
+      fixture('cluster-default.yaml').replace('- { type: pii, detect: [credit-card, secret], action: redact, phase: request }', '- { type: pii, detect: [credit-card, secret], action: redact, phase: request }\n    - { type: regex, name: no-jailbreak, pattern: "jailbreak", action: block }'),
+      'values.yaml',
+    );
+    expect(platform.filters.map((f) => f.name)).toEqual(['pii-0', 'no-jailbreak']);
+    const clash = withPaths(nsPolicy, ['spec.filters', [{ type: 'regex', pattern: 'x' }, { type: 'pii', name: 'no-jailbreak', action: 'log' }]]);
+    const r = compileNamespacePolicy(platform, 'team-a', clash);
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.issues).toHaveLength(1);
+      expect(r.issues[0]!.path).toBe('spec.filters[1].name');
+      expect(r.issues[0]!.message).toMatch(/^"no-jailbreak" is already the name of the cluster default policy's spec.filters\[1\] \(regex\)/);
+    }
+    // a chosen name that equals a default-named filter of the platform's (pii-0) is the author's choice: refused too
+    const r2 = compileNamespacePolicy(platform, 'team-a', withPaths(nsPolicy, ['spec.filters', [{ type: 'pii', name: 'pii-0', action: 'log' }]]));
+    expect(!r2.ok && r2.issues.map((i) => i.path)).toEqual(['spec.filters[0].name']);
+    // default names on both sides are nobody's choice: accepted (the pipeline numbers them apart)
+    const r3 = compileNamespacePolicy(platform, 'team-a', withPaths(nsPolicy, ['spec.filters', [{ type: 'pii', action: 'log' }]]));
+    expect(r3.ok && r3.policy.spec.filters.map((f) => f.name)).toEqual(['pii-0', 'no-jailbreak', 'pii-0']);
+    // the controller: Accepted=False, Invalid, the message naming both fields
+    const res = { apiVersion: 'aigress.io/v1alpha1', kind: 'EgressPolicy', metadata: { name: 'team-a', namespace: 'team-a', creationTimestamp: '2026-01-01T00:00:00Z' }, spec: clash.spec };
+    const v = evaluateNamespace('team-a', true, [res], platform);
+    expect(v.outcome.kind).toBe('rejected');
+    expect(v.verdicts.get('team-a')).toMatchObject({ status: 'False', reason: 'Invalid', message: expect.stringMatching(/^spec.filters\[1\].name: "no-jailbreak" is already the name of the cluster default policy's spec.filters\[1\]/) });
   });
 
   it('checks the cluster default fully at start, naming the file', () => {

@@ -16,7 +16,7 @@ const issues = (filters: unknown[]) => {
 describe('spec.filters', () => {
   it('fills defaults: name <type>-<index>, FailClosed, 200ms for external and 2s for built-in, phase request, every PII kind', () => {
     const [pii, ext] = ok([{ type: 'pii' }, { type: 'external', url: 'http://guard:8080/check' }]);
-    expect(pii).toEqual({ type: 'pii', name: 'pii-0', failureMode: 'FailClosed', timeout: '2s', phase: 'request', detect: ['email', 'phone', 'credit-card', 'iban', 'us-ssn', 'ip-address', 'secret'], action: 'redact', restore: false });
+    expect(pii).toEqual({ type: 'pii', name: 'pii-0', failureMode: 'FailClosed', timeout: '2s', phase: 'request', detect: ['email', 'phone', 'credit-card', 'iban', 'us-ssn', 'ip-address', 'secret'], action: 'redact', restore: false, logText: false });
     expect(ext).toEqual({ type: 'external', name: 'external-1', failureMode: 'FailClosed', timeout: '200ms', phase: 'request', url: 'http://guard:8080/check' });
   });
 

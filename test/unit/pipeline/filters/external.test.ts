@@ -2,7 +2,10 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { metric, respond } from '../harness.js';
+import { Registry } from 'prom-client';
+import { buildPipeline } from '../../../../sidecar/pipeline/index.js';
+import { STREAM_MAX_WAIT_MS } from '../../../../sidecar/pipeline/filters/external.js';
+import { exchange, metric, policy, respond, runRequest, services, withRegistry } from '../harness.js';
 import { JSON_H, SSE_H, filterSetup, openAiStreamText, send, sseBody } from './support.js';
 
 const CHAT = '/v1/chat/completions';
@@ -117,5 +120,28 @@ describe('external guard', () => {
     expect(bad.body.toString()).not.toContain('forb');
     expect(bad.body.toString()).toContain('guard (external) denied: no');
     await s.pipeline.close();
+  });
+
+  it('a slow stream is judged in windows of at most STREAM_MAX_WAIT_MS, not held until 512 characters came', async () => {
+    const windows: string[] = [];
+    handler = (env) => {
+      windows.push(env.segments.map((x) => x.text).join(''));
+      return { body: '{"action":"allow"}' };
+    };
+    // a clock that moves 150 ms each time it is read: a window closes on its second or third event
+    let t = 0;
+    const registry = new Registry();
+    const p = policy({ filters: [guard({ phase: 'response' })] });
+    const pipeline = withRegistry(buildPipeline(p, { ...services(registry), now: () => (t += 150) }), registry);
+    const { ex } = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, { ...body, stream: true }));
+    const chunk = (content: string) => ({ choices: [{ index: 0, delta: { content } }] });
+    const got = await respond(pipeline, ex, 200, SSE_H, [sseBody([chunk('one '), chunk('two '), chunk('three '), chunk('four '), chunk('five'), '[DONE]'])]);
+    for (let i = 0; i < 100 && !got.ended; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(openAiStreamText(got.body)).toBe('one two three four five');
+    expect(STREAM_MAX_WAIT_MS).toBeLessThan(300);
+    // without the cap the 24 characters would be one window, judged at the end of the stream
+    expect(windows.length).toBeGreaterThan(1);
+    expect(windows.join('')).toBe('one two three four five');
+    await pipeline.close();
   });
 });

@@ -1,7 +1,7 @@
 // The PII and secret detectors: true and false positives per kind, and the checksums behind them.
 import { describe, expect, it } from 'vitest';
 import { PII_KINDS, type PiiKind } from '../../../../shared/policy/filters.js';
-import { detect, luhn, mod97 } from '../../../../sidecar/pipeline/filters/pii-detectors.js';
+import { detect, holdFrom, luhn, mod97, pendingSecret, PEM_MAX } from '../../../../sidecar/pipeline/filters/pii-detectors.js';
 
 const ALL = new Set<PiiKind>(PII_KINDS);
 const finds = (text: string, kinds: Set<PiiKind> = ALL): string[] => detect(text, kinds).map((m) => `${m.kind}:${text.slice(m.start, m.end)}`);
@@ -51,6 +51,38 @@ describe('true positives', () => {
   it('PEM private-key blocks, whole', () => {
     const pem = '-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\naFDrBz9vFqU4yQ==\n-----END RSA PRIVATE KEY-----';
     expect(finds(`here:\n${pem}\nthanks`)).toEqual([`secret:${pem}`]);
+  });
+
+  it('a candidate the check refuses does not hide a real find inside it (the result does not depend on where a scan starts)', () => {
+    expect(finds('ref 12 4111 1111 1111 1111 ok')).toEqual(['credit-card:4111 1111 1111 1111']);
+    expect(finds('DE89 3704 0044 0532 0130 00 4111 1111 1111 1111')).toEqual(['iban:DE89 3704 0044 0532 0130 00', 'credit-card:4111 1111 1111 1111']);
+  });
+
+  it('holdFrom: a stream holds prose by its last word, a number or token until it ends', () => {
+    expect(holdFrom('The report is rea', ALL)).toBe('The report is '.length);
+    expect(holdFrom('The report is ready. ', ALL)).toBe('The report is ready'.length); // '. ' could still run into a number
+    expect(holdFrom('call +49 30 12', ALL)).toBe('call'.length); // the space may be a phone number's too
+    expect(holdFrom('card 4111 1111', ALL)).toBe('card'.length);
+    expect(holdFrom('mail ada@exa', ALL)).toBe('mail '.length);
+    expect(holdFrom('key: "private_key_id": "0123', ALL)).toBe('key: '.length);
+    // only the kinds asked for: a phone number is not held by an email-only filter
+    expect(holdFrom('call +49 30 12', new Set<PiiKind>(['email']))).toBe('call +49 30 '.length);
+  });
+
+  it('pendingSecret: where a long secret that may still grow begins at the end of a text (what a stream holds)', () => {
+    const head = 'text before ';
+    const open = `${head}-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg${'A'.repeat(400)}\n-----END EC PRIV`;
+    expect(pendingSecret(open, ALL)).toBe(head.length);
+    expect(pendingSecret(`${open}ATE KEY-----`, ALL)).toBe(`${open}ATE KEY-----`.length); // complete: a find, not pending
+    expect(pendingSecret(`${open}`, new Set<PiiKind>(['email']))).toBe(open.length); // not looking for secrets
+    const cert = `${head}-----BEGIN CERTIFICATE-----\nMIIB${'A'.repeat(400)}`;
+    expect(pendingSecret(cert, ALL)).toBe(cert.length); // not a key: nothing
+    const jwt = `${head}eyJhbGciOiJIUzI1NiJ9.eyJ${'a'.repeat(500)}.sig`;
+    expect(pendingSecret(jwt, ALL)).toBe(head.length);
+    expect(pendingSecret(`${jwt} and on`, ALL)).toBe(jwt.length + 7); // the run ended: the regex decides
+    expect(pendingSecret(`${head}github_pat_${'a'.repeat(200)}`, ALL)).toBe(head.length);
+    // bounded: a block longer than any find is not held
+    expect(pendingSecret(`-----BEGIN PRIVATE KEY-----\n${'A'.repeat(PEM_MAX)}`, ALL)).toBe(PEM_MAX + 28);
   });
 });
 

@@ -1,6 +1,11 @@
 // type: pii: redact / block / log in requests, restore in JSON and streamed responses at every split.
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { exchange, metric, respond, runRequest } from '../harness.js';
+import { MAX_DECODED_BODY } from '../../../../sidecar/pipeline/filters/request-body.js';
+import { exchange, metric, respond, runnerFor, runRequest } from '../harness.js';
+import type { Exchange } from '../../../../sidecar/pipeline/index.js';
+import { MAX_LOGGED_TEXT } from '../../../../sidecar/pipeline/filters/log-text.js';
+import { formatIssues, validatePolicy } from '../../../../shared/policy/validate.js';
 import { JSON_H, SSE_H, ES_H, decodeEventStream, eventStreamBody, filterSetup, openAiStreamText, prng, randomChunks, send, sseBody } from './support.js';
 
 const CHAT = '/v1/chat/completions';
@@ -169,6 +174,16 @@ describe('restore', () => {
     }
   });
 
+  it('restores at every byte offset when multi-byte UTF-8 text surrounds a split placeholder (cuts inside characters)', async () => {
+    const s = filterSetup([redact]);
+    const utf8 = sseBody([chunk('Grüße an [EMA'), chunk('IL_1] 😀 — ça'), chunk(' va, 東京 [CREDIT_'), chunk('CARD_1]€'), '[DONE]']);
+    for (let cut = 0; cut <= utf8.length; cut++) {
+      const { ex } = await send(s, 'api.openai.com', CHAT, body);
+      const got = await respond(s.pipeline, ex, 200, SSE_H, [utf8.subarray(0, cut), utf8.subarray(cut)]);
+      expect(openAiStreamText(got.body), `cut at ${cut}`).toBe(`Grüße an ${EMAIL} 😀 — ça va, 東京 ${CARD}€`);
+    }
+  });
+
   it('and in random chunkings', async () => {
     const s = filterSetup([redact]);
     const rnd = prng(9);
@@ -297,6 +312,65 @@ describe('response-phase pii', () => {
     expect(got.aborted).toBe(true);
   });
 
+  it('a PEM block or JWT far longer than the 256-character window is seen whole in a stream, at every chunking', async () => {
+    const body64 = Array.from({ length: 26 }, (_, i) => Buffer.from(`line ${i} of a private key that goes on and on and on, past the window`).toString('base64').slice(0, 64)).join('\n');
+    const pem = `-----BEGIN PRIVATE KEY-----\n${body64}\n-----END PRIVATE KEY-----`;
+    const jwt = `eyJhbGciOiJIUzI1NiJ9.eyJ${'a'.repeat(600)}.${'s'.repeat(43)}`;
+    expect(pem.length).toBeGreaterThan(1500);
+    const chunk = (content: string) => ({ id: 'c', choices: [{ index: 0, delta: { content } }] });
+    const rnd = prng(5);
+    for (const [secret, label] of [[pem, 'pem'], [jwt, 'jwt']] as const) {
+      const text = `Here it is:\n${secret}\nKeep it safe.`;
+      for (let round = 0; round < 20; round++) {
+        // the model's deltas: 1 to 8 characters each
+        const deltas: string[] = [];
+        for (let i = 0; i < text.length; ) {
+          const n = 1 + Math.floor(rnd() * 8);
+          deltas.push(text.slice(i, i + n));
+          i += n;
+        }
+        const stream = sseBody([...deltas.map(chunk), '[DONE]']);
+        for (const action of ['redact', 'block'] as const) {
+          const s = filterSetup([{ type: 'pii', name: 'out', detect: ['secret'], action, phase: 'response' }]);
+          const { ex } = await runRequest(s.pipeline, exchange(s.p, 'api.openai.com', CHAT, { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'hi' }] }));
+          const got = await respond(s.pipeline, ex, 200, SSE_H, randomChunks(stream, rnd));
+          const out = got.body.toString();
+          // no 40-character piece of the secret's body reached the app
+          for (let i = 30; i + 40 < secret.length; i += 97) expect(out, `${label} ${action} round ${round}`).not.toContain(secret.slice(i, i + 40).replace(/\n/g, '\\n'));
+          if (action === 'redact') expect(openAiStreamText(got.body), `${label} round ${round}`).toBe('Here it is:\n[SECRET_1]\nKeep it safe.');
+          else expect(out).toContain('out (pii)');
+        }
+      }
+    }
+  });
+
+  it('a stream is redacted exactly as the whole text would be, at random deltas, while holding back only what may still grow', async () => {
+    const words = ['Hello', 'world,', 'call', '+49 30 1234567', 'or', '(415) 555-2671.', 'Mail', 'grace@example.org', 'card', '4111 1111 1111 1111', 'IBAN', 'DE89 3704 0044 0532 0130 00', 'from', '10.0.0.12', 'SSN', '123-45-6789', 'key', 'AKIAIOSFODNN7EXAMPLE', 'order', '12345678901234', 'v1.2.3.4', '"private_key_id": "0123456789abcdef0123456789abcdef01234567"', 'fe80::1:2:3', 'and', 'sk-proj-abcdefghijklmnopqrstuvwxyz012345', '\n'];
+    const rnd = prng(11);
+    const chunk = (content: string) => ({ id: 'c', choices: [{ index: 0, delta: { content } }] });
+    const s = filterSetup([{ type: 'pii', action: 'redact', phase: 'response' }]);
+    const req = { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'hi' }] };
+    for (let round = 0; round < 60; round++) {
+      const text = Array.from({ length: 30 }, () => words[Math.floor(rnd() * words.length)]).join(' ');
+      const deltas: string[] = [];
+      for (let i = 0; i < text.length; ) {
+        const n = 1 + Math.floor(rnd() * 6);
+        deltas.push(text.slice(i, i + n));
+        i += n;
+      }
+      const whole = await send(s, 'api.openai.com', CHAT, { ...req, stream: false });
+      const json = await respond(s.pipeline, whole.ex, 200, JSON_H, [Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: text } }] }))]);
+      const want = JSON.parse(json.body.toString()).choices[0].message.content as string;
+      const streamed = await send(s, 'api.openai.com', CHAT, req);
+      const got = await respond(s.pipeline, streamed.ex, 200, SSE_H, [sseBody([...deltas.map(chunk), '[DONE]'])]);
+      expect(openAiStreamText(got.body), `round ${round}: ${text}`).toBe(want);
+    }
+    // prose is held back by its last word only: the first event carries all but the word still being written
+    const prose = await send(s, 'api.openai.com', CHAT, req);
+    const got = await respond(s.pipeline, prose.ex, 200, SSE_H, [sseBody([chunk('The quarterly report is ready for the board to rev'), chunk('iew.'), '[DONE]'])]);
+    expect(JSON.parse(got.body.toString().split('\n\n')[0]!.slice(6)).choices[0].delta.content).toBe('The quarterly report is ready for the board to ');
+  });
+
   it('redacts new PII in a JSON response', async () => {
     const s = filterSetup([{ type: 'pii', detect: ['email'], action: 'redact', phase: 'response' }]);
     const { ex } = await runRequest(s.pipeline, exchange(s.p, 'api.openai.com', CHAT, { model: 'gpt-4o', messages: [{ role: 'user', content: 'who?' }] }));
@@ -321,3 +395,115 @@ describe('bodies a filter cannot read', () => {
     expect((await send(open, 'api.anthropic.com', '/v1/messages', bad)).verdict).toEqual({ action: 'continue' });
   });
 });
+
+describe('compressed request bodies', () => {
+  const body = { model: 'gpt-4o', messages: [{ role: 'user', content: `mail ${EMAIL}, key AKIAIOSFODNN7EXAMPLE` }] };
+  const raw = Buffer.from(JSON.stringify(body));
+  const encodings: [string, Buffer][] = [
+    ['gzip', gzipSync(raw)],
+    ['deflate', deflateSync(raw)],
+    ['deflate', deflateRawSync(raw)],
+    ['br', brotliCompressSync(raw)],
+    ['deflate, gzip', gzipSync(deflateSync(raw))],
+  ];
+
+  it('gzip, deflate, br (and lists of them) are decoded and inspected; a rewritten body goes upstream uncompressed', async () => {
+    for (const [enc, bytes] of encodings) {
+      const s = filterSetup([redact]);
+      const { verdict, ex, sent } = await send(s, 'api.openai.com', CHAT, bytes, { 'content-encoding': enc });
+      expect(verdict, enc).toEqual({ action: 'continue' });
+      expect(ex.request.headers.has('content-encoding'), enc).toBe(false);
+      expect(JSON.parse(sent).messages[0].content, enc).toBe('mail [EMAIL_1], key [SECRET_1]');
+      expect(ex.request.headers.get('content-length')).toBe(String(Buffer.byteLength(sent)));
+      // and restored on the way back
+      const got = await respond(s.pipeline, ex, 200, JSON_H, [Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: 'to [EMAIL_1]' } }] }))]);
+      expect(JSON.parse(got.body.toString()).choices[0].message.content).toBe(`to ${EMAIL}`);
+    }
+  });
+
+  it('a compressed body nothing rewrites goes on as the app sent it; one a filter blocks is blocked', async () => {
+    const log = filterSetup([{ type: 'pii', action: 'log', name: 'watch' }]);
+    const { ex, verdict } = await send(log, 'api.openai.com', CHAT, encodings[0]![1], { 'content-encoding': 'gzip' });
+    expect(verdict).toEqual({ action: 'continue' });
+    expect(ex.request.body.bytes().equals(encodings[0]![1])).toBe(true);
+    expect(ex.request.headers.get('content-encoding')).toBe('gzip');
+    expect(ex.actions).toContainEqual(expect.objectContaining({ processor: 'watch', action: 'log', found: { email: 1, secret: 1 } }));
+    for (const f of [{ type: 'pii', detect: ['secret'], action: 'block' }, { type: 'regex', pattern: 'AKIA[A-Z0-9]{16}', action: 'block' }]) {
+      const s = filterSetup([f]);
+      const r = await send(s, 'api.openai.com', CHAT, encodings[3]![1], { 'content-encoding': 'br' });
+      expect(r.verdict, f.type).toMatchObject({ action: 'deny', status: 403, reason: 'filter_blocked' });
+    }
+    // a transform on a compressed body
+    const t = filterSetup([{ type: 'transform', setBodyFields: [{ path: '$.user', value: 'u' }] }]);
+    const tr = await send(t, 'api.openai.com', CHAT, encodings[0]![1], { 'content-encoding': 'gzip' });
+    expect(JSON.parse(tr.sent)).toEqual({ ...body, user: 'u' });
+    expect(tr.ex.request.headers.has('content-encoding')).toBe(false);
+  });
+
+  it('an unknown coding, a body that does not decode, or one that decodes too large: FailClosed → 400 naming why; FailOpen → unchanged', async () => {
+    const bomb = gzipSync(Buffer.alloc(MAX_DECODED_BODY + 1024, 0x20));
+    const cases: [Buffer, string, string][] = [
+      [raw, 'zstd', 'content-encoding zstd is not one the proxy decodes'],
+      [Buffer.from('not gzip at all'), 'gzip', 'content-encoding gzip does not decode'],
+      [bomb, 'gzip', `decodes to more than ${MAX_DECODED_BODY} bytes`],
+    ];
+    for (const [bytes, enc, why] of cases) {
+      const s = filterSetup([redact]);
+      const { verdict } = await send(s, 'api.openai.com', CHAT, bytes, { 'content-encoding': enc });
+      expect(verdict, why).toMatchObject({ action: 'deny', status: 400, reason: 'uninspectable_body' });
+      expect((verdict as { message: string }).message).toContain(why);
+      const open = filterSetup([{ ...redact, failureMode: 'FailOpen' }]);
+      const o = await send(open, 'api.openai.com', CHAT, bytes, { 'content-encoding': enc });
+      expect(o.verdict).toEqual({ action: 'continue' });
+      expect(o.ex.request.body.bytes().equals(bytes)).toBe(true);
+      expect(o.ex.actions).toContainEqual(expect.objectContaining({ action: 'failed-open' }));
+    }
+  });
+});
+
+describe('logText: the prompt text in the log line, redacted', () => {
+  const body = { model: 'gpt-4o', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: `I am ${EMAIL}, card ${CARD}` }] };
+  const end = async (s: ReturnType<typeof filterSetup>, ex: Exchange): Promise<void> => {
+    await respond(s.pipeline, ex, 200, JSON_H, [Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: 'ok' } }] }))]);
+  };
+
+  it('is off by default: no prompt text in the facts', async () => {
+    const s = filterSetup([redact]);
+    const { ex } = await send(s, 'api.openai.com', CHAT, body);
+    await end(s, ex);
+    expect(ex.facts.promptText).toBeUndefined();
+    expect(JSON.stringify(ex.facts)).not.toContain('Be brief');
+  });
+
+  it('with logText, the texts as the provider got them, with the redactions applied, whatever the action or mode', async () => {
+    for (const [filter, mode] of [[{ ...redact, logText: true }, 'enforce'], [{ ...redact, logText: true }, 'audit'], [{ type: 'pii', action: 'log', logText: true }, 'enforce']] as const) {
+      const s = filterSetup([filter], { mode });
+      const { ex, sent } = await send(s, 'api.openai.com', CHAT, body);
+      await end(s, ex);
+      const upstreamHasValues = sent.includes(EMAIL);
+      expect(upstreamHasValues, `${filter.action} ${mode}`).toBe(filter.action !== 'redact' || mode === 'audit');
+      expect(ex.facts.promptText, `${filter.action} ${mode}`).toBe('system: Be brief.\nuser: I am [EMAIL_1], card [CREDIT_CARD_1]');
+    }
+  });
+
+  it('every logging filter redacts the same copy; a blocked request is logged redacted too; the copy is bounded', async () => {
+    const s = filterSetup([{ type: 'pii', name: 'a', detect: ['email'], action: 'redact', logText: true }, { type: 'pii', name: 'b', detect: ['credit-card'], action: 'block', logText: true }]);
+    const { ex, verdict } = await send(s, 'api.openai.com', CHAT, body);
+    expect(verdict).toMatchObject({ action: 'deny', reason: 'filter_blocked' });
+    await runnerFor(s.registry).end(ex, { complete: false, forwarded: false, status: 403, framingFailed: false });
+    expect(ex.facts.promptText).toBe('system: Be brief.\nuser: I am [EMAIL_1], card [CREDIT_CARD_1]');
+    const long = filterSetup([{ ...redact, logText: true }]);
+    const big = await send(long, 'api.openai.com', CHAT, { model: 'gpt-4o', messages: [{ role: 'user', content: 'x'.repeat(MAX_LOGGED_TEXT * 2) }] });
+    await end(long, big.ex);
+    expect(String(big.ex.facts.promptText)).toHaveLength(MAX_LOGGED_TEXT + 1);
+  });
+
+  it('is refused on a response-only filter and when not a boolean, naming the field', () => {
+    for (const [f, msg] of [[{ type: 'pii', phase: 'response', logText: true }, /logText: logs the request's text/], [{ type: 'pii', logText: 'yes' }, /logText: must be true or false/]] as const) {
+      const r = validatePolicy({ apiVersion: 'aigress.io/v1alpha1', kind: 'EgressPolicy', metadata: { name: 'p' }, spec: { filters: [f] } });
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(formatIssues(r.issues)).toMatch(msg);
+    }
+  });
+});
+
