@@ -128,7 +128,7 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
         // Without a name the proxy cannot know where the app meant to go; it never forwards blind.
         log.warn({ reason: route.reason, remotePort: socket.remotePort, bytes: head.length }, 'unmediated connection closed');
         if (route.status === 431) refuseRaw(socket, 431, `aigress: HTTP header block over ${PEEK_LIMIT} bytes`);
-        else if (route.http) refuseRaw(socket, 400, 'aigress: HTTP request without a Host header');
+        else if (route.http) refuseRaw(socket, 400, route.reason === 'HTTP request without Host' ? 'aigress: HTTP request without a Host header' : `aigress: ${route.reason}`);
         else socket.destroy();
         return;
     }
