@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { MediatedConnection, Mediator, PolicyState } from './mediate.js';
-import { answerAndDiscard, checkHead, HARD_HEADER_FIELDS, MAX_HEADER_BYTES, rawResponse, type HeadProblem } from './limits.js';
+import { answerAndDiscard, checkHead, HARD_HEADER_FIELDS, MAX_HEADER_BYTES, parseProblem, rawResponse, type HeadProblem } from './limits.js';
 
 // HTTP/1.1 from the app (plain HTTP, or terminated TLS without ALPN h2). One node:http server that never
 // listens: each captured socket is handed to it with the MediatedConnection it belongs to, and every request
@@ -35,7 +35,8 @@ export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
   const providerError = (conn: MediatedConnection | undefined, p: HeadProblem): { body: string; contentType: string } | undefined => {
     const adapter = conn && opts.state()?.matchHost(conn.host);
     if (!adapter) return undefined;
-    const e = adapter.errorResponse(p.status === 431 ? 'too_large' : 'misdirected', p.status, p.message);
+    const kind = p.status === 431 || p.status === 413 ? 'too_large' : p.status === 408 ? 'timeout' : 'bad_request';
+    const e = adapter.errorResponse(kind, p.status, p.message);
     return { body: e.body, contentType: e.headers['content-type'] ?? 'application/json' };
   };
   const refuse = (socket: Duplex, p: HeadProblem): void => {
@@ -89,11 +90,7 @@ export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
       return;
     }
     answered.add(socket);
-    if (err.code === 'HPE_HEADER_OVERFLOW') {
-      refuse(socket, { status: 431, message: `aigress: header block over ${MAX_HEADER_BYTES} bytes` });
-      return;
-    }
-    answerAndDiscard(socket, rawResponse(400, ''));
+    refuse(socket, parseProblem(err as NodeJS.ErrnoException & { reason?: unknown }));
   });
 
   return {

@@ -17,11 +17,31 @@ export const HARD_HEADER_BYTES = 2 * MAX_HEADER_BYTES;
 export const HARD_HEADER_FIELDS = 4 * MAX_HEADER_FIELDS;
 /** HTTP/2 streams one session may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
 export const MAX_CONCURRENT_STREAMS = 100;
+/**
+ * The answer to an HTTP/1.1 parse failure (node:http's clientError): what a client can act on, named. A
+ * chunk extension over node's 16 KiB limit is a request too large (413), a request that did not arrive in time
+ * 408 (limits below); everything else the parser refuses (smuggling-prone framing, bare LF, NUL, obs-fold) 400.
+ */
+export function parseProblem(err: { code?: string | undefined; reason?: unknown }): HeadProblem {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, message: `aigress: header block over ${MAX_HEADER_BYTES} bytes` };
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { status: 413, message: 'aigress: chunk extensions over 16 KiB' };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, message: 'aigress: the request head did not arrive in time' };
+    default: {
+      const why = typeof err.reason === 'string' && err.reason !== '' ? `: ${err.reason}` : '';
+      return { status: 400, message: `aigress: malformed HTTP request (${err.code ?? 'parse error'})${why}` };
+    }
+  }
+}
+
 /** After a refusal, how long the proxy keeps reading (and discarding) before it closes the connection. */
 export const DISCARD_LINGER_MS = 1_000;
 
 export interface HeadProblem {
-  status: 400 | 431;
+  status: 400 | 408 | 413 | 431;
   message: string;
 }
 
@@ -62,8 +82,16 @@ export function answerAndDiscard(socket: Duplex, response: string): void {
 }
 
 /** The raw HTTP/1.1 response for a refusal before the Mediator (plain text: no provider is known for sure). */
-export function rawResponse(status: 400 | 403 | 405 | 431 | 501, message: string, contentType = 'text/plain'): string {
-  const reason = { 400: 'Bad Request', 403: 'Forbidden', 405: 'Method Not Allowed', 431: 'Request Header Fields Too Large', 501: 'Not Implemented' }[status];
+export function rawResponse(status: 400 | 403 | 405 | 408 | 413 | 431 | 501, message: string, contentType = 'text/plain'): string {
+  const reason = {
+    400: 'Bad Request',
+    403: 'Forbidden',
+    405: 'Method Not Allowed',
+    408: 'Request Timeout',
+    413: 'Payload Too Large',
+    431: 'Request Header Fields Too Large',
+    501: 'Not Implemented',
+  }[status];
   const body = contentType === 'text/plain' && message !== '' ? `${message}\n` : message;
   return `HTTP/1.1 ${status} ${reason}\r\ncontent-type: ${contentType}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 }
