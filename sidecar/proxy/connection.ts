@@ -55,6 +55,8 @@ export interface ConnectionDeps {
   peekTimeoutMs: number;
   /** SO_ORIGINAL_DST of a captured socket; absent when the addon is not available (routing by name only). */
   originalDestination?: OriginalDestinationReader;
+  /** A TLS handshake with the app not done within this is cut (a client stalled mid-handshake). */
+  handshakeTimeoutMs: number;
   /** With an original destination: how long a silent client is waited for before it is passed through. */
   serverFirstWaitMs: number;
   /** host → address to dial instead (demo, loopback tests). */
@@ -150,8 +152,12 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
     const conn: MediatedConnection = { host, tls: true, io: tlsSocket, inflight: 0, requests: 0 };
     deps.track(conn);
     let secured = false;
+    const handshakeDeadline = setTimeout(() => tlsSocket.destroy(), deps.handshakeTimeoutMs);
+    handshakeDeadline.unref();
+    tlsSocket.once('close', () => clearTimeout(handshakeDeadline));
     tlsSocket.once('secure', () => {
       secured = true;
+      clearTimeout(handshakeDeadline);
       if (tlsSocket.alpnProtocol === 'h2') deps.h2.serve(tlsSocket, conn);
       else deps.h1.serve(tlsSocket, conn);
     });

@@ -11,7 +11,7 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { checkHead, HARD_HEADER_BYTES, HARD_HEADER_FIELDS, MAX_CONCURRENT_STREAMS } from './limits.js';
+import { checkHead, HARD_HEADER_BYTES, HARD_HEADER_FIELDS, MAX_CONCURRENT_STREAMS, watchBody } from './limits.js';
 import type { AppRequest, AppResponse, MediatedConnection, Mediator, PolicyState } from './mediate.js';
 
 // HTTP/2 from the app (ALPN h2 on terminated TLS). The TLS socket is handed to one never-listening http2
@@ -206,6 +206,8 @@ export interface H2Front {
 export interface H2FrontOptions {
   /** A session without any frame for this long is closed gracefully (GOAWAY; open streams still finish). */
   idleTimeoutMs: number;
+  /** A request body pausing longer than this between bytes gets 408 (or its stream reset, once answered). */
+  bodyTimeoutMs: number;
   log: Logger;
   /** The current policy (for the provider's error shape in refusals). */
   state?(): PolicyState | undefined;
@@ -255,6 +257,22 @@ export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
       res.end(e?.body ?? `${problem.message}\n`); // node:http2 then closes the stream (NO_ERROR); the session lives on
       return;
     }
+    // PINGs or other streams keep a session from idling out: a stalled upload is watched per stream.
+    watchBody(req, opts.bodyTimeoutMs, () => {
+      if (res.headersSent || res.writableEnded) {
+        if (!req.stream.destroyed) req.stream.close(h2.NGHTTP2_CANCEL);
+        return;
+      }
+      const message = `aigress: the request body paused for more than ${opts.bodyTimeoutMs} ms`;
+      const e = opts.state?.()?.matchHost(conn.host)?.errorResponse('timeout', 408, message);
+      res.writeHead(408, { 'content-type': e?.headers['content-type'] ?? 'text/plain' });
+      res.end(e?.body ?? `${message}\n`);
+    }, res);
+    // node:http2 closes a stream answered before its upload ended (a refusal, this 408) only when nothing read
+    // its body; watchBody does, so the stream is closed here: RST_STREAM NO_ERROR (RFC 9113 §8.1).
+    req.stream.once('finish', () => {
+      if (!req.complete && !req.stream.destroyed) req.stream.close(h2.NGHTTP2_NO_ERROR);
+    });
     const appReq = new H2Request(req);
     const appRes = new H2Response(res);
     if (expectContinue) mediator.checkContinue(appReq, appRes, conn);

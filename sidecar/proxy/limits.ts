@@ -66,6 +66,28 @@ export function checkHead(raw: readonly string[]): HeadProblem | undefined {
   return undefined;
 }
 
+/** What watchBody watches: an HTTP/1.1 IncomingMessage or an HTTP/2 request, before the Mediator reads it. */
+interface BodySource {
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  once(event: 'end', listener: () => void): unknown;
+}
+
+/**
+ * Calls `onStall` when a request body pauses longer than `ms` between bytes (or before its first one). The
+ * watch ends with the body: waiting for the provider afterwards is the upstream timeout's business.
+ */
+export function watchBody(req: BodySource, ms: number, onStall: () => void, done: { once(event: 'close', listener: () => void): unknown }): void {
+  let timer: NodeJS.Timeout | undefined = setTimeout(onStall, ms);
+  timer.unref();
+  const stop = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  };
+  req.on('data', () => timer?.refresh());
+  req.once('end', stop);
+  done.once('close', stop);
+}
+
 /**
  * Sends `response` and closes, but reads and discards what the client still sends for a moment first: closing
  * a socket with unread bytes in the kernel's buffer sends a reset, and the client's stack then drops the answer
