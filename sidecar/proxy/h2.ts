@@ -11,7 +11,7 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { checkHead, HARD_HEADER_BYTES, HARD_HEADER_FIELDS, MAX_CONCURRENT_STREAMS, watchBody } from './limits.js';
+import { checkHead, H2_CONTROL_BUDGET, H2_RESET_BUDGET, HARD_HEADER_BYTES, HARD_HEADER_FIELDS, MAX_CONCURRENT_STREAMS, RateGuard, watchBody } from './limits.js';
 import type { AppRequest, AppResponse, MediatedConnection, Mediator, PolicyState } from './mediate.js';
 
 // HTTP/2 from the app (ALPN h2 on terminated TLS). The TLS socket is handed to one never-listening http2
@@ -237,6 +237,20 @@ export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
     };
     conn.goAway = goAway;
     session.setTimeout(opts.idleTimeoutMs, goAway);
+    // node:http2 answers every PING and SETTINGS and lets a client reset streams as fast as it opens them (it
+    // sent GOAWAY on rapid reset but kept reading and discarding): a session over the budget is ended.
+    // PING floods from a client that reads the ACKs were answered without end (634,000 in a minute).
+    const control = new RateGuard(H2_CONTROL_BUDGET.burst, H2_CONTROL_BUDGET.perSecond);
+    const resets = new RateGuard(H2_RESET_BUDGET.burst, H2_RESET_BUDGET.perSecond);
+    const calm = (what: 'ping' | 'settings' | 'reset'): void => {
+      if (session.destroyed) return;
+      opts.log.warn({ host: conn.host, flood: what, budget: what === 'reset' ? H2_RESET_BUDGET : H2_CONTROL_BUDGET }, 'http2 session ended: frame flood');
+      session.goaway(h2.NGHTTP2_ENHANCE_YOUR_CALM);
+      session.destroy();
+    };
+    session.on('ping', () => control.take() || calm('ping'));
+    session.on('remoteSettings', () => control.take() || calm('settings'));
+    session.on('stream', (stream: ServerHttp2Stream) => stream.once('aborted', () => resets.take() || calm('reset')));
   });
   server.on('sessionError', (err: Error, session: ServerHttp2Session) => {
     opts.log.debug({ host: connOf.get(session)?.host, err: errorMessage(err) }, 'http2 session error');

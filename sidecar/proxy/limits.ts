@@ -37,6 +37,41 @@ export function parseProblem(err: { code?: string | undefined; reason?: unknown 
   }
 }
 
+/**
+ * HTTP/2 frames a session may send that cost the proxy work but carry no request: PING and SETTINGS (each
+ * answered with an ACK), and streams the app itself resets before their answer (rapid reset). Each kind gets a
+ * token bucket (burst, refill per second); a session that empties one is ended with GOAWAY ENHANCE_YOUR_CALM.
+ * Honest clients send a few PINGs a minute and cancel a stream now and then. The reset bucket stays under
+ * nghttp2's own (1,000, then 33 a second): past that nghttp2 sends GOAWAY but keeps the connection open, reading
+ * and discarding whatever the client sends, and this budget would never see another reset.
+ */
+export const H2_CONTROL_BUDGET = { burst: 500, perSecond: 50 } as const;
+export const H2_RESET_BUDGET = { burst: 800, perSecond: 30 } as const;
+
+/** A token bucket: take() is false once `burst` were taken faster than `perSecond` refills them. */
+export class RateGuard {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.tokens = burst;
+    this.last = now();
+  }
+
+  take(): boolean {
+    const t = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) * this.perSecond) / 1000);
+    this.last = t;
+    if (this.tokens < 1) return false;
+    this.tokens--;
+    return true;
+  }
+}
+
 /** After a refusal, how long the proxy keeps reading (and discarding) before it closes the connection. */
 export const DISCARD_LINGER_MS = 1_000;
 
