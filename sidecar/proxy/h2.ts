@@ -100,7 +100,13 @@ class H2Request implements AppRequest {
   readonly rawHeaders: string[];
   readonly httpVersion = '2.0';
 
-  constructor(private readonly req: Http2ServerRequest) {
+  private watching = false;
+
+  /** `watch` starts the body timeout; called when the body is first read. */
+  constructor(
+    private readonly req: Http2ServerRequest,
+    private readonly watch: () => void = () => undefined,
+  ) {
     const view = h1RequestHeaders(req.rawHeaders);
     this.headers = view.headers;
     this.rawHeaders = view.rawHeaders;
@@ -115,6 +121,10 @@ class H2Request implements AppRequest {
   }
 
   on(event: 'data', listener: (chunk: Buffer) => void): this {
+    if (!this.watching) {
+      this.watching = true;
+      this.watch();
+    }
     this.req.on(event, listener);
     return this;
   }
@@ -271,23 +281,24 @@ export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
       res.end(e?.body ?? `${problem.message}\n`); // node:http2 then closes the stream (NO_ERROR); the session lives on
       return;
     }
-    // PINGs or other streams keep a session from idling out: a stalled upload is watched per stream.
-    watchBody(req, opts.bodyTimeoutMs, () => {
-      if (res.headersSent || res.writableEnded) {
-        if (!req.stream.destroyed) req.stream.close(h2.NGHTTP2_CANCEL);
-        return;
-      }
-      const message = `aigress: the request body paused for more than ${opts.bodyTimeoutMs} ms`;
-      const e = opts.state?.()?.matchHost(conn.host)?.errorResponse('timeout', 408, message);
-      res.writeHead(408, { 'content-type': e?.headers['content-type'] ?? 'text/plain' });
-      res.end(e?.body ?? `${message}\n`);
-    }, res);
-    // node:http2 closes a stream answered before its upload ended (a refusal, this 408) only when nothing read
-    // its body; watchBody does, so the stream is closed here: RST_STREAM NO_ERROR (RFC 9113 §8.1).
-    req.stream.once('finish', () => {
-      if (!req.complete && !req.stream.destroyed) req.stream.close(h2.NGHTTP2_NO_ERROR);
-    });
-    const appReq = new H2Request(req);
+    // PINGs or other streams keep a session from idling out: a stalled upload is watched per stream, from when
+    // the Mediator starts reading it. (A request refused unread is left to node:http2, which closes its stream
+    // once answered only as long as nothing has read the body.)
+    const watch = (): void =>
+      watchBody(req, opts.bodyTimeoutMs, () => {
+        if (res.headersSent || res.writableEnded) {
+          if (!req.stream.destroyed) req.stream.close(h2.NGHTTP2_CANCEL);
+          return;
+        }
+        const message = `aigress: the request body paused for more than ${opts.bodyTimeoutMs} ms`;
+        const e = opts.state?.()?.matchHost(conn.host)?.errorResponse('timeout', 408, message);
+        res.writeHead(408, { 'content-type': e?.headers['content-type'] ?? 'text/plain' });
+        // The app's half is still open: RST_STREAM NO_ERROR once the answer is out (RFC 9113 §8.1).
+        res.end(e?.body ?? `${message}\n`, () => {
+          if (!req.stream.destroyed) req.stream.close(h2.NGHTTP2_NO_ERROR);
+        });
+      }, res);
+    const appReq = new H2Request(req, watch);
     const appRes = new H2Response(res);
     if (expectContinue) mediator.checkContinue(appReq, appRes, conn);
     else mediator.handle(appReq, appRes, conn);
