@@ -50,6 +50,8 @@ async function measured<T>(what: string, run: () => Promise<T>): Promise<{ resul
   peak = Math.max(peak, process.memoryUsage().rss);
   const cost = { cpuMs: Math.round((cpu.user + cpu.system) / 1000), rssBeforeMb: mb(rss0), rssPeakMb: mb(peak), rssAfterMb: mb(process.memoryUsage().rss) };
   console.log(`${what}: ${JSON.stringify(result)} ${JSON.stringify(cost)}`);
+  // Not a figure to hold it to (GC decides), only a bound against growth without end: the worst seen is +40 MB.
+  expect(cost.rssPeakMb - cost.rssBeforeMb).toBeLessThan(200);
   return { result, cost };
 }
 
