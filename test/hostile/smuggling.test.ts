@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki, fakeUpstream, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
+import { FLAG, FRAME, frame, hpack, RawH2 } from './h2-raw.js';
 import { exchange, tcpTo, tlsTo } from './support.js';
 
 // Request smuggling and misdirection from the app side: every ambiguous framing is refused with a readable 400
@@ -249,5 +250,60 @@ describe('only the routed host', () => {
     expect(seen[OPENAI]!.length).toBe(before.o + 2);
     expect(seen[ANTHROPIC]!.length).toBe(before.a);
     expect(sunk).toBe(before.s);
+  });
+});
+
+describe('HTTP/2 framing the proxy must not pass on', () => {
+  /** One request on a fresh raw session: a header block of `fields` and optional DATA; what came back. */
+  async function h2Raw(fields: Buffer[], data?: string): Promise<{ answered: boolean; reset?: number; goaway?: number }> {
+    const c = await RawH2.connect(proxy.handle.capturePort, OPENAI, pki.caPem);
+    const block = Buffer.concat([hpack.literal(':method', 'POST'), hpack.ref(7), hpack.literal(':path', '/v1/chat/completions'), hpack.literal(':authority', OPENAI), ...fields]);
+    c.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | (data === undefined ? FLAG.END_STREAM : 0), 1, block));
+    if (data !== undefined) c.socket.write(frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.from(data)));
+    await c.closedWithin(300);
+    const r = { answered: c.received.answered.has(1), ...(c.received.rst.has(1) && { reset: c.received.rst.get(1) }), ...(c.received.goaway && { goaway: c.received.goaway.code }) };
+    c.close();
+    return r;
+  }
+
+  it.each([
+    ['a transfer-encoding field', [hpack.literal('transfer-encoding', 'chunked')], '2\r\n{}\r\n0\r\n\r\n'],
+    ['a connection field', [hpack.literal('connection', 'keep-alive')], '{}'],
+    ['content-length shorter than the DATA', [hpack.literal('content-length', '2')], '{"a":1}'],
+    ['content-length longer than the DATA', [hpack.literal('content-length', '20')], '{}'],
+    ['an upper-case field name', [hpack.literal('Content-Type', 'application/json')], '{}'],
+    ['two :path pseudo-headers', [hpack.literal(':path', '/other')], '{}'],
+  ])('%s: the stream is reset, nothing forwarded', async (_what, fields, data) => {
+    const before = total();
+    const r = await h2Raw(fields, data);
+    expect(r.answered).toBe(false);
+    expect(r.reset !== undefined || r.goaway !== undefined).toBe(true);
+    await new Promise((res) => setTimeout(res, 50));
+    expect(total()).toBe(before);
+  });
+
+  it('field values with CR LF or NUL are dropped by nghttp2 (RFC 9113 §8.2.1 leaves it that choice): nothing injected', async () => {
+    seen[OPENAI]!.length = 0;
+    const r = await h2Raw([hpack.literal('x-a', `b\r\nhost: ${ELSEWHERE}`), hpack.literal('x-b', 'c\u0000d'), hpack.literal('x-ok', '1')], '{}');
+    expect(r.answered).toBe(true);
+    const got = seen[OPENAI]![0]!;
+    expect(got.host).toBe(OPENAI);
+    const names = got.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+    expect(names).toContain('x-ok');
+    expect(names).not.toContain('x-a');
+    expect(names).not.toContain('x-b');
+    expect(got.rawHeaders.join('\n')).not.toContain(ELSEWHERE);
+    expect(sunk).toBe(0);
+  });
+
+  it('a well-formed request with DATA is forwarded with the proxy\'s own content-length', async () => {
+    seen[OPENAI]!.length = 0;
+    const r = await h2Raw([hpack.literal('content-type', 'application/json')], '{"a":1}');
+    expect(r.answered).toBe(true);
+    const got = seen[OPENAI]![0]!;
+    expect(got.body).toBe('{"a":1}');
+    const names = got.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+    expect(names).not.toContain('transfer-encoding');
+    expect(got.rawHeaders[names.indexOf('content-length') * 2 + 1]).toBe('7');
   });
 });
