@@ -19,8 +19,9 @@ export const HARD_HEADER_FIELDS = 4 * MAX_HEADER_FIELDS;
 export const MAX_CONCURRENT_STREAMS = 100;
 /**
  * The answer to an HTTP/1.1 parse failure (node:http's clientError): what a client can act on, named. A
- * chunk extension over node's 16 KiB limit is a request too large (413), a request that did not arrive in time
- * 408 (limits below); everything else the parser refuses (smuggling-prone framing, bare LF, NUL, obs-fold) 400.
+ * chunk extension over node's 16 KiB limit is a request too large (413), a head not complete within
+ * --client-header-timeout 408; everything else the parser refuses (smuggling-prone framing, bare LF, NUL,
+ * obs-fold) 400.
  */
 export function parseProblem(err: { code?: string | undefined; reason?: unknown }): HeadProblem {
   switch (err.code) {
