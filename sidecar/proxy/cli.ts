@@ -25,6 +25,8 @@ export function registerProxy(program: Command): void {
     .option('--max-body-bytes <n>', 'largest request body buffered for the pipeline; larger ones get 413', String(D.maxBodyBytes))
     .option('--drain-timeout <duration>', 'on SIGTERM or POST /shutdown, how long in-flight requests and streams may take', `${D.drainTimeoutMs / 1000}s`)
     .option('--upstream-timeout <duration>', 'how long to wait for a provider\'s response headers, and between body chunks', `${D.upstreamTimeoutMs / 1000}s`)
+    .option('--client-header-timeout <duration>', "slow clients: how long an app's TLS handshake and each request head may take to arrive (then 408 and closed)", `${D.clientHeaderTimeoutMs / 1000}s`)
+    .option('--client-body-timeout <duration>', 'slow clients: how long a request body may pause between bytes (then 408 and closed)', `${D.clientBodyTimeoutMs / 1000}s`)
     .option('--redis-url <url>', 'shared budgets: redis:// or rediss:// (TLS) URL of the Redis the proxies of a scope share; password from AIGRESS_REDIS_PASSWORD')
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')}`, 'info')
     .option('--otlp-endpoint <url>', 'export spans and metrics over OTLP/HTTP (protobuf by default) to this base URL (as OTEL_EXPORTER_OTLP_ENDPOINT; docs/metrics.md)')

@@ -56,6 +56,8 @@ export interface ConnectionDeps {
   peekTimeoutMs: number;
   /** SO_ORIGINAL_DST of a captured socket; absent when the addon is not available (routing by name only). */
   originalDestination?: OriginalDestinationReader;
+  /** A TLS handshake with the app not done within this is cut (a client stalled mid-handshake). */
+  handshakeTimeoutMs: number;
   /** With an original destination: how long a silent client is waited for before it is passed through. */
   serverFirstWaitMs: number;
   /** Checks a by-name pass-through's original address against the name's (default: the system resolver, cached). */
@@ -149,7 +151,7 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
         // Without a name the proxy cannot know where the app meant to go; it never forwards blind.
         log.warn({ reason: route.reason, remotePort: socket.remotePort, bytes: head.length }, 'unmediated connection closed');
         if (route.status === 431) refuseRaw(socket, 431, `aigress: HTTP header block over ${PEEK_LIMIT} bytes`);
-        else if (route.http) refuseRaw(socket, 400, 'aigress: HTTP request without a Host header');
+        else if (route.http) refuseRaw(socket, 400, route.reason === 'HTTP request without Host' ? 'aigress: HTTP request without a Host header' : `aigress: ${route.reason}`);
         else socket.destroy();
         return;
     }
@@ -171,8 +173,12 @@ export function createConnectionHandler(deps: ConnectionDeps): ConnectionHandler
     const conn: MediatedConnection = { host, tls: true, io: tlsSocket, inflight: 0, requests: 0 };
     deps.track(conn);
     let secured = false;
+    const handshakeDeadline = setTimeout(() => tlsSocket.destroy(), deps.handshakeTimeoutMs);
+    handshakeDeadline.unref();
+    tlsSocket.once('close', () => clearTimeout(handshakeDeadline));
     tlsSocket.once('secure', () => {
       secured = true;
+      clearTimeout(handshakeDeadline);
       if (tlsSocket.alpnProtocol === 'h2') deps.h2.serve(tlsSocket, conn);
       else deps.h1.serve(tlsSocket, conn);
     });

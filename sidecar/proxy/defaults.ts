@@ -9,6 +9,12 @@ export const PROXY_DEFAULTS = {
   maxBodyBytes: 10 * 1024 * 1024,
   drainTimeoutMs: 25_000,
   upstreamTimeoutMs: 300_000,
+  /**
+   * Slow clients: an app's TLS handshake and each request head must arrive within this (a slowloris trickling
+   * header bytes is cut), and a request body may pause at most clientBodyTimeoutMs between bytes.
+   */
+  clientHeaderTimeoutMs: 30_000,
+  clientBodyTimeoutMs: 60_000,
   /** How long a new connection may take to send enough bytes to route it. */
   peekTimeoutMs: 5_000,
   /**

@@ -22,6 +22,8 @@ export interface RawProxyFlags {
   maxBodyBytes?: string;
   drainTimeout?: string;
   upstreamTimeout?: string;
+  clientHeaderTimeout?: string;
+  clientBodyTimeout?: string;
   logLevel?: string;
   redisUrl?: string;
   otlpEndpoint?: string;
@@ -46,6 +48,8 @@ export interface ProxyConfig {
   maxBodyBytes: number;
   drainTimeoutMs: number;
   upstreamTimeoutMs: number;
+  clientHeaderTimeoutMs: number;
+  clientBodyTimeoutMs: number;
   logLevel: string;
   /** Shared budgets' store. */
   redisUrl?: string;
@@ -123,7 +127,16 @@ function sourceMode(f: RawProxyFlags): SourceMode {
 
 export function parseProxyFlags(
   f: RawProxyFlags,
-  defaults: { capturePort: number; adminPort: number; bundleDir: string; maxBodyBytes: number; drainTimeoutMs: number; upstreamTimeoutMs: number },
+  defaults: {
+    capturePort: number;
+    adminPort: number;
+    bundleDir: string;
+    maxBodyBytes: number;
+    drainTimeoutMs: number;
+    upstreamTimeoutMs: number;
+    clientHeaderTimeoutMs: number;
+    clientBodyTimeoutMs: number;
+  },
   env: Readonly<Record<string, string | undefined>> = {},
 ): ProxyConfig {
   const logLevel = f.logLevel ?? 'info';
@@ -142,6 +155,8 @@ export function parseProxyFlags(
     maxBodyBytes: positiveInt('--max-body-bytes', f.maxBodyBytes, defaults.maxBodyBytes),
     drainTimeoutMs: duration('--drain-timeout', f.drainTimeout, defaults.drainTimeoutMs),
     upstreamTimeoutMs: duration('--upstream-timeout', f.upstreamTimeout, defaults.upstreamTimeoutMs),
+    clientHeaderTimeoutMs: duration('--client-header-timeout', f.clientHeaderTimeout, defaults.clientHeaderTimeoutMs),
+    clientBodyTimeoutMs: duration('--client-body-timeout', f.clientBodyTimeout, defaults.clientBodyTimeoutMs),
     logLevel,
     telemetry: telemetryConfig(env, {
       ...(f.otlpEndpoint !== undefined && { otlpEndpoint: f.otlpEndpoint }),
@@ -150,6 +165,8 @@ export function parseProxyFlags(
     }),
   };
   if (cfg.upstreamTimeoutMs === 0) throw new UserError('--upstream-timeout: must be more than 0', 2);
+  if (cfg.clientHeaderTimeoutMs === 0) throw new UserError('--client-header-timeout: must be more than 0', 2);
+  if (cfg.clientBodyTimeoutMs === 0) throw new UserError('--client-body-timeout: must be more than 0', 2);
   if (f.listenAddress !== undefined) cfg.listenAddresses = [f.listenAddress];
   if (f.extraCaFile !== undefined) {
     if (f.extraCaFile === '') throw new UserError('--extra-ca-file: must not be empty', 2);

@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import type { Duplex } from 'node:stream';
 import type { Refusal } from '../telemetry/refusal.js';
 import type { MediatedConnection, Mediator, PolicyState } from './mediate.js';
-import { answerAndDiscard, checkHead, HARD_HEADER_FIELDS, MAX_HEADER_BYTES, rawResponse, type HeadProblem } from './limits.js';
+import { answerAndDiscard, checkHead, HARD_HEADER_FIELDS, MAX_HEADER_BYTES, parseProblem, rawResponse, watchBody, type HeadProblem } from './limits.js';
 
 // HTTP/1.1 from the app (plain HTTP, or terminated TLS without ALPN h2). One node:http server that never
 // listens: each captured socket is handed to it with the MediatedConnection it belongs to, and every request
@@ -19,6 +19,10 @@ export interface H1FrontOptions {
   keepAliveMs: number;
   /** Socket inactivity limit; above the upstream timeout, so a long upstream wait does not trip it. */
   idleTimeoutMs: number;
+  /** A request head must be complete this long after its first byte (or after the connection's start): else 408. */
+  headerTimeoutMs: number;
+  /** A request body pausing longer than this between bytes gets 408 and the connection is closed. */
+  bodyTimeoutMs: number;
   /** The current policy (for the provider's error shape in refusals); undefined before the first one. */
   state(): PolicyState | undefined;
   /** Telemetry's record of a request refused here (audit log, span); absent when telemetry is off. */
@@ -29,7 +33,20 @@ export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
   // maxHeaderSize: node's default (16 KiB) answered a 17 KiB head with 400; the proxy's limit is the same 64 KiB
   // as the peek's. maxHeadersCount: node silently drops fields past it, so it sits above the limit and the
   // check below refuses what is over.
-  const http = createHttpServer({ noDelay: true, keepAliveTimeout: opts.keepAliveMs, maxHeaderSize: MAX_HEADER_BYTES });
+  // headersTimeout: the socket idle timeout alone let a slowloris trickling one header byte at a time hold a
+  // connection for good. requestTimeout (a bound on the whole upload) stays off: a stalled body is told from a
+  // slow one by the pause between bytes (bodyTimeoutMs), not by the upload's length.
+  const http = createHttpServer({
+    noDelay: true,
+    keepAliveTimeout: opts.keepAliveMs,
+    maxHeaderSize: MAX_HEADER_BYTES,
+    headersTimeout: opts.headerTimeoutMs,
+    requestTimeout: 0,
+    connectionsCheckingInterval: Math.min(1_000, Math.max(20, Math.floor(opts.headerTimeoutMs / 10))),
+  });
+  // node:http checks those deadlines on a timer it starts when the server begins listening; this one never
+  // listens (sockets are handed to it), so without this the header timeout would never be enforced.
+  http.emit('listening');
   http.timeout = opts.idleTimeoutMs;
   http.maxHeadersCount = HARD_HEADER_FIELDS;
   const connOf = new WeakMap<Duplex, MediatedConnection>();
@@ -38,7 +55,8 @@ export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
   const providerError = (conn: MediatedConnection | undefined, p: HeadProblem): { body: string; contentType: string } | undefined => {
     const adapter = conn && opts.state()?.matchHost(conn.host);
     if (!adapter) return undefined;
-    const e = adapter.errorResponse(p.status === 431 ? 'too_large' : 'misdirected', p.status, p.message);
+    const kind = p.status === 431 || p.status === 413 ? 'too_large' : p.status === 408 ? 'timeout' : 'bad_request';
+    const e = adapter.errorResponse(kind, p.status, p.message);
     return { body: e.body, contentType: e.headers['content-type'] ?? 'application/json' };
   };
   const refuse = (socket: Duplex, p: HeadProblem): void => {
@@ -62,7 +80,22 @@ export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
       req.resume(); // read and drop the body: closing with it unread would reset the connection
       return undefined;
     }
+    watchBody(req, opts.bodyTimeoutMs, () => stalled(conn, req, res), res);
     return conn;
+  };
+  /** A body that stopped arriving: 408 if nothing was answered yet, and the connection closed either way. */
+  const stalled = (conn: MediatedConnection, req: IncomingMessage, res: ServerResponse): void => {
+    const socket = req.socket;
+    if (res.headersSent || res.writableEnded) {
+      socket.destroy();
+      return;
+    }
+    const p: HeadProblem = { status: 408, message: `aigress: the request body paused for more than ${opts.bodyTimeoutMs} ms` };
+    const e = providerError(conn, p);
+    const body = e?.body ?? `${p.message}\n`;
+    res.shouldKeepAlive = false;
+    res.writeHead(408, { 'content-type': e?.contentType ?? 'text/plain', 'content-length': Buffer.byteLength(body) });
+    res.end(body, () => socket.destroy());
   };
 
   http.on('request', (req, res) => {
@@ -93,13 +126,10 @@ export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
       return;
     }
     answered.add(socket);
+    const problem = parseProblem(err as NodeJS.ErrnoException & { reason?: unknown });
     const conn = connOf.get(socket);
-    if (conn) opts.refused?.({ host: conn.host, status: err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400 });
-    if (err.code === 'HPE_HEADER_OVERFLOW') {
-      refuse(socket, { status: 431, message: `aigress: header block over ${MAX_HEADER_BYTES} bytes` });
-      return;
-    }
-    answerAndDiscard(socket, rawResponse(400, ''));
+    if (conn) opts.refused?.({ host: conn.host, status: problem.status });
+    refuse(socket, problem);
   });
 
   return {

@@ -11,7 +11,7 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { checkHead, HARD_HEADER_BYTES, HARD_HEADER_FIELDS, MAX_CONCURRENT_STREAMS } from './limits.js';
+import { checkHead, H2_CONTROL_BUDGET, H2_RESET_BUDGET, HARD_HEADER_BYTES, HARD_HEADER_FIELDS, MAX_CONCURRENT_STREAMS, RateGuard, watchBody } from './limits.js';
 import type { Refusal } from '../telemetry/refusal.js';
 import type { AppRequest, AppResponse, MediatedConnection, Mediator, PolicyState } from './mediate.js';
 
@@ -101,7 +101,13 @@ class H2Request implements AppRequest {
   readonly rawHeaders: string[];
   readonly httpVersion = '2.0';
 
-  constructor(private readonly req: Http2ServerRequest) {
+  private watching = false;
+
+  /** `watch` starts the body timeout; called when the body is first read. */
+  constructor(
+    private readonly req: Http2ServerRequest,
+    private readonly watch: () => void = () => undefined,
+  ) {
     const view = h1RequestHeaders(req.rawHeaders);
     this.headers = view.headers;
     this.rawHeaders = view.rawHeaders;
@@ -116,6 +122,10 @@ class H2Request implements AppRequest {
   }
 
   on(event: 'data', listener: (chunk: Buffer) => void): this {
+    if (!this.watching) {
+      this.watching = true;
+      this.watch();
+    }
     this.req.on(event, listener);
     return this;
   }
@@ -207,6 +217,8 @@ export interface H2Front {
 export interface H2FrontOptions {
   /** A session without any frame for this long is closed gracefully (GOAWAY; open streams still finish). */
   idleTimeoutMs: number;
+  /** A request body pausing longer than this between bytes gets 408 (or its stream reset, once answered). */
+  bodyTimeoutMs: number;
   log: Logger;
   /** The current policy (for the provider's error shape in refusals). */
   state?(): PolicyState | undefined;
@@ -238,6 +250,20 @@ export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
     };
     conn.goAway = goAway;
     session.setTimeout(opts.idleTimeoutMs, goAway);
+    // node:http2 answers every PING and SETTINGS and lets a client reset streams as fast as it opens them (it
+    // sent GOAWAY on rapid reset but kept reading and discarding): a session over the budget is ended.
+    // PING floods from a client that reads the ACKs were answered without end (634,000 in a minute).
+    const control = new RateGuard(H2_CONTROL_BUDGET.burst, H2_CONTROL_BUDGET.perSecond);
+    const resets = new RateGuard(H2_RESET_BUDGET.burst, H2_RESET_BUDGET.perSecond);
+    const calm = (what: 'ping' | 'settings' | 'reset'): void => {
+      if (session.destroyed) return;
+      opts.log.warn({ host: conn.host, flood: what, budget: what === 'reset' ? H2_RESET_BUDGET : H2_CONTROL_BUDGET }, 'http2 session ended: frame flood');
+      session.goaway(h2.NGHTTP2_ENHANCE_YOUR_CALM);
+      session.destroy();
+    };
+    session.on('ping', () => control.take() || calm('ping'));
+    session.on('remoteSettings', () => control.take() || calm('settings'));
+    session.on('stream', (stream: ServerHttp2Stream) => stream.once('aborted', () => resets.take() || calm('reset')));
   });
   server.on('sessionError', (err: Error, session: ServerHttp2Session) => {
     opts.log.debug({ host: connOf.get(session)?.host, err: errorMessage(err) }, 'http2 session error');
@@ -260,7 +286,24 @@ export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
       opts.refused?.({ host: conn.host, status: problem.status, method: req.method, path: req.url, headers: req.headers, resBytes: Buffer.byteLength(body) });
       return;
     }
-    const appReq = new H2Request(req);
+    // PINGs or other streams keep a session from idling out: a stalled upload is watched per stream, from when
+    // the Mediator starts reading it. (A request refused unread is left to node:http2, which closes its stream
+    // once answered only as long as nothing has read the body.)
+    const watch = (): void =>
+      watchBody(req, opts.bodyTimeoutMs, () => {
+        if (res.headersSent || res.writableEnded) {
+          if (!req.stream.destroyed) req.stream.close(h2.NGHTTP2_CANCEL);
+          return;
+        }
+        const message = `aigress: the request body paused for more than ${opts.bodyTimeoutMs} ms`;
+        const e = opts.state?.()?.matchHost(conn.host)?.errorResponse('timeout', 408, message);
+        res.writeHead(408, { 'content-type': e?.headers['content-type'] ?? 'text/plain' });
+        // The app's half is still open: RST_STREAM NO_ERROR once the answer is out (RFC 9113 §8.1).
+        res.end(e?.body ?? `${message}\n`, () => {
+          if (!req.stream.destroyed) req.stream.close(h2.NGHTTP2_NO_ERROR);
+        });
+      }, res);
+    const appReq = new H2Request(req, watch);
     const appRes = new H2Response(res);
     if (expectContinue) mediator.checkContinue(appReq, appRes, conn);
     else mediator.handle(appReq, appRes, conn);

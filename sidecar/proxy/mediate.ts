@@ -260,6 +260,9 @@ export class Mediator {
     out.decision = 'deny';
     out.code = status;
     if (res.headersSent || res.destroyed) return;
+    // A request from before the drain: tell the app the connection ends here (not a 413: tooLarge keeps it open
+    // while the upload is read and dropped, and closes it itself).
+    if (this.deps.draining() && kind !== 'too_large') res.shouldKeepAlive = false;
     answerInShape(res, adapter, out, kind, status, message, extra);
   }
 

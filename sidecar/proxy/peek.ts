@@ -12,7 +12,14 @@ export type PeekResult =
   | { kind: 'tls'; sni?: string }
   | { kind: 'http'; request: HttpHead }
   /** Neither TLS nor HTTP, or malformed beyond use; `reason` is for the log line. */
-  | { kind: 'unknown'; reason: string; /** An HTTP request whose head is over PEEK_LIMIT: answered 431. */ headTooLarge?: true };
+  | {
+      kind: 'unknown';
+      reason: string;
+      /** An HTTP request whose head is over PEEK_LIMIT: answered 431. */
+      headTooLarge?: true;
+      /** A complete HTTP/1.x head that does not parse (obs-fold, a bad request line): answered 400. */
+      malformedHttp?: true;
+    };
 
 export interface HttpHead {
   method: string;
@@ -177,14 +184,14 @@ export function parseHttpHead(buf: Buffer): PeekResult {
   }
   const lines = buf.toString('latin1', 0, end).split('\r\n');
   const requestLine = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(lines[0]!);
-  if (!requestLine || !METHOD.test(requestLine[1]!)) return unknown('not an HTTP/1.x request line');
+  if (!requestLine || !METHOD.test(requestLine[1]!)) return { kind: 'unknown', reason: 'not an HTTP/1.x request line', malformedHttp: true };
   const method = requestLine[1]!;
   const target = requestLine[2]!;
   let hostValue: string | undefined;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     const colon = line.indexOf(':');
-    if (colon <= 0) return unknown('malformed HTTP header line');
+    if (colon <= 0) return { kind: 'unknown', reason: 'malformed HTTP header line', malformedHttp: true };
     if (colon === 4 && line.slice(0, 4).toLowerCase() === 'host') {
       if (hostValue !== undefined) return unknown('more than one Host header');
       hostValue = line.slice(5);

@@ -47,6 +47,9 @@ export interface ProxyOptions {
   maxBodyBytes?: number;
   drainTimeoutMs?: number;
   upstreamTimeoutMs?: number;
+  /** Slow clients: TLS handshake and request head deadline; longest pause inside a request body. */
+  clientHeaderTimeoutMs?: number;
+  clientBodyTimeoutMs?: number;
   /** How long a new connection may take to send enough bytes to route it. */
   peekTimeoutMs?: number;
   logger?: Logger;
@@ -127,6 +130,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const upstreamTimeoutMs = opts.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs;
   const peekTimeoutMs = opts.peekTimeoutMs ?? DEFAULTS.peekTimeoutMs;
   const drainTimeoutMs = opts.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs;
+  const clientHeaderTimeoutMs = opts.clientHeaderTimeoutMs ?? DEFAULTS.clientHeaderTimeoutMs;
+  const clientBodyTimeoutMs = opts.clientBodyTimeoutMs ?? DEFAULTS.clientBodyTimeoutMs;
   const certs = opts.certificates;
 
   const conns = new Set<Socket>();
@@ -189,11 +194,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const h1 = createH1Front(mediator, {
     keepAliveMs: KEEP_ALIVE_MS,
     idleTimeoutMs: upstreamTimeoutMs + 10_000, // idle socket; a long upstream wait must not trip it
+    headerTimeoutMs: clientHeaderTimeoutMs,
+    bodyTimeoutMs: clientBodyTimeoutMs,
     state: () => state,
     ...(refused && { refused }),
   });
   // HTTP/2 sessions (ALPN h2) get the same Mediator through h2.ts.
-  const h2 = createH2Front(mediator, { idleTimeoutMs: KEEP_ALIVE_MS, log, state: () => state, ...(refused && { refused }) });
+  const h2 = createH2Front(mediator, { idleTimeoutMs: KEEP_ALIVE_MS, bodyTimeoutMs: clientBodyTimeoutMs, log, state: () => state, ...(refused && { refused }) });
 
   const readyOrFail = (async () => {
     const t0 = performance.now();
@@ -267,6 +274,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     metrics,
     log,
     peekTimeoutMs,
+    handshakeTimeoutMs: clientHeaderTimeoutMs,
     resolve: opts.resolve,
     track: (conn) => {
       mediated.add(conn);

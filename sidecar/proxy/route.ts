@@ -68,7 +68,8 @@ export function decideRoute(
       return { route: 'unmediated', reason: 'client sent too little to route' };
     case 'unknown':
       if (peeked.headTooLarge) return { route: 'unmediated', reason: peeked.reason, http: true, status: 431 };
-      return byAddress(false, peeked.reason, { route: 'unmediated', reason: peeked.reason });
+      // A malformed HTTP head (obs-fold, a bad request line) is answered 400, as the HTTP server answers it on TLS.
+      return byAddress(false, peeked.reason, { route: 'unmediated', reason: peeked.reason, ...(peeked.malformedHttp && { http: true }) });
     case 'tls': {
       if (peeked.sni === undefined) return byAddress(true, 'TLS ClientHello without SNI', { route: 'unmediated', reason: 'TLS ClientHello without SNI' });
       // RFC 6066 §3 forbids IP literals in SNI; a client that connects by address sends none. One that sends an

@@ -69,6 +69,8 @@ async function start(config: ProxyConfig, log: Logger, flushNow: () => void, std
       maxBodyBytes: config.maxBodyBytes,
       drainTimeoutMs: config.drainTimeoutMs,
       upstreamTimeoutMs: config.upstreamTimeoutMs,
+      clientHeaderTimeoutMs: config.clientHeaderTimeoutMs,
+      clientBodyTimeoutMs: config.clientBodyTimeoutMs,
       logger: log,
       identity: identityFromEnv(process.env),
       ...(config.redisUrl !== undefined && { redisUrl: config.redisUrl }),

@@ -36,6 +36,7 @@ export interface RefusalContext {
 /** decision.reason of each refusal status. */
 export const REFUSAL_REASONS: Readonly<Record<number, string>> = {
   400: 'malformed_request',
+  408: 'request_timeout',
   413: 'body_too_large',
   421: 'misdirected',
   431: 'headers_too_large',

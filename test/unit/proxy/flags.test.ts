@@ -31,6 +31,8 @@ describe('parseProxyFlags', () => {
       maxBodyBytes: 10_485_760,
       drainTimeoutMs: 25_000,
       upstreamTimeoutMs: 300_000,
+      clientHeaderTimeoutMs: 30_000,
+      clientBodyTimeoutMs: 60_000,
       logLevel: 'info',
       // No OTLP endpoint, no audit log: telemetry off.
       telemetry: { captureContent: false },
@@ -39,10 +41,10 @@ describe('parseProxyFlags', () => {
 
   it('parses every flag', () => {
     const c = parseProxyFlags(
-      { ...standalone, capturePort: '15001', adminPort: '0', listenAddress: '::1', bundleDir: '/b', maxBodyBytes: '1024', drainTimeout: '500ms', upstreamTimeout: '2m', logLevel: 'debug' },
+      { ...standalone, capturePort: '15001', adminPort: '0', listenAddress: '::1', bundleDir: '/b', maxBodyBytes: '1024', drainTimeout: '500ms', upstreamTimeout: '2m', clientHeaderTimeout: '10s', clientBodyTimeout: '45s', logLevel: 'debug' },
       PROXY_DEFAULTS,
     );
-    expect(c).toMatchObject({ capturePort: 15001, adminPort: 0, listenAddresses: ['::1'], bundleDir: '/b', maxBodyBytes: 1024, drainTimeoutMs: 500, upstreamTimeoutMs: 120_000, logLevel: 'debug' });
+    expect(c).toMatchObject({ capturePort: 15001, adminPort: 0, listenAddresses: ['::1'], bundleDir: '/b', maxBodyBytes: 1024, drainTimeoutMs: 500, upstreamTimeoutMs: 120_000, clientHeaderTimeoutMs: 10_000, clientBodyTimeoutMs: 45_000, logLevel: 'debug' });
   });
 
   it('names the flag and the value it refuses', () => {
@@ -50,6 +52,8 @@ describe('parseProxyFlags', () => {
     fails({ ...standalone, adminPort: 'http' }, /--admin-port/);
     fails({ ...standalone, drainTimeout: '25' }, "--drain-timeout: expected a duration like 25s, 500ms or 5m, got '25'");
     fails({ ...standalone, upstreamTimeout: '0s' }, /--upstream-timeout: must be more than 0/);
+    fails({ ...standalone, clientHeaderTimeout: '0s' }, /--client-header-timeout: must be more than 0/);
+    fails({ ...standalone, clientBodyTimeout: 'long' }, "--client-body-timeout: expected a duration like 25s, 500ms or 5m, got 'long'");
     fails({ ...standalone, maxBodyBytes: '10MiB' }, /--max-body-bytes: expected a positive whole number of bytes, got '10MiB'/);
     fails({ ...standalone, logLevel: 'loud' }, /--log-level: expected one of fatal, error/);
     fails({ ...standalone, listenAddress: 'localhost' }, /--listen-address: expected an IPv4 or IPv6 address/);

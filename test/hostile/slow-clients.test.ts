@@ -1,0 +1,182 @@
+import { createServer } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callTls, createTestPki, fakeUpstream, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
+import { h2Result, h2Session, tcpTo, tlsTo } from './support.js';
+
+// Slow clients: a slowloris trickling its head, a body that stops arriving, a TLS handshake left half done. Each
+// holds a connection (and, for a body, a buffer) until the documented timeout cuts it (--client-header-timeout,
+// --client-body-timeout; short here), while other clients are served. Without the timeouts each of them was
+// held until the socket idle timeout (the upstream timeout plus 10 s: over 5 minutes by default), or for good.
+
+const OPENAI = 'api.openai.com';
+const HEADER_MS = 1_000;
+const BODY_MS = 1_000;
+let pki: TestPki;
+let proxy: TestProxy;
+let reached = 0;
+let closeUp: () => Promise<void>;
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  const up = await fakeUpstream(pki, OPENAI, (req, res) => {
+    reached++;
+    req.resume();
+    req.on('end', () => res.end('{}'));
+  });
+  closeUp = up.close;
+  proxy = await startTestProxy(pki, {
+    clientHeaderTimeoutMs: HEADER_MS,
+    clientBodyTimeoutMs: BODY_MS,
+    peekTimeoutMs: HEADER_MS,
+    resolve: { [OPENAI]: { host: '127.0.0.1', port: up.port } },
+  });
+  await proxy.handle.ready;
+});
+afterAll(async () => {
+  await proxy.handle.close();
+  await closeUp();
+});
+
+/** Writes `first`, then one byte of `rest` every `everyMs` until the server closes; resolves with what it said. */
+function trickle(socket: Duplex, first: string, rest: string, everyMs: number): Promise<{ text: string; sent: number }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let i = 0;
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => undefined);
+    socket.write(first);
+    const timer = setInterval(() => {
+      if (socket.destroyed || !socket.writable) return;
+      socket.write(rest[i % rest.length]!);
+      i++;
+    }, everyMs);
+    socket.on('close', () => {
+      clearInterval(timer);
+      resolve({ text: Buffer.concat(chunks).toString('latin1'), sent: i });
+    });
+  });
+}
+
+const honest = async (): Promise<number> => (await callTls(proxy.handle.capturePort, OPENAI, pki.caPem, { method: 'GET', path: '/v1/models' })).status;
+
+describe('a slowloris (header bytes trickled)', () => {
+  it('TLS, HTTP/1.1: cut with a 408 after the header timeout, while an honest client is served', async () => {
+    const before = reached;
+    const socket = await tlsTo(proxy.handle.capturePort, OPENAI, pki.caPem);
+    // One byte of an endless header field every 100 ms: the socket is never idle.
+    const slow = trickle(socket, `POST /v1/chat/completions HTTP/1.1\r\nHost: ${OPENAI}\r\nx-slow: `, 'abcdefgh', 100);
+    expect(await honest()).toBe(200);
+    const { text, sent } = await slow;
+    expect(text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(text).toMatch(/did not arrive in time/);
+    expect(sent).toBeGreaterThan(3); // it was trickling, not idle, when it was cut
+    expect(reached - before).toBe(1); // the honest one only
+  });
+
+  it('plain HTTP: closed at the routing deadline (the head never completes, so it is never routed)', async () => {
+    const before = reached;
+    const { text } = await trickle(await tcpTo(proxy.handle.capturePort), `GET /v1/models HTTP/1.1\r\nHost: ${OPENAI}\r\nx-slow: `, 'abcdefgh', 100);
+    expect(text).toBe('');
+    expect(reached).toBe(before);
+  });
+});
+
+describe('a stalled request body', () => {
+  it('HTTP/1.1: 408 after the body timeout, nothing forwarded; an honest client is served meanwhile', async () => {
+    const before = reached;
+    const socket = await tlsTo(proxy.handle.capturePort, OPENAI, pki.caPem);
+    const answer = new Promise<string>((resolve) => {
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    });
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: ${OPENAI}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"model":`);
+    expect(await honest()).toBe(200);
+    const text = await answer;
+    expect(text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(text).toMatch(/request body paused for more than 1000 ms/);
+    expect(text).toMatch(/"message"/); // in the provider's error shape
+    expect(reached - before).toBe(1);
+  });
+
+  it('HTTP/1.1: a body that is slow but keeps coming (a pause shorter than the timeout) is forwarded', async () => {
+    const before = reached;
+    const body = '{"model":"gpt-4o","messages":[]}';
+    const socket = await tlsTo(proxy.handle.capturePort, OPENAI, pki.caPem);
+    const done = new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (c: Buffer) => {
+        text += c.toString('latin1');
+        if (/\r\n\r\n\{\}$/.test(text)) resolve(text);
+      });
+      socket.on('close', () => resolve(text));
+    });
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: ${OPENAI}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`);
+    // Eight pieces, BODY_MS / 4 apart: twice the body timeout in all, never a pause as long as it.
+    const step = Math.ceil(body.length / 8);
+    for (let i = 0; i < body.length; i += step) {
+      await new Promise((r) => setTimeout(r, BODY_MS / 4));
+      socket.write(body.slice(i, i + step));
+    }
+    expect(await done).toMatch(/^HTTP\/1\.1 200 /);
+    socket.destroy();
+    expect(reached - before).toBe(1);
+  });
+
+  it('HTTP/2: the stalled stream gets 408 although PINGs keep the session alive; the same session still serves', async () => {
+    const before = reached;
+    const s = await h2Session(proxy.handle.capturePort, OPENAI, pki.caPem);
+    const pinger = setInterval(() => s.ping(() => undefined), 200);
+    try {
+      const st = s.request({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' }, { endStream: false });
+      st.write('{"model":');
+      const stalled = await h2Result(st);
+      expect(stalled.status).toBe(408);
+      expect(stalled.body).toMatch(/request body paused/);
+      expect(reached).toBe(before);
+      const ok = await h2Result(s.request({ ':method': 'GET', ':path': '/v1/models' }));
+      expect(ok.status).toBe(200);
+    } finally {
+      clearInterval(pinger);
+      s.close();
+    }
+  });
+});
+
+/** A real ClientHello for `servername`, as Node's TLS client sends it. */
+async function clientHello(servername: string): Promise<Buffer> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const hello = new Promise<Buffer>((resolve) =>
+    server.once('connection', (s) =>
+      s.once('data', (d: Buffer) => {
+        resolve(d);
+        s.destroy();
+      }),
+    ),
+  );
+  const c = tlsConnect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, servername });
+  c.on('error', () => undefined);
+  const raw = await hello;
+  c.destroy();
+  server.close();
+  return raw;
+}
+
+describe('a TLS handshake left half done', () => {
+  it('a ClientHello and then silence: closed after the header timeout, honest clients served', async () => {
+    const socket = await tcpTo(proxy.handle.capturePort);
+    const closed = new Promise<number>((resolve) => {
+      let got = 0;
+      socket.on('data', (c: Buffer) => (got += c.length));
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(got));
+    });
+    socket.write(await clientHello(OPENAI)); // the proxy answers with its ServerHello, then waits for us
+    expect(await honest()).toBe(200);
+    expect(await closed).toBeGreaterThan(0); // it did get the ServerHello: the stall was ours
+  });
+});
