@@ -7,6 +7,7 @@ import { meteringProcessor } from './metering.js';
 import { modelsProcessor } from './models.js';
 import { streamUsageProcessor } from './openai-stream-usage.js';
 import { regionsProcessor } from './regions.js';
+import { requestEncodingProcessor } from './request-encoding.js';
 import type { PipelineServices, Processor } from './types.js';
 import { telemetryProcessors } from '../telemetry/processor.js';
 
@@ -29,6 +30,8 @@ const one = (type: string, make: (ctx: PipelineContext, services: PipelineServic
  * option to the rewritten body; metering only asks for an unencoded response.
  */
 export const PROCESSOR_KINDS: readonly ProcessorKind[] = [
+  // a compressed request body decoded before anything reads it (request-encoding.ts)
+  one('request-encoding', () => requestEncodingProcessor()),
   one('describe', describeProcessor),
   one('regions', regionsProcessor),
   one('models', modelsProcessor),

@@ -1,0 +1,77 @@
+import { brotliDecompressSync, gunzipSync, inflateRawSync, inflateSync } from 'node:zlib';
+import { CONTINUE, deny } from './deny.js';
+import type { Exchange, Processor, Verdict } from './types.js';
+
+// Every step reads the request body: describe for the model and the operation, models and budgets through it,
+// filters for the text. A body the app compressed (`content-encoding: gzip`, `deflate`, `br`, or a list of them,
+// applied in order) would otherwise be opaque to all of them, and a model on a deny list would pass unseen. So
+// the first step decodes it, and the decoded body is what every step reads and what the provider gets, with
+// `content-encoding` removed: what was inspected is exactly what is sent (no second decoder, the provider's, to
+// disagree with), and every provider takes an uncompressed body. A coding the proxy cannot decode, a body that
+// does not decode, or one that decodes past MAX_DECODED_BODY is refused: no step could have read it.
+
+/** Largest decoded request body (a small compressed body may decode to a huge one). */
+export const MAX_DECODED_BODY = 32 * 1024 * 1024;
+
+export const SUPPORTED_CODINGS = ['gzip', 'x-gzip', 'deflate', 'br', 'identity'] as const;
+
+/** The codings of a `content-encoding` value, in the order they were applied; identity left out. */
+export function codingsOf(header: string | undefined): string[] {
+  return (header ?? '').split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'identity');
+}
+
+function decodeOne(coding: string, b: Buffer): Buffer {
+  const opts = { maxOutputLength: MAX_DECODED_BODY };
+  switch (coding) {
+    case 'gzip':
+    case 'x-gzip':
+      return gunzipSync(b, opts);
+    case 'deflate':
+      // RFC 9110 deflate is zlib-wrapped; some clients send raw deflate
+      try {
+        return inflateSync(b, opts);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw err;
+        return inflateRawSync(b, opts);
+      }
+    case 'br':
+      return brotliDecompressSync(b, opts);
+    default:
+      return b;
+  }
+}
+
+/** The decoded bytes, or why they cannot be had. Pure. */
+export function decodeBody(header: string, body: Buffer): { bytes: Buffer } | { why: string } {
+  const codings = codingsOf(header);
+  const unknown = codings.find((c) => !(SUPPORTED_CODINGS as readonly string[]).includes(c));
+  if (unknown !== undefined) {
+    return { why: `content-encoding ${unknown.slice(0, 32)} is not one the proxy decodes (${SUPPORTED_CODINGS.filter((c) => c !== 'identity').join(', ')})` };
+  }
+  let out = body;
+  try {
+    for (let i = codings.length - 1; i >= 0; i--) out = decodeOne(codings[i]!, out);
+  } catch (err) {
+    const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
+    return { why: tooLarge ? `content-encoding ${header.slice(0, 32)} decodes to more than ${MAX_DECODED_BODY} bytes` : `content-encoding ${header.slice(0, 32)} does not decode` };
+  }
+  return { bytes: out };
+}
+
+function decodeRequest(ex: Exchange): Verdict {
+  const header = ex.request.headers.get('content-encoding');
+  if (header === undefined) return CONTINUE;
+  if (codingsOf(header).length > 0) {
+    const r = decodeBody(header, ex.request.body.bytes());
+    if ('why' in r) return deny('bad_request', 415, 'request_encoding', `aigress: the request body cannot be inspected: ${r.why}`);
+    ex.request.body.replace(r.bytes);
+    ex.facts.requestEncoding = header.slice(0, 64);
+  }
+  ex.request.headers.delete('content-encoding');
+  return CONTINUE;
+}
+
+/** First of all steps (describe phase, before describe): the body every later step reads, decoded. */
+export function requestEncodingProcessor(): Processor {
+  return { name: 'request-encoding', type: 'request-encoding', phase: 'describe', onRequest: decodeRequest };
+}

@@ -1,0 +1,69 @@
+// The request-encoding step: a compressed request body is decoded before any step reads it, so the model rules,
+// budgets and metering see the model, and the provider gets exactly what was inspected.
+import { brotliCompressSync, deflateRawSync, gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { codingsOf, decodeBody, MAX_DECODED_BODY } from '../../../sidecar/pipeline/request-encoding.js';
+import { exchange, policy, runRequest, setup } from './harness.js';
+
+const CHAT = '/v1/chat/completions';
+const chat = (model: string) => Buffer.from(JSON.stringify({ model, max_tokens: 50, messages: [{ role: 'user', content: 'hello' }] }));
+
+describe('decodeBody', () => {
+  it('undoes the codings in reverse order of application', () => {
+    const raw = chat('gpt-4o');
+    expect(codingsOf(' gzip , Identity,br')).toEqual(['gzip', 'br']);
+    const both = brotliCompressSync(gzipSync(raw)); // gzip applied first, then br
+    expect(decodeBody('gzip, br', both)).toEqual({ bytes: raw });
+    expect(decodeBody('deflate', deflateRawSync(raw))).toEqual({ bytes: raw });
+    expect(decodeBody('zstd', raw)).toMatchObject({ why: expect.stringContaining('zstd is not one the proxy decodes') });
+    expect(decodeBody('gzip', gzipSync(Buffer.alloc(MAX_DECODED_BODY + 1)))).toMatchObject({ why: expect.stringContaining('decodes to more than') });
+  });
+});
+
+describe('a compressed request through the whole pipeline', () => {
+  it('a model on a deny list is denied though the body is gzip (it passed unseen before this step)', async () => {
+    const p = policy({ models: { deny: ['gpt-4o-mini*'] } });
+    const { pipeline } = setup(p);
+    const r = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, gzipSync(chat('gpt-4o-mini')), { headers: { 'content-encoding': 'gzip' } }));
+    expect(r.verdict).toMatchObject({ action: 'deny', status: 403, reason: 'model_denied' });
+    expect(r.ex.facts).toMatchObject({ model: 'gpt-4o-mini', requestEncoding: 'gzip' });
+  });
+
+  it('an allowed one goes upstream decoded, content-encoding removed and content-length the decoded size', async () => {
+    const p = policy({ models: { allow: ['gpt-4o'] } });
+    const { pipeline } = setup(p);
+    const raw = chat('gpt-4o');
+    const r = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, brotliCompressSync(raw), { headers: { 'content-encoding': 'br' } }));
+    expect(r.verdict).toEqual({ action: 'continue' });
+    expect(r.ex.request.body.bytes().equals(raw)).toBe(true);
+    expect(r.ex.request.headers.has('content-encoding')).toBe(false);
+    expect(r.ex.request.headers.get('content-length')).toBe(String(raw.length));
+  });
+
+  it('a budget estimates from the decoded body', async () => {
+    const p = policy({ budgets: [{ tokens: 1000, per: '1m', scope: 'pod' }] });
+    const { pipeline } = setup(p);
+    const r = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, gzipSync(chat('gpt-4o')), { headers: { 'content-encoding': 'gzip' } }));
+    expect(r.verdict).toEqual({ action: 'continue' });
+    expect(r.ex.facts.budgetReservedTokens).toBe(r.ex.results.estimatedInputTokens! + 50);
+  });
+
+  it('a body that cannot be decoded is refused with 415 in the provider’s shape, whatever the policy', async () => {
+    const p = policy({});
+    const { pipeline } = setup(p);
+    for (const [enc, bytes] of [['zstd', chat('gpt-4o')], ['gzip', Buffer.from('not gzip')]] as const) {
+      const r = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, bytes, { headers: { 'content-encoding': enc } }));
+      expect(r.verdict, enc).toMatchObject({ action: 'deny', status: 415, kind: 'bad_request', reason: 'request_encoding' });
+    }
+  });
+
+  it('identity, or no header, leaves the body untouched', async () => {
+    const p = policy({});
+    const { pipeline } = setup(p);
+    const raw = chat('gpt-4o');
+    const r = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, raw, { headers: { 'content-encoding': 'identity' } }));
+    expect(r.verdict).toEqual({ action: 'continue' });
+    expect(r.ex.request.body.bytes().equals(raw)).toBe(true);
+    expect(r.ex.facts.requestEncoding).toBeUndefined();
+  });
+});
