@@ -1,10 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 // These tests exercise the schema and merge rules of fields that are not enforced yet (budgets and
 // credentials); the refusal of such policies has its own tests (test/unit/shared/enforced.test.ts).
-vi.mock('../../../shared/policy/enforced.js', async () => (await import('../../support/unenforced.js')).acceptUnenforced());
 import { UserError } from '../../../shared/errors.js';
 import { withPaths } from '../../support/paths.js';
 import { CLUSTER_DEFAULT_NAME, compileNamespacePolicy, overlapIssues, parseClusterDefault } from '../../../webhook/policy/compile.js';

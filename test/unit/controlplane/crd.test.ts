@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 // These tests exercise the schema and merge rules of fields that are not enforced yet (budgets and
 // credentials); the refusal of such policies has its own tests (test/unit/shared/enforced.test.ts).
-vi.mock('../../../shared/policy/enforced.js', async () => (await import('../../support/unenforced.js')).acceptUnenforced());
 import { EGRESS_POLICY_API_VERSION, EGRESS_POLICY_KIND } from '../../../shared/constants.js';
 import { validatePolicy } from '../../../shared/policy/validate.js';
 import { structuralProblems, validateAgainst, type Schema } from '../../support/crd-schema.js';

@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { Agent, request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // These tests exercise the schema and merge rules of fields that are not enforced yet (budgets and
 // credentials); the refusal of such policies has its own tests (test/unit/shared/enforced.test.ts).
-vi.mock('../../../shared/policy/enforced.js', async () => (await import('../../support/unenforced.js')).acceptUnenforced());
 import type { EgressPolicySpec } from '../../../shared/policy/types.js';
 import { createCA, issueLeaf, loadCA } from '../../../shared/pki.js';
 import { kubeClients, kubeConfigFor, type KubeClients } from '../../../webhook/kube.js';

@@ -1,8 +1,7 @@
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 // These tests exercise the schema and merge rules of fields that are not enforced yet (budgets and
 // credentials); the refusal of such policies has its own tests (test/unit/shared/enforced.test.ts).
-vi.mock('../../../shared/policy/enforced.js', async () => (await import('../../support/unenforced.js')).acceptUnenforced());
 import { parsePolicy } from '../../../shared/policy/load.js';
 import { parseDuration, validatePolicy } from '../../../shared/policy/validate.js';
 import { UserError } from '../../../shared/errors.js';
