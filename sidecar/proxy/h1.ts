@@ -12,6 +12,8 @@ import { answerAndDiscard, checkHead, HARD_HEADER_FIELDS, MAX_HEADER_BYTES, pars
 export interface H1Front {
   /** Serve HTTP/1.1 on a socket (TLSSocket after termination, or the plain captured socket). */
   serve(socket: Duplex, conn: MediatedConnection): void;
+  /** Stops node:http's deadline timer (the sockets themselves are the proxy's to close). */
+  close(): void;
 }
 
 export interface H1FrontOptions {
@@ -136,6 +138,11 @@ export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
     serve(socket, conn) {
       connOf.set(socket, conn);
       http.emit('connection', socket);
+    },
+    close() {
+      // node:http clears its connections-checking interval in close(); the server never listened, so the
+      // callback's ERR_SERVER_NOT_RUNNING says nothing
+      http.close(() => undefined);
     },
   };
 }

@@ -350,6 +350,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       const cut = conns.size;
       for (const s of conns) s.destroy();
       for (const c of mediated) c.io.destroy();
+      h1.close();
       await Promise.allSettled([...ending]);
       await state?.pipeline.close();
       await serviceSet.close();
