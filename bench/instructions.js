@@ -10,10 +10,15 @@
 // provider (bench/upstream.js) and the client (undici, keep-alive TLS with SNI api.openai.com, verifying the
 // proxy's chain) run in processes of their own, in a network namespace whose /etc/hosts sends api.openai.com to
 // 127.0.0.1, as `npm run bench` does. After W warm-up requests (JIT, the leaf, undici loaded, connections open)
-// instrumentation goes on and the counters are zeroed; then each round sends N 1 KiB chat requests (1 KiB
-// answers) and dumps the counters: instructions per request = the round's instructions / N, every thread of the
-// proxy's process included (V8's compiler and GC threads, libuv's pool), user space only (the kernel's share of
-// a syscall is not counted: --syscalls counts the syscalls themselves, in a run without valgrind).
+// instrumentation goes on, one round is sent and thrown away, an idle round (5 s, no requests) measures what the
+// proxy's timers cost per second; then each round sends N 1 KiB chat requests (1 KiB answers, one at a time on one
+// keep-alive connection) and dumps the counters: instructions per request = (the round's instructions − the idle
+// rate × the round's duration) / N. Every thread of the proxy's process is counted (V8 runs single-threaded here,
+// --single-threaded --predictable-gc-schedule, so compiling and GC happen on the main thread and repeat), user
+// space only (the kernel's share of a syscall is not counted: --syscalls counts the syscalls themselves, in a run
+// without valgrind). The lowest round and the median are printed: a major GC lands in some rounds only.
+// Rounds of the same build agree within ~3 %; between runs at different machine load, ~5 %: compare builds in
+// runs made side by side. ~5 minutes with the defaults (4 rounds of 1000 after 3000 warm-up requests).
 // --profile DIR: a `node --cpu-prof` profile of the same workload (no valgrind), summarised by layer.
 // BENCH_PROXY_NODE_OPTIONS="--flag …": more node/V8 flags for the proxy process (e.g. --trace-deopt).
 
@@ -32,9 +37,10 @@ import { summarise } from './profile.js';
 const ROOT = join(fileURLToPath(import.meta.url), '../..');
 const CAPTURE_PORT = 14101;
 const ADMIN_PORT = 14120;
+const IDLE_MS = 5_000;
 
 function parseArgs(argv) {
-  const a = { requests: 500, warmup: 3000, rounds: 3, concurrency: 1, body: 1024, syscalls: false, profile: undefined, inside: false, dir: undefined };
+  const a = { requests: 1000, warmup: 3000, rounds: 4, concurrency: 1, body: 1024, syscalls: false, profile: undefined, inside: false, dir: undefined };
   const num = (k, v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0) {
@@ -187,14 +193,31 @@ async function inside(args) {
       // The first round under instrumentation counts ~25 % more than the ones after it, every time: it is sent
       // and thrown away, then the counters are zeroed.
       await send(client, args.requests, args.concurrency, body);
+      // What the proxy does with no request at all (timers: the event-loop-delay monitor of the default metrics,
+      // keep-alive and sweep timers) runs per second, not per request, and valgrind makes a round last ~50× longer,
+      // so the machine's load moved a round's count by up to 20 %: an idle round measures that rate, and each
+      // round's figure is net of it for the round's duration.
       callgrindControl(proxy.pid, '--zero');
+      const idleStart = performance.now();
+      await sleep(IDLE_MS);
+      callgrindControl(proxy.pid, '--dump');
+      const idlePerSecond = lastDumpTotal(cgDir, seen) / ((performance.now() - idleStart) / 1000);
+      result.idleInstructionsPerSecond = Math.round(idlePerSecond);
       for (let r = 0; r < args.rounds; r++) {
+        const start = performance.now();
         await send(client, args.requests, args.concurrency, body);
         await sleep(200); // let the last log lines and onEnd work of the round run inside it
         callgrindControl(proxy.pid, '--dump');
+        const seconds = (performance.now() - start) / 1000;
         const total = lastDumpTotal(cgDir, seen);
-        result.rounds.push({ instructions: total, perRequest: Math.round(total / Math.max(1, args.requests)) });
+        const net = total - idlePerSecond * seconds;
+        result.rounds.push({ instructions: total, seconds: Math.round(seconds * 10) / 10, perRequest: Math.round(net / Math.max(1, args.requests)), grossPerRequest: Math.round(total / Math.max(1, args.requests)) });
       }
+      const sorted = result.rounds.map((r) => r.perRequest).sort((a, b) => a - b);
+      result.medianPerRequest = sorted[Math.floor(sorted.length / 2)];
+      // A major GC lands in some rounds and not others (+100–200k per request in a 500-request round): the
+      // lowest round is the steadiest figure to compare builds by, the median the one that includes GC.
+      result.minPerRequest = sorted[0];
     } else if (args.syscalls) {
       const out = join(dir, 'strace.txt');
       const st = spawn('strace', ['-f', '-c', '-o', out, '-p', String(proxy.pid)], { stdio: 'ignore' });
