@@ -100,7 +100,7 @@ export class BodyDocument {
       this.why = 'invalid_utf8';
       return;
     }
-    if (!shallowEnough(text)) {
+    if (!fewBrackets(b) && !shallowEnough(text)) {
       this.why = 'too_deep';
       return;
     }
@@ -114,6 +114,19 @@ export class BodyDocument {
     if (isObj(v)) this.view = v;
     else this.why = 'not_object';
   }
+}
+
+/**
+ * At most MAX_JSON_DEPTH opening brackets in all: the depth cannot exceed it, whatever the strings hold. Counted
+ * with Buffer.indexOf (native) on the bytes (UTF-8 never uses 0x5b or 0x7b inside a multi-byte character), so a
+ * typical request skips shallowEnough's character-by-character walk, ~5 % of the proxy's instructions per request.
+ */
+function fewBrackets(b: Buffer): boolean {
+  let n = 0;
+  for (const bracket of [0x7b, 0x5b]) {
+    for (let i = b.indexOf(bracket); i >= 0; i = b.indexOf(bracket, i + 1)) if (++n > MAX_JSON_DEPTH) return false;
+  }
+  return true;
 }
 
 /** Bracket depth stays within MAX_JSON_DEPTH (strings skipped); a linear scan before the recursive parse. */

@@ -21,11 +21,14 @@ const isThenable = <T>(v: T | Promise<T>): v is Promise<T> => typeof (v as { the
 
 /**
  * Calls `fn`; returns its value, or (when it returns a promise) a promise that settles with it, or rejects with
- * StepTimeout after `timeoutMs`, or StepAborted when `signal` fires. A throw from `fn` propagates as is.
+ * StepTimeout after `timeoutMs`, or StepAborted when the signal (`signalOf`, or its `.signal`) fires. A throw from `fn` propagates as is.
  */
-export function withDeadline<T>(fn: () => T | Promise<T>, timeoutMs: number, signal: AbortSignal): T | Promise<T> {
+export function withDeadline<T>(fn: () => T | Promise<T>, timeoutMs: number, signalOf: AbortSignal | { readonly signal: AbortSignal }): T | Promise<T> {
   const v = fn();
   if (!isThenable(v)) return v;
+  // Asked for only here (given the exchange): it makes its AbortSignal on first use, and synchronous steps
+  // never need one.
+  const signal = signalOf instanceof AbortSignal ? signalOf : signalOf.signal;
   return new Promise<T>((resolve, reject) => {
     const done = (): void => {
       clearTimeout(timer);

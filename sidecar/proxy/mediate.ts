@@ -4,7 +4,7 @@ import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { EgressPolicy } from '../../shared/policy/types.js';
 import type { DenyKind, ProviderAdapter } from '../../shared/providers/types.js';
-import { newExchange, type PipelineRunner, type ResponseDriver, type ResponseSink } from '../pipeline/runner.js';
+import { ExchangeAbort, exchangeAborted, newExchange, type PipelineRunner, type ResponseDriver, type ResponseSink } from '../pipeline/runner.js';
 import type { Deny, Exchange, Pipeline, PodIdentity } from '../pipeline/types.js';
 import { clientResponseHeaders, hasContentLength, originForm, pathForLog, upstreamRequestHeaders } from './headers.js';
 import type { Refusal } from '../telemetry/refusal.js';
@@ -114,7 +114,9 @@ export class Mediator {
     const out: Outcome = { decision: 'error', code: 0, reqBytes: 0, resBytes: 0, forwarded: false };
     let ex: Exchange | undefined;
     let relay: ResponseRelay | undefined;
-    const aborter = new AbortController();
+    // Aborted when the response closes; its AbortSignal (and the DOMException an abort() without a reason
+    // builds, whose stack capture was ~7 % of the instructions per request) only exists if a step asks for it.
+    const aborter = new ExchangeAbort();
     const adapter = state.matchHost(conn.host);
     conn.inflight++;
     conn.requests++;
@@ -183,7 +185,7 @@ export class Mediator {
         hadBody,
         policy: state.policy,
         identity: this.deps.identity,
-        signal: aborter.signal,
+        signal: aborter,
       });
       const live = ex;
       this.run(live, state.pipeline, res, out)
@@ -207,7 +209,7 @@ export class Mediator {
     const rq = ex.request;
     const pool = this.deps.upstreams.pool(rq.host);
     const dispatcher = pool instanceof Promise ? await pool : pool;
-    if (res.destroyed || ex.signal.aborted) return undefined;
+    if (res.destroyed || exchangeAborted(ex)) return undefined;
     const relay = new ResponseRelay(ex, pipeline, res, out, this.deps);
     const body = rq.body.bytes();
     try {

@@ -18,6 +18,7 @@ import {
   type ResponseSink,
   type Verdict,
 } from '../../../sidecar/pipeline/index.js';
+import type { ExchangeAbort } from '../../../sidecar/pipeline/runner.js';
 import { upstreamRequestHeaders } from '../../../sidecar/proxy/headers.js';
 
 export function policy(spec: Record<string, unknown> = {}, name = 'default', namespace = 'team-a'): EgressPolicy {
@@ -61,7 +62,7 @@ export function exchange(
   host: string,
   path: string,
   body: unknown = '',
-  opts: { method?: string; headers?: IncomingHttpHeaders; identity?: PodIdentity; signal?: AbortSignal } = {},
+  opts: { method?: string; headers?: IncomingHttpHeaders; identity?: PodIdentity; signal?: AbortSignal | ExchangeAbort } = {},
 ): Exchange {
   const adapter = compileHostMatcher(p.spec.providers)(host);
   if (!adapter) throw new Error(`no adapter for ${host}`);

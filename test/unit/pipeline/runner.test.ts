@@ -4,6 +4,7 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildPipeline, pipelineOf, type Exchange, type Processor, type StreamEvent } from '../../../sidecar/pipeline/index.js';
 import { eventJson, sseEvent } from '../../../sidecar/pipeline/framing.js';
+import { ExchangeAbort } from '../../../sidecar/pipeline/runner.js';
 import { collectingSink, exchange, metric, policy, respond, runnerFor, runRequest, services, withRegistry } from './harness.js';
 
 const SSE_H = { 'content-type': 'text/event-stream' };
@@ -125,6 +126,34 @@ describe('the request phases', () => {
     const r = await pending;
     expect(r.gone).toBe(true);
     expect(later).toBe(false);
+  });
+
+  it("with the proxy's ExchangeAbort: a pending step is cut, and the signal it was handed fires", async () => {
+    const abort = new ExchangeAbort();
+    let seen: AbortSignal | undefined;
+    let later = false;
+    const pipeline = withRegistry(pipelineOf([
+      step({ name: 'slow', phase: 'admit', onRequest: (ex) => ((seen = ex.signal), new Promise((r) => setTimeout(() => r({ action: 'continue' }), 20))) }),
+      step({ name: 'later', phase: 'transform', onRequest: () => ((later = true), { action: 'continue' }) }),
+    ]), new Registry());
+    const pending = runRequest(pipeline, exchange(policy(), 'api.openai.com', CHAT, {}, { signal: abort }));
+    expect(seen?.aborted).toBe(false);
+    abort.abort();
+    const r = await pending;
+    expect(r.gone).toBe(true);
+    expect(later).toBe(false);
+    expect(seen?.aborted).toBe(true);
+  });
+
+  it("with the proxy's ExchangeAbort aborted before any step asked for the signal: nothing runs, the signal reads aborted", async () => {
+    const abort = new ExchangeAbort();
+    let ran = false;
+    const pipeline = withRegistry(pipelineOf([step({ name: 'any', phase: 'admit', onRequest: () => ((ran = true), { action: 'continue' }) })]), new Registry());
+    const ex = exchange(policy(), 'api.openai.com', CHAT, {}, { signal: abort });
+    abort.abort();
+    expect((await runRequest(pipeline, ex)).gone).toBe(true);
+    expect(ran).toBe(false);
+    expect(ex.signal.aborted).toBe(true);
   });
 
   it('audit mode records a denial as would-deny and lets the request go on', async () => {
