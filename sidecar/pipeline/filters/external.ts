@@ -71,7 +71,23 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
       identity: { namespace: ex.identity.namespace, pod: ex.identity.pod, serviceAccount: ex.identity.serviceAccount, workload: ex.identity.workload },
       segments,
     };
-    const signal = AbortSignal.any([AbortSignal.timeout(timeout), ex.signal]);
+    // One controller with a timer held here, not AbortSignal.any([AbortSignal.timeout(…), …]): `any` holds its
+    // sources weakly and the timeout's timer holds its signal weakly, so on Node 20 a GC could collect the
+    // timeout and the guard's deadline never fired (seen: a 1 s guard answer taken under a 200 ms timeout).
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), timeout);
+    const cancel = (): void => ac.abort();
+    if (ex.signal.aborted) ac.abort();
+    else ex.signal.addEventListener('abort', cancel, { once: true });
+    try {
+      return await exchangeWithGuard(ex, envelope, ac.signal);
+    } finally {
+      clearTimeout(timer);
+      ex.signal.removeEventListener('abort', cancel);
+    }
+  };
+
+  const exchangeWithGuard = async (ex: Exchange, envelope: object, signal: AbortSignal): Promise<GuardAnswer> => {
     let res: Awaited<ReturnType<typeof request>>;
     try {
       res = await request(url, { method: 'POST', dispatcher: agent, signal, headers: { 'content-type': 'application/json' }, body: JSON.stringify(envelope) });

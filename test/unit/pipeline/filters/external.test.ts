@@ -1,6 +1,8 @@
 // type: external: a real local HTTP guard; allow, deny, rewrite, timeout, refused, 5xx, garbage, both modes.
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { buildPipeline } from '../../../../sidecar/pipeline/index.js';
@@ -101,6 +103,22 @@ describe('external guard', () => {
       await open.pipeline.close();
     });
   }
+
+  it('the timeout fires even when a garbage collection runs while the guard is thinking', async () => {
+    // AbortSignal.any over AbortSignal.timeout lost its deadline to a GC on Node 20 (the guard's late "allow" was
+    // taken); a collection forced mid-call must not change the verdict
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    handler = () => ({ body: '{"action":"allow"}', delayMs: 1000 });
+    const closed = filterSetup([guard()]);
+    const pending = send(closed, 'api.openai.com', CHAT, body);
+    await new Promise((r) => setTimeout(r, 50));
+    gc();
+    const c = await pending;
+    expect(c.verdict).toMatchObject({ action: 'deny', status: 503, reason: 'filter_failed' });
+    expect((c.verdict as { message: string }).message).toContain('no answer within 300 ms');
+    await closed.pipeline.close();
+  });
 
   it('response phase: judges a JSON answer, and a stream in windows (deny ends it the provider’s way)', async () => {
     handler = (env) => (env.segments.some((x) => x.text.includes('forbidden')) ? { body: '{"action":"deny","reason":"no"}' } : { body: '{"action":"allow"}' });
