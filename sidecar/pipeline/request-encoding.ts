@@ -1,5 +1,6 @@
 import { brotliDecompressSync, gunzipSync, inflateRawSync, inflateSync } from 'node:zlib';
-import { CONTINUE, deny } from './deny.js';
+import { CONTINUE } from './deny.js';
+import { appSigned, resignsBedrock } from './app-signature.js';
 import type { Exchange, Processor, Verdict } from './types.js';
 
 // Every step reads the request body: describe for the model and the operation, models and budgets through it,
@@ -7,8 +8,13 @@ import type { Exchange, Processor, Verdict } from './types.js';
 // applied in order) would otherwise be opaque to all of them, and a model on a deny list would pass unseen. So
 // the first step decodes it, and the decoded body is what every step reads and what the provider gets, with
 // `content-encoding` removed: what was inspected is exactly what is sent (no second decoder, the provider's, to
-// disagree with), and every provider takes an uncompressed body. A coding the proxy cannot decode, a body that
-// does not decode, or one that decodes past MAX_DECODED_BODY is refused: no step could have read it.
+// disagree with), and every provider takes an uncompressed body.
+// Two cases keep the app's bytes. A Bedrock request the app signed with SigV4 (its signature covers the body as
+// sent) when no managed credential signs it again: the model is in its path, and the filters decode a view of the
+// body themselves and refuse a rewrite they could not sign (filters/common.ts). And a body that cannot be decoded
+// (a coding the proxy does not know, corrupt data, more than MAX_DECODED_BODY): each step then judges an unreadable
+// body as it would any other, a filter by its failure mode (FailClosed: 400 naming the reason), the models rule
+// with an allow list by refusing a model it cannot read.
 
 /** Largest decoded request body (a small compressed body may decode to a huge one). */
 export const MAX_DECODED_BODY = 32 * 1024 * 1024;
@@ -61,13 +67,19 @@ export function decodeBody(header: string, body: Buffer): { bytes: Buffer } | { 
 function decodeRequest(ex: Exchange): Verdict {
   const header = ex.request.headers.get('content-encoding');
   if (header === undefined) return CONTINUE;
-  if (codingsOf(header).length > 0) {
-    const r = decodeBody(header, ex.request.body.bytes());
-    if ('why' in r) return deny('bad_request', 415, 'request_encoding', `aigress: the request body cannot be inspected: ${r.why}`);
-    ex.request.body.replace(r.bytes);
-    ex.facts.requestEncoding = header.slice(0, 64);
+  if (codingsOf(header).length === 0) {
+    ex.request.headers.delete('content-encoding'); // identity only: says nothing
+    return CONTINUE;
   }
+  if (ex.adapter.id === 'bedrock' && appSigned(ex) && !resignsBedrock(ex)) return CONTINUE;
+  const r = decodeBody(header, ex.request.body.bytes());
+  if ('why' in r) {
+    ex.facts.requestEncoding = `undecoded: ${r.why}`.slice(0, 160);
+    return CONTINUE;
+  }
+  ex.request.body.replace(r.bytes);
   ex.request.headers.delete('content-encoding');
+  ex.facts.requestEncoding = header.slice(0, 64);
   return CONTINUE;
 }
 

@@ -6,6 +6,7 @@ import { CONTINUE, deny } from '../deny.js';
 import type { Deny, Exchange, Framing, PipelineServices, Processor, ResponseHead, ResponseHooks, Verdict } from '../types.js';
 import { runnerMetrics } from '../metrics.js';
 import type { FilterMetrics } from './metrics.js';
+import { appSigned, resignsBedrock } from '../app-signature.js';
 import { commitDecoded, readableBody } from './request-body.js';
 import { observeOnly, streamHooks, type TextRewriter } from './stream-text.js';
 
@@ -42,16 +43,6 @@ export interface RequestTexts {
   readonly codec: ContentCodec;
   readonly json: Readonly<JsonRecord>;
   readonly segments: readonly TextSegment[];
-}
-
-/** A managed-credentials step that re-signs Bedrock requests (the credentials capability) makes a rewrite safe. */
-export function resignsBedrock(ex: Exchange): boolean {
-  return ex.policy.spec.credentials.some((c) => c.provider === 'bedrock');
-}
-
-function appSigned(ex: Exchange): boolean {
-  const a = ex.appHeaders.authorization;
-  return typeof a === 'string' && a.startsWith('AWS4-HMAC-SHA256');
 }
 
 export class FilterTools {

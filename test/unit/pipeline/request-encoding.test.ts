@@ -1,5 +1,6 @@
 // The request-encoding step: a compressed request body is decoded before any step reads it, so the model rules,
-// budgets and metering see the model, and the provider gets exactly what was inspected.
+// budgets and metering see the model, and the provider gets exactly what was inspected; what cannot be decoded,
+// or must keep its bytes (an app-signed Bedrock request), goes on as sent for each step to judge.
 import { brotliCompressSync, deflateRawSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { codingsOf, decodeBody, MAX_DECODED_BODY } from '../../../sidecar/pipeline/request-encoding.js';
@@ -48,13 +49,34 @@ describe('a compressed request through the whole pipeline', () => {
     expect(r.ex.facts.budgetReservedTokens).toBe(r.ex.results.estimatedInputTokens! + 50);
   });
 
-  it('a body that cannot be decoded is refused with 415 in the provider’s shape, whatever the policy', async () => {
+  it('a body that cannot be decoded goes on as the app sent it, for each step to judge as unreadable', async () => {
     const p = policy({});
     const { pipeline } = setup(p);
     for (const [enc, bytes] of [['zstd', chat('gpt-4o')], ['gzip', Buffer.from('not gzip')]] as const) {
       const r = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, bytes, { headers: { 'content-encoding': enc } }));
-      expect(r.verdict, enc).toMatchObject({ action: 'deny', status: 415, kind: 'bad_request', reason: 'request_encoding' });
+      expect(r.verdict, enc).toEqual({ action: 'continue' });
+      expect(r.ex.request.body.bytes().equals(bytes)).toBe(true);
+      expect(r.ex.request.headers.get('content-encoding')).toBe(enc);
+      expect(String(r.ex.facts.requestEncoding)).toMatch(/^undecoded: content-encoding /);
     }
+    // a model allow list cannot read the model of such a body: refused (fail closed), as for any unreadable body
+    const strict = policy({ models: { allow: ['gpt-4o'] } });
+    const s = setup(strict);
+    const r = await runRequest(s.pipeline, exchange(strict, 'api.openai.com', CHAT, Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3]), { headers: { 'content-encoding': 'zstd' } }));
+    expect(r.verdict).toMatchObject({ action: 'deny', status: 403, reason: 'model_unknown' });
+  });
+
+  it('a Bedrock request the app signed keeps its bytes (its signature covers them) unless a managed credential re-signs', async () => {
+    const path = '/model/anthropic.claude-3-haiku-20240307-v1:0/converse';
+    const raw = Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: [{ text: 'hi' }] }] }));
+    const gz = gzipSync(raw);
+    const signed = { 'content-encoding': 'gzip', authorization: 'AWS4-HMAC-SHA256 Credential=AKIA/20261204/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00' };
+    const p = policy({ providers: ['bedrock'] });
+    const r = await runRequest(setup(p).pipeline, exchange(p, 'bedrock-runtime.us-east-1.amazonaws.com', path, gz, { headers: signed }));
+    expect(r.verdict).toEqual({ action: 'continue' });
+    expect(r.ex.request.body.bytes().equals(gz)).toBe(true);
+    expect(r.ex.request.headers.get('content-encoding')).toBe('gzip');
+    expect(r.ex.facts.model).toBe('anthropic.claude-3-haiku-20240307-v1:0'); // from the path
   });
 
   it('identity, or no header, leaves the body untouched', async () => {

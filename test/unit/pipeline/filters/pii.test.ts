@@ -441,7 +441,7 @@ describe('compressed request bodies', () => {
     expect(tr.ex.request.headers.has('content-encoding')).toBe(false);
   });
 
-  it('an unknown coding, a body that does not decode, or one that decodes too large: 415 naming why before any filter, whatever its failure mode', async () => {
+  it('an unknown coding, a body that does not decode, or one that decodes too large: FailClosed → 400 naming why; FailOpen → unchanged', async () => {
     const bomb = gzipSync(Buffer.alloc(MAX_DECODED_BODY + 1024, 0x20));
     const cases: [Buffer, string, string][] = [
       [raw, 'zstd', 'content-encoding zstd is not one the proxy decodes'],
@@ -449,12 +449,15 @@ describe('compressed request bodies', () => {
       [bomb, 'gzip', `decodes to more than ${MAX_DECODED_BODY} bytes`],
     ];
     for (const [bytes, enc, why] of cases) {
-      for (const s of [filterSetup([redact]), filterSetup([{ ...redact, failureMode: 'FailOpen' }])]) {
-        const { verdict, ex } = await send(s, 'api.openai.com', CHAT, bytes, { 'content-encoding': enc });
-        expect(verdict, why).toMatchObject({ action: 'deny', status: 415, kind: 'bad_request', reason: 'request_encoding' });
-        expect((verdict as { message: string }).message).toContain(why);
-        expect(ex.actions.map((a) => a.processor)).toEqual(['request-encoding']); // the denial; no filter ran
-      }
+      const s = filterSetup([redact]);
+      const { verdict } = await send(s, 'api.openai.com', CHAT, bytes, { 'content-encoding': enc });
+      expect(verdict, why).toMatchObject({ action: 'deny', status: 400, kind: 'bad_request', reason: 'uninspectable_body' });
+      expect((verdict as { message: string }).message).toContain(why);
+      const open = filterSetup([{ ...redact, failureMode: 'FailOpen' }]);
+      const o = await send(open, 'api.openai.com', CHAT, bytes, { 'content-encoding': enc });
+      expect(o.verdict).toEqual({ action: 'continue' });
+      expect(o.ex.request.body.bytes().equals(bytes)).toBe(true);
+      expect(o.ex.actions).toContainEqual(expect.objectContaining({ action: 'failed-open' }));
     }
   });
 });
