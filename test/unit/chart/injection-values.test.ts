@@ -68,3 +68,36 @@ describe('helm template: injection.image', () => {
     expect(bad.stderr).toContain('digest');
   });
 });
+
+describe('helm template: injection.capture Kubernetes API and mesh settings', () => {
+  it('defaults agree with the control plane\'s own', () => {
+    const cap = injectionOf().capture;
+    expect(cap.excludeKubernetesApi).toBe(true);
+    expect(cap.kubernetesApiAddress).toBe('');
+    expect(cap.meshProxyUids).toEqual({ istio: 1337, linkerd: 2102 });
+  });
+
+  it('excludeKubernetesApi, kubernetesApiAddress and meshProxyUids reach the config and the injected init container', () => {
+    const inj = injectionOf({ injection: { capture: { kubernetesApiAddress: '10.96.7.1', meshProxyUids: { istio: 4242 } } } });
+    expect(inj.capture.kubernetesApiAddress).toBe('10.96.7.1');
+    expect(inj.capture.meshProxyUids).toEqual({ istio: 4242, linkerd: 2102 });
+    const meshPod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ name: 'app', image: 'a' }, { name: 'istio-proxy', image: 'istio/proxyv2' }] } };
+    const init = injectedContainers(inj, meshPod).find((c) => c.name === 'aigress-init')!;
+    const args = init.args!.join(' ');
+    expect(args).toMatch(/--exclude-outbound-cidrs 10\.96\.7\.1\/32/);
+    expect(args).toMatch(/--exclude-uids 4242/);
+
+    const off = injectionOf({ injection: { capture: { excludeKubernetesApi: false, kubernetesApiAddress: '10.96.7.1' } } });
+    expect(off.capture.excludeKubernetesApi).toBe(false);
+    const offArgs = injectedContainers(off).find((c) => c.name === 'aigress-init')!.args!.join(' ');
+    expect(offArgs).not.toContain('10.96.7.1');
+  });
+
+  it('the schema types them', () => {
+    for (const capture of [{ excludeKubernetesApi: 'yes' }, { kubernetesApiAddress: 'kubernetes.default' }, { meshProxyUids: { istio: 0 } }, { meshProxyUids: { cilium: 1 } }]) {
+      const r = template({ injection: { capture } });
+      expect(r.code, JSON.stringify(capture)).not.toBe(0);
+      expect(r.stderr).toContain('injection/capture');
+    }
+  });
+});
