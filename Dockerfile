@@ -3,7 +3,7 @@
 #   docker build -t aigress:dev .                               the full image: every role (control plane too)
 #   docker build --target sidecar -t aigress-sidecar:dev .     the injected one: `aigress proxy` and `aigress init`
 #                                                               only, an esbuild bundle instead of node_modules
-# (set injection.image to the sidecar image; docs/image.md has the measured sizes).
+# (set injection.image to the sidecar image: the chart's injection.image.repository; docs/image.md has the sizes).
 # Node 24 LTS, the runtime the images are built and measured for (override with --build-arg NODE_IMAGE=...).
 ARG NODE_IMAGE=node:24-bookworm-slim
 

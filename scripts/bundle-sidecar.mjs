@@ -1,13 +1,16 @@
 // The sidecar image's code: one esbuild bundle of the `proxy` and `init` entry points (cli/sidecar.ts) with what
 // they import, into dist-sidecar/, plus the SO_ORIGINAL_DST addon beside it. Dynamic imports stay separate
 // chunks (splitting), so the proxy still loads its cluster-mode and upstream code only when it needs them.
-//   node scripts/bundle-sidecar.mjs        (after npm ci; prints the bundle's size)
+// The proxy's code sits in a chunk (chunks/), not beside the addon: original-dst.ts also looks beside the entry.
+//   node scripts/bundle-sidecar.mjs [OUT_DIR]     (after npm ci; default dist-sidecar/; prints the bundle's size)
 import { build } from 'esbuild';
 import { copyFileSync, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
-const out = join(root, 'dist-sidecar');
+const out = process.argv[2] ? resolve(process.argv[2]) : join(root, 'dist-sidecar');
+// It is emptied first: never the repository itself or a parent of it.
+if (root === out || root.startsWith(out + '/') || out === '/') throw new Error(`bundle-sidecar: refusing to empty ${out}`);
 rmSync(out, { recursive: true, force: true });
 await build({
   entryPoints: [join(root, 'cli/sidecar.ts')],
@@ -41,4 +44,4 @@ const walk = (d) => {
   }
 };
 walk(out);
-console.log(`dist-sidecar/: ${(total / 1024).toFixed(0)} KiB`);
+console.log(`${relative(process.cwd(), out) || '.'}/: ${(total / 1024).toFixed(0)} KiB`);

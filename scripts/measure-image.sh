@@ -5,7 +5,7 @@
 # - the size on disk (du) of the whole root filesystem and of what aigress adds to it,
 # - a gzip -6 tar of each, as a stand-in for the compressed (pulled) layer size,
 # - spawn → /readyz 200 and the proxy's RSS at that moment, the proxy run from the root filesystem (chroot, as
-#   UID/GID 1500, standalone mode), median of 5.
+#   UID/GID 1500, standalone mode), median of 5, after checking from its start-up log that it loaded the addon.
 # It is a root-filesystem equivalent, not a pulled image: docs/image.md says how it differs. Not run in CI.
 # Needs root (debootstrap, chroot), network access to deb.debian.org and the npm registry, and
 # `npm run build` + the addon (`npm run build:native`) in the repository first.
@@ -151,9 +151,33 @@ async function once(root) {
   await new Promise((r) => child.once('exit', r));
   return { ms, rss, exe };
 }
+// The image must route by original destination: a proxy that cannot find its addon (as the bundle once could
+// not, from its chunks/ directory) still becomes ready, so its start-up log line is what tells.
+async function addonLoads(root) {
+  const admin = 24900 + n++;
+  const child = spawn(CHROOT, ['--userspec=1500:1500', root, '/usr/local/bin/aigress', 'proxy',
+    '--policy', `${RUN_DIR}/policy.yaml`, '--ca-dir', `${RUN_DIR}/ca`, '--bundle-dir', `${RUN_DIR}/bundle`,
+    '--capture-port', String(admin + 100), '--admin-port', String(admin), '--log-level', 'info'],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: '/usr/local/bin:/usr/bin:/bin', NODE_ENV: 'production', HOME: '/tmp' } });
+  let out = '';
+  const exited = new Promise((r) => child.once('exit', r));
+  await new Promise((resolve, reject) => {
+    child.stdout.on('data', (c) => {
+      out += c.toString();
+      if (out.includes('"proxy listening"')) resolve();
+    });
+    child.once('exit', () => reject(new Error(`proxy from ${root} exited before listening:\n${out}`)));
+  });
+  child.kill('SIGKILL');
+  await exited;
+  const line = out.split('\n').find((l) => l.includes('"original destinations'));
+  if (!line || !line.includes('SO_ORIGINAL_DST available')) throw new Error(`proxy from ${root} did not load the SO_ORIGINAL_DST addon: ${line ?? 'no such log line'}`);
+  return JSON.parse(line).addon;
+}
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rows = [];
 for (const [name, root] of [['sidecar', SIDECAR_ROOT], ['full', FULL_ROOT]]) {
+  console.log(`${name}: SO_ORIGINAL_DST addon loaded from ${await addonLoads(root)}`);
   await once(root); // warm the page cache: every run after it starts from the same state
   const runs = [];
   for (let k = 0; k < 5; k++) runs.push(await once(root));

@@ -45,8 +45,6 @@ export const ENV_POD_NAMESPACE = 'AIGRESS_POD_NAMESPACE';
 export const ENV_SERVICE_ACCOUNT = 'AIGRESS_SERVICE_ACCOUNT';
 /** The owning workload as `kind/name` (`deployment/checkout`), derived from owner references at injection. */
 export const ENV_WORKLOAD = 'AIGRESS_WORKLOAD';
-/** The EgressPolicy the pod selected with `aigress.io/policy`; the proxy asks the control plane for it by name. */
-export const ENV_POLICY = 'AIGRESS_POLICY';
 /** PEM of the control plane's CA (public), which cluster-mode proxies verify the control plane with. */
 export const ENV_CONTROL_PLANE_CA = 'AIGRESS_CONTROL_PLANE_CA';
 

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isIP, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -25,18 +25,32 @@ interface Addon {
 const ADDON_FILE = 'original_dst.node';
 
 /**
- * Where the addon may be, in order: $AIGRESS_ORIGINAL_DST_ADDON; beside this module (the esbuild bundle ships it
- * next to itself); build/Release of the package, from dist/sidecar/proxy/ (compiled) or sidecar/proxy/ (sources).
+ * Where the addon may be, in order: $AIGRESS_ORIGINAL_DST_ADDON; beside this module; beside the entry script the
+ * process runs (the esbuild bundle ships the addon next to aigress.mjs, while this code lands in a chunks/ file);
+ * build/Release of the package, from dist/sidecar/proxy/ (compiled) or sidecar/proxy/ (sources).
  */
 function candidates(): string[] {
   const here = dirname(fileURLToPath(import.meta.url));
   const env = process.env.AIGRESS_ORIGINAL_DST_ADDON;
+  const entry = entryDirectory();
   return [
     ...(env ? [env] : []),
     join(here, ADDON_FILE),
+    ...(entry && entry !== here ? [join(entry, ADDON_FILE)] : []),
     join(here, '..', '..', '..', 'build', 'Release', ADDON_FILE),
     join(here, '..', '..', 'build', 'Release', ADDON_FILE),
   ];
+}
+
+// Resolved through symlinks: the image may start the entry through a link on PATH.
+function entryDirectory(): string | undefined {
+  const main = process.argv[1];
+  if (!main) return undefined;
+  try {
+    return dirname(realpathSync(main));
+  } catch {
+    return undefined;
+  }
 }
 
 // The descriptor libuv holds for the socket; Node exposes it on the handle on Unix. Not a public API, so a

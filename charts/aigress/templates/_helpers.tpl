@@ -29,14 +29,29 @@ app.kubernetes.io/component: control-plane
 {{- end -}}
 {{- end -}}
 
+{{/*
+The injected containers' image: injection.image when its repository is set (repository@digest, else
+repository:tag with the tag defaulting like image.tag), else the control plane's own image.
+*/}}
+{{- define "aigress.injectionImage" -}}
+{{- $i := .Values.injection.image | default dict -}}
+{{- if not $i.repository -}}
+{{ include "aigress.image" . }}
+{{- else if $i.digest -}}
+{{ $i.repository }}@{{ $i.digest }}
+{{- else -}}
+{{ $i.repository }}:{{ $i.tag | default .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
 {{/* The cert-manager Certificate (and its Secret) holding the CA, when certManager.enabled. */}}
 {{- define "aigress.certManagerCaName" -}}aigress-ca{{- end -}}
 
 {{/* The control plane's config file: `aigress webhook --config` (webhook/config.ts; unknown fields are errors). */}}
 {{- define "aigress.config" -}}
 injection:
-  image: {{ include "aigress.image" . | quote }}
-  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  image: {{ include "aigress.injectionImage" . | quote }}
+  imagePullPolicy: {{ (.Values.injection.image | default dict).pullPolicy | default .Values.image.pullPolicy }}
   nativeSidecar: {{ .Values.injection.nativeSidecar | default "auto" }}
   kubernetesVersion: {{ .Values.injection.kubernetesVersion | default .Capabilities.KubeVersion.Version | quote }}
   controlPlane:
