@@ -217,6 +217,8 @@ export interface H2Front {
 export interface H2FrontOptions {
   /** A session without any frame for this long is closed gracefully (GOAWAY; open streams still finish). */
   idleTimeoutMs: number;
+  /** A request's header block (HEADERS and its CONTINUATION frames) must be complete this long after it began. */
+  headerTimeoutMs: number;
   /** A request body pausing longer than this between bytes gets 408 (or its stream reset, once answered). */
   bodyTimeoutMs: number;
   log: Logger;
@@ -238,6 +240,61 @@ export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
   // The server creates the session synchronously inside emit('connection'); this carries the connection over.
   let handing: MediatedConnection | undefined;
 
+  // The header timeout. node:http2 emits 'stream' only once a header block is complete (HEADERS and every
+  // CONTINUATION) and has no event for one beginning; the session idle timeout restarts on every frame, so a
+  // client trickling a block (CONTINUATION frames, or one frame byte by byte) held its session for as long as it
+  // kept trickling. But nghttp2's last processed stream id (session.state.lastProcStreamID) moves to a new
+  // stream's id as soon as its HEADERS frame begins: above the last stream the session emitted, a request head is
+  // in progress (nothing else can be: a header block must be followed by its own CONTINUATIONs). One interval
+  // checks every open session, as node:http's connectionsCheckingInterval does for HTTP/1.1, so a head is cut
+  // between headerTimeoutMs and that plus two ticks after it began. A block nghttp2 or node refused (stream
+  // reset, never emitted) also reads as in progress until the session's next stream: a session that then idles
+  // is ended at the header timeout rather than the idle timeout, which costs its client a reconnect at most.
+  // (Trailers trickled after a body are the body timeout's: the stream's 'end' waits for them.)
+  const heads = new Map<ServerHttp2Session, { conn: MediatedConnection; emitted: number; pending: number; since: number }>();
+  const tickMs = Math.min(1_000, Math.max(20, Math.floor(opts.headerTimeoutMs / 10)));
+  let checking: NodeJS.Timeout | undefined;
+  const stopIfIdle = (): void => {
+    if (heads.size === 0 && checking) {
+      clearInterval(checking);
+      checking = undefined;
+    }
+  };
+  const checkHeads = (): void => {
+    const now = performance.now();
+    for (const [session, h] of heads) {
+      const begun = session.destroyed ? 0 : (session.state.lastProcStreamID ?? 0);
+      if (begun <= h.emitted) h.pending = 0;
+      else if (begun !== h.pending) {
+        h.pending = begun;
+        h.since = now;
+      } else if (now - h.since >= opts.headerTimeoutMs) {
+        heads.delete(session);
+        opts.log.warn({ host: h.conn.host, headerTimeoutMs: opts.headerTimeoutMs }, 'http2 session ended: a request header block did not complete in time');
+        opts.refused?.({ host: h.conn.host, status: 408 });
+        // The last stream id is the last one emitted: the client may retry the unfinished one elsewhere.
+        session.goaway(h2.NGHTTP2_ENHANCE_YOUR_CALM, h.emitted);
+        session.destroy();
+      }
+    }
+    stopIfIdle();
+  };
+  const watchHeads = (session: ServerHttp2Session, conn: MediatedConnection): void => {
+    const h = { conn, emitted: 0, pending: 0, since: 0 };
+    heads.set(session, h);
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      h.emitted = Math.max(h.emitted, stream.id ?? 0);
+    });
+    session.once('close', () => {
+      heads.delete(session);
+      stopIfIdle();
+    });
+    if (!checking) {
+      checking = setInterval(checkHeads, tickMs);
+      checking.unref();
+    }
+  };
+
   server.on('session', (session: ServerHttp2Session) => {
     const conn = handing;
     if (!conn) {
@@ -250,6 +307,7 @@ export function createH2Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
     };
     conn.goAway = goAway;
     session.setTimeout(opts.idleTimeoutMs, goAway);
+    watchHeads(session, conn);
     // node:http2 answers every PING and SETTINGS and lets a client reset streams as fast as it opens them (it
     // sent GOAWAY on rapid reset but kept reading and discarding): a session over the budget is ended.
     // PING floods from a client that reads the ACKs were answered without end (634,000 in a minute).

@@ -200,7 +200,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     ...(refused && { refused }),
   });
   // HTTP/2 sessions (ALPN h2) get the same Mediator through h2.ts.
-  const h2 = createH2Front(mediator, { idleTimeoutMs: KEEP_ALIVE_MS, bodyTimeoutMs: clientBodyTimeoutMs, log, state: () => state, ...(refused && { refused }) });
+  const h2 = createH2Front(mediator, {
+    idleTimeoutMs: KEEP_ALIVE_MS,
+    headerTimeoutMs: clientHeaderTimeoutMs,
+    bodyTimeoutMs: clientBodyTimeoutMs,
+    log,
+    state: () => state,
+    ...(refused && { refused }),
+  });
 
   const readyOrFail = (async () => {
     const t0 = performance.now();

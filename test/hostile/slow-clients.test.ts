@@ -3,12 +3,15 @@ import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callTls, createTestPki, fakeUpstream, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
+import { FLAG, FRAME, frame, hpack, RawH2, requestBlock } from './h2-raw.js';
 import { h2Result, h2Session, tcpTo, tlsTo } from './support.js';
 
 // Slow clients: a slowloris trickling its head, a body that stops arriving, a TLS handshake left half done. Each
 // holds a connection (and, for a body, a buffer) until the documented timeout cuts it (--client-header-timeout,
 // --client-body-timeout; short here), while other clients are served. Without the timeouts each of them was
 // held until the socket idle timeout (the upstream timeout plus 10 s: over 5 minutes by default), or for good.
+// An HTTP/2 header block trickled in CONTINUATION frames was held for as long as it kept coming: every frame
+// restarted the session's 30 s idle timeout.
 
 const OPENAI = 'api.openai.com';
 const HEADER_MS = 1_000;
@@ -80,6 +83,76 @@ describe('a slowloris (header bytes trickled)', () => {
     const { text } = await trickle(await tcpTo(proxy.handle.capturePort), `GET /v1/models HTTP/1.1\r\nHost: ${OPENAI}\r\nx-slow: `, 'abcdefgh', 100);
     expect(text).toBe('');
     expect(reached).toBe(before);
+  });
+});
+
+describe('an HTTP/2 request header block trickled', () => {
+  const ENHANCE_YOUR_CALM = 0xb;
+
+  /** Writes `pieces` one every `everyMs` until all are written or the server closes; resolves with how many went. */
+  async function trickleRaw(c: RawH2, pieces: Buffer[], everyMs: number): Promise<number> {
+    let sent = 0;
+    while (sent < pieces.length && c.isOpen) {
+      c.socket.write(pieces[sent]!);
+      sent++;
+      if (await c.closedWithin(everyMs)) break;
+    }
+    return sent;
+  }
+
+  const slowField = (i: number): Buffer => hpack.literal(`x-slow-${i}`, 'abcdefgh');
+
+  it.each([
+    {
+      // Seven CONTINUATION frames (nghttp2 ends a session at the eighth), one every 350 ms: each whole frame
+      // restarts the session idle timeout, and in all they take over twice the header timeout.
+      how: 'HEADERS without END_HEADERS, then CONTINUATION frames one at a time',
+      pieces: (): Buffer[] => [
+        frame(FRAME.HEADERS, FLAG.END_STREAM, 1, requestBlock(OPENAI)),
+        ...[0, 1, 2, 3, 4, 5, 6].map((i) => frame(FRAME.CONTINUATION, i === 6 ? FLAG.END_HEADERS : 0, 1, slowField(i))),
+      ],
+      everyMs: 350,
+    },
+    {
+      // One HEADERS frame written a byte every 100 ms (over 10 s): no CONTINUATION at all, so no cap of nghttp2's.
+      how: 'one HEADERS frame a byte at a time',
+      pieces: (): Buffer[] => [
+        ...frame(FRAME.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 1, Buffer.concat([requestBlock(OPENAI), ...[0, 1, 2, 3].map(slowField)])),
+      ].map((b) => Buffer.from([b])),
+      everyMs: 100,
+    },
+  ])('$how: the session is ended after the header timeout, nothing forwarded; an honest session is served', async ({ pieces, everyMs }) => {
+    const before = reached;
+    const c = await RawH2.connect(proxy.handle.capturePort, OPENAI, pki.caPem);
+    // SETTINGS exchanged first: RawH2's ACK of the proxy's SETTINGS inside the block would be a protocol error.
+    while (c.received.settingsAcks === 0 && c.isOpen) await c.closedWithin(10);
+    const all = pieces();
+    const slow = trickleRaw(c, all, everyMs);
+    const s = await h2Session(proxy.handle.capturePort, OPENAI, pki.caPem);
+    try {
+      expect((await h2Result(s.request({ ':method': 'GET', ':path': '/v1/models' }))).status).toBe(200);
+    } finally {
+      s.close();
+    }
+    const sent = await slow;
+    await c.closed;
+    expect(sent).toBeLessThan(all.length); // cut while still trickling…
+    expect(sent).toBeGreaterThan(2); // …not idle
+    expect(c.received.goaway?.code).toBe(ENHANCE_YOUR_CALM);
+    expect(c.received.answered.has(1)).toBe(false);
+    expect(reached - before).toBe(1); // the honest one only
+  });
+
+  it('an honest session idle between requests for longer than the header timeout is not cut', async () => {
+    const s = await h2Session(proxy.handle.capturePort, OPENAI, pki.caPem);
+    try {
+      expect((await h2Result(s.request({ ':method': 'GET', ':path': '/v1/models' }))).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 2.5 * HEADER_MS));
+      expect(s.closed || s.destroyed).toBe(false);
+      expect((await h2Result(s.request({ ':method': 'GET', ':path': '/v1/models' }))).status).toBe(200);
+    } finally {
+      s.close();
+    }
   });
 });
 
