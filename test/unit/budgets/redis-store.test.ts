@@ -126,6 +126,24 @@ describeRedis('Redis budget store', () => {
     expect(await b.reserve(k, 100)).toMatchObject({ ok: false, kind: 'exhausted', remaining: 50 });
   });
 
+  it('a lease lives from when its call was sent, so a slow answer cannot stretch it past its bucket', async () => {
+    let clock = 1_000_000;
+    const a = await store('a-lease', { now: () => clock, leaseTtlMs: 1_000 });
+    const k = key(100_000, 3_600_000);
+    const pending = a.reserve(k, 10);
+    clock += 900; // the answer arrives 900 ms (proxy clock) after the call was sent
+    expect((await pending).ok).toBe(true);
+    // the lease is spent locally within its life…
+    let calls = a.calls;
+    expect((await a.reserve(k, 10)).ok).toBe(true);
+    expect(a.calls).toBe(calls);
+    // …which ended 1 s after the call was sent, not 1 s after the answer
+    clock += 200;
+    calls = a.calls;
+    expect((await a.reserve(k, 10)).ok).toBe(true);
+    expect(a.calls).toBeGreaterThan(calls);
+  });
+
   it('a cached refusal ends with its bucket, so capacity leaving the window is seen at once', async () => {
     const k = key(500, 1_000); // buckets of 16 ms: shorter than REFUSAL_CACHE_MS
     const a = await store('a6');
