@@ -144,6 +144,27 @@ describeRedis('Redis budget store', () => {
     expect(a.calls).toBeGreaterThan(calls);
   });
 
+  it('prunes the markers of proxies that stopped calling (each restart is a new id), once their spend left the window', async () => {
+    const k = key(500, 1_000); // buckets of 16 ms, 63 back: a marker goes 65 buckets (1 040 ms) after its last call
+    const gone = new RedisBudgetStore({ url: server.url, proxyId: 'gone', log: quiet });
+    expect(await gone.connected()).toBe(true);
+    const restored: string[] = [];
+    const live = await store('live', { onRestored: (id) => restored.push(id) });
+    expect((await gone.reserve(k, 100)).ok).toBe(true);
+    await gone.close();
+    expect((await live.reserve(k, 100)).ok).toBe(true);
+    const r = new Redis(server.url);
+    const markers = async () => Object.keys(await r.hgetall(k.id)).filter((f) => f.startsWith('m:')).sort();
+    expect(await markers()).toEqual(['m:gone', 'm:live']);
+    await sleep(1_200);
+    expect((await live.reserve(k, 100)).ok).toBe(true);
+    expect(await markers()).toEqual(['m:live']);
+    // the live proxy's own marker stayed: Redis still knows its contribution, nothing was restored twice
+    expect((await live.reserve(k, 100)).ok).toBe(true);
+    expect(restored).toEqual([]);
+    r.disconnect();
+  });
+
   it('a cached refusal ends with its bucket, so capacity leaving the window is seen at once', async () => {
     const k = key(500, 1_000); // buckets of 16 ms: shorter than REFUSAL_CACHE_MS
     const a = await store('a6');
