@@ -132,7 +132,8 @@ export interface Estimate {
  * so the reservation covers the longest answer. Apps that set max_tokens get tighter reservations.
  */
 const DEFAULT_CAPS: readonly [RegExp, number][] = [
-  [/^(gpt-5|o1|o3|o4)/, 100_000],
+  [/^gpt-5/, 128_000], // 400k context, of which 128k output (the chat-latest aliases answer less: this errs high)
+  [/^(o1|o3|o4)/, 100_000],
   [/^gpt-4\.1/, 32_768],
   [/^gpt-4o/, 16_384],
   [/^(gpt-4|gpt-3\.5|gpt-35)/, 4_096],

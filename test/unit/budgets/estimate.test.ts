@@ -73,6 +73,8 @@ describe('token estimates', () => {
     expect(requestedOutputCap({ maxTokens: 60 })).toBe(60);
     expect(requestedOutputCap({})).toBeUndefined();
     expect(defaultOutputCap('gpt-4o-mini')).toBe(16_384);
+    expect(defaultOutputCap('gpt-5-mini')).toBe(128_000);
+    expect(defaultOutputCap('o3-mini')).toBe(100_000);
     expect(defaultOutputCap('gemini-2.5-flash')).toBe(65_536);
     expect(defaultOutputCap('something-new')).toBe(16_384);
     const emb = estimateRequest('openai', { operation: 'embeddings', model: 'text-embedding-3-small', stream: false }, { model: 'text-embedding-3-small', input: 'hi' });
