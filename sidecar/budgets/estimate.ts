@@ -66,6 +66,57 @@ export function requestTexts(json: unknown, out: string[] = [], key = ''): strin
   return out;
 }
 
+/** Request-level keys whose content is tool or output-schema definitions (the model reads them, serialised). */
+const DEFINITION_KEYS = ['tools', 'functions', 'toolConfig', 'response_format', 'output_format', 'text'] as const;
+
+/**
+ * The tool and structured-output definitions of a request, each as one JSON text: the providers render them into
+ * the prompt and bill them as input, and a long tool description would otherwise be reserved as nothing. JSON
+ * with its punctuation counts a little more than the providers' own renderings, which errs the safe way.
+ * OpenAI chat `tools[].function` and legacy `functions[]`, the Responses API's flat `tools[]` and `text.format`,
+ * Anthropic `tools[]` (name, description, input_schema) and `output_format`, Gemini `tools[].functionDeclarations`
+ * and `generationConfig.responseSchema` / `responseJsonSchema`, Bedrock Converse `toolConfig.tools[].toolSpec`,
+ * OpenAI `response_format` (json_schema).
+ */
+export function definitionTexts(json: Readonly<Record<string, unknown>>): string[] {
+  const out: string[] = [];
+  const add = (v: unknown): void => {
+    if (v !== undefined && v !== null && typeof v === 'object') out.push(JSON.stringify(v));
+  };
+  const obj = (v: unknown): Record<string, unknown> | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+  for (const t of list(json.tools)) {
+    const tool = obj(t);
+    // OpenAI chat nests the definition under `function`; everything else is the definition itself
+    add(obj(tool?.function) ?? tool);
+  }
+  for (const f of list(json.functions)) add(f);
+  for (const t of list(obj(json.toolConfig)?.tools)) add(obj(obj(t)?.toolSpec) ?? t);
+  const rf = obj(json.response_format);
+  if (rf && rf.type !== 'text') add(rf);
+  add(obj(json.output_format));
+  const format = obj(obj(json.text)?.format);
+  if (format && format.type !== 'text') add(format);
+  const gen = obj(json.generationConfig);
+  add(gen?.responseSchema);
+  add(gen?.responseJsonSchema);
+  return out;
+}
+
+/** The request without its definitions, for the generic walk (which would count their descriptions again). */
+function withoutDefinitions(json: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const rest: Record<string, unknown> = { ...json };
+  for (const k of DEFINITION_KEYS) if (rest[k] !== null && typeof rest[k] === 'object') delete rest[k];
+  const gen = rest.generationConfig;
+  if (gen !== null && typeof gen === 'object') {
+    const g = { ...(gen as Record<string, unknown>) };
+    delete g.responseSchema;
+    delete g.responseJsonSchema;
+    rest.generationConfig = g;
+  }
+  return rest;
+}
+
 export interface Estimate {
   readonly input: number;
   /** The most output tokens the request allows (its own cap, or the model's default). */
@@ -81,7 +132,8 @@ export interface Estimate {
  * so the reservation covers the longest answer. Apps that set max_tokens get tighter reservations.
  */
 const DEFAULT_CAPS: readonly [RegExp, number][] = [
-  [/^(gpt-5|o1|o3|o4)/, 100_000],
+  [/^gpt-5/, 128_000], // 400k context, of which 128k output (the chat-latest aliases answer less: this errs high)
+  [/^(o1|o3|o4)/, 100_000],
   [/^gpt-4\.1/, 32_768],
   [/^gpt-4o/, 16_384],
   [/^(gpt-4|gpt-3\.5|gpt-35)/, 4_096],
@@ -126,15 +178,18 @@ export function estimateRequest(
   const count = (encoding && encoders[encoding]) ?? approxTokens;
   const method = encoding && encoders[encoding] ? encoding : 'approx';
   let texts: string[] = [];
+  let definitions: string[] = [];
   if (json) {
     try {
-      texts = codec ? codec.request(json as Record<string, unknown> as never).map((s) => s.text) : requestTexts(json);
+      texts = codec ? codec.request(json as Record<string, unknown> as never).map((s) => s.text) : requestTexts(withoutDefinitions(json));
     } catch {
-      texts = requestTexts(json);
+      texts = requestTexts(withoutDefinitions(json));
     }
+    definitions = definitionTexts(json);
   }
   let input = PER_REQUEST;
   for (const t of texts) input += count(t) + PER_MESSAGE;
+  for (const t of definitions) input += count(t);
   const requested = json ? requestedOutputCap(json) : undefined;
   const outputCap = NO_OUTPUT.has(d.operation) ? 0 : requested ?? defaultOutputCap(d.model);
   return { input, outputCap, method, capFromRequest: requested !== undefined };

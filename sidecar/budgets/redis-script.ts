@@ -7,7 +7,11 @@
 //     requests need no round trip.
 //
 // Hash fields of the key: `<bucket>` units spent (leases included), `l<bucket>` units leased out, `p:<proxy>`
-// when that proxy last called (ms), `m:<proxy>` the proxy's contribution is known here, `rec` recovery deadline.
+// when that proxy last called (ms), `m:<proxy>` the proxy's contribution is known here (the value: when it last
+// called, ms), `rec` recovery deadline. Every restart brings a new proxy id, so markers are pruned: one whose
+// proxy has not called for the window plus two buckets is dropped, which loses nothing, because that proxy's
+// last call booked a bucket that has left the window since (a marker of 1, from before markers had times, is
+// left to the key's expiry).
 //
 // KEYS[1] the budget key
 // ARGV: proxy id, limit, window ms, bucket ms, buckets back, recovery grace ms, lease (0/1), lease max,
@@ -50,8 +54,8 @@ for i = 0, nl - 1 do
     if not known and ds ~= 0 then restored = restored + 1 end
   end
 end
+redis.call('HSET', K, marker, now)
 if not known then
-  redis.call('HSET', K, marker, 1)
   if restored > 0 and redis.call('HEXISTS', K, 'rec') == 0 then redis.call('HSET', K, 'rec', now + grace) end
 end
 redis.call('HSET', K, 'p:' .. id, now)
@@ -67,6 +71,7 @@ for i = 1, #h, 2 do
   elseif c == 112 then
     if v < now - 30000 then redis.call('HDEL', K, f) else peers = peers + 1 end
   elseif c == 109 then
+    if v > 1 and v < now - (back + 2) * bms then redis.call('HDEL', K, f) end
   elseif f == 'rec' then
     if v <= now then redis.call('HDEL', K, f) else rec = v end
   else

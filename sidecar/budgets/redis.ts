@@ -379,15 +379,18 @@ export class RedisBudgetStore implements BudgetStore {
     } else if (batch.length > 0) k.refusal = undefined;
     if (lease > 0) {
       add(k.ledger, cur, lease, lease);
-      // A lease is spent only within the bucket it was booked in, so the window's bound holds for it too.
-      const ttl = Math.min(this.leaseTtlMs, msLeft - 5);
-      if (ttl > 0) {
-        const l: Lease = { bucket: cur, total: lease, left: lease, until: this.now() + ttl };
+      // A lease is spent only within the bucket it was booked in, so the window's bound holds for it too. The
+      // bucket ends msLeft after Redis answered, which is at most msLeft after the call was sent: the life counts
+      // from then, so a slow answer shortens the lease rather than letting it outlive its bucket.
+      const until = sentAt + Math.min(this.leaseTtlMs, msLeft - 5);
+      const life = until - at;
+      if (life > 0) {
+        const l: Lease = { bucket: cur, total: lease, left: lease, until };
         l.timer = setTimeout(() => {
           if (k.lease !== l) return;
           this.returnLease(k);
           this.kick(k);
-        }, ttl);
+        }, life);
         l.timer.unref();
         k.lease = l;
       } else {

@@ -21,7 +21,7 @@ export interface PodIdentity {
   namespace?: string;
   pod?: string;
   serviceAccount?: string;
-  /** The owning workload (`Deployment/chat`, …), from owner references at injection (AIGRESS_WORKLOAD). */
+  /** The owning workload as kind/name in kubectl's lower-case spelling (`deployment/chat`, …), from owner references at injection (AIGRESS_WORKLOAD). */
   workload?: string;
 }
 

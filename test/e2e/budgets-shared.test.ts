@@ -6,10 +6,12 @@ import { OPENAI_HOST, PLAIN_HOST } from './support/fake-provider.js';
 import { metricSum } from './support/metrics.js';
 import { netnsExec } from './support/netns.js';
 import { APPS_DIR } from './support/paths.js';
-import { APP, PodSession, promptLog } from './support/pod-session.js';
+import { APP, PROXY, PodSession, promptLog } from './support/pod-session.js';
 import { Background } from './support/process.js';
 import { describeRoot } from './support/require-root.js';
 import { redisAvailable } from '../support/redis-server.js';
+import { ENV_WORKLOAD } from '../../shared/constants.js';
+import { findContainer } from './support/pod-spec.js';
 
 // Shared budgets in the pod played for real: a real redis-server outside the pod (where a cluster's Redis
 // would be), the proxy given --redis-url, the unmodified openai SDK as the app. The proxy is restarted in the
@@ -36,6 +38,9 @@ spec:
   unmatchedEgress: passthrough
 `;
 
+const DEPLOYMENT = 'e2e-chat';
+const HASH = '7d9f8b6c5d';
+const WORKLOAD_KEY = `team-a/workload/deployment/${DEPLOYMENT}`;
 const { prompt } = promptLog();
 const redis = redisAvailable();
 
@@ -44,7 +49,9 @@ describeRoot('shared budgets through a real Redis, across a proxy restart, seen 
     tmpPrefix: 'aig-e2e-budget-shared-',
     hosts: [OPENAI_HOST, PLAIN_HOST],
     keys: KEYS,
-    app: { policy: POLICY, proxyArgs: ['--redis-url', `redis://${REDIS_ADDR}:${REDIS_PORT}`] },
+    // Made by a Deployment's ReplicaSet, as the API server shows such a pod: `aigress inject` derives the
+    // workload (deployment/<name>) from the owner reference and the pod-template-hash label.
+    app: { policy: POLICY, proxyArgs: ['--redis-url', `redis://${REDIS_ADDR}:${REDIS_PORT}`], owner: { apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${DEPLOYMENT}-${HASH}`, labels: { 'pod-template-hash': HASH } } },
   });
   let server: Background | undefined;
   let redisDir = '';
@@ -64,6 +71,11 @@ describeRoot('shared budgets through a real Redis, across a proxy restart, seen 
     await session.stop();
     if (server?.running) await server.stop(5_000);
     if (redisDir) rmSync(redisDir, { recursive: true, force: true });
+  });
+
+  it('injection gives the proxy the owning Deployment as its workload', () => {
+    const proxy = findContainer(session.files.pod, PROXY);
+    expect(proxy.env?.find((e) => e.name === ENV_WORKLOAD)?.value).toBe(`deployment/${DEPLOYMENT}`);
   });
 
   it('a restarted proxy sees what the first one spent in every shared scope; past the budget it is 429 and nothing leaves', async () => {
@@ -94,10 +106,12 @@ describeRoot('shared budgets through a real Redis, across a proxy restart, seen 
     const m = await session.metrics();
     expect(metricSum(m, 'aigress_budget_remaining', { budget: 'budgets[0]', scope: 'namespace', key: 'team-a' })).toBe(LIMITS.namespace - used1 - used2);
     expect(metricSum(m, 'aigress_budget_remaining', { budget: 'budgets[1]', scope: 'serviceaccount', key: 'team-a/sa/e2e-app' })).toBe(LIMITS.serviceaccount - used1 - used2);
-    // a bare pod has no owning workload: its workload budget is keyed to the pod, still counted in Redis
-    const workload = m.split('\n').find((l) => l.startsWith('aigress_budget_remaining{') && l.includes('scope="workload"'));
-    expect(workload).toBeDefined();
-    expect(Number(workload!.split(' ').pop())).toBe(LIMITS.workload - used1 - used2);
+    // the workload budget is keyed by the owning Deployment (AIGRESS_WORKLOAD from injection), not the pod,
+    // and counted in Redis across the restart like the others
+    expect(metricSum(m, 'aigress_budget_remaining', { budget: 'budgets[2]', scope: 'workload', key: WORKLOAD_KEY })).toBe(LIMITS.workload - used1 - used2);
+    const workloadLines = m.split('\n').filter((l) => l.startsWith('aigress_budget_remaining{') && l.includes('scope="workload"'));
+    expect(workloadLines).toHaveLength(1);
+    expect(workloadLines[0]).toContain(`key="${WORKLOAD_KEY}"`);
     expect(metricSum(m, 'aigress_budget_rejections_total', { budget: 'budgets[0]', reason: 'budget_exhausted', mode: 'enforce' })).toBe(1);
   }, 90_000);
 

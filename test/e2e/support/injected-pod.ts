@@ -30,6 +30,11 @@ export interface AppPodOptions {
   appEnv?: Record<string, string>;
   /** Annotations on the pod (e.g. `aigress.io/include-outbound-ports`). */
   annotations?: Record<string, string>;
+  /**
+   * The pod's controller, as the API server shows it on a pod its ReplicaSet made (`aigress inject` derives the
+   * workload from it), and the labels that come with it (a Deployment's `pod-template-hash`).
+   */
+  owner?: { apiVersion: string; kind: string; name: string; labels?: Record<string, string> };
   /** More containers' names in the spec (a mesh's sidecar, as its injector leaves it); never started. */
   extraContainers?: readonly string[];
   /** More proxy arguments (after --policy and --ca-dir). */
@@ -44,11 +49,15 @@ export interface AppPodOptions {
 export function appPodYaml(
   keys: { openai: string; anthropic: string },
   appEnv: Record<string, string> = {},
-  more: Pick<AppPodOptions, 'annotations' | 'extraContainers'> = {},
+  more: Pick<AppPodOptions, 'annotations' | 'extraContainers' | 'owner'> = {},
 ): string {
   const extra = Object.entries(appEnv).map(([name, value]) => `
         - { name: ${name}, value: ${JSON.stringify(value)} }`).join('');
   const annotations = more.annotations ? `\n  annotations: ${JSON.stringify(more.annotations)}` : '';
+  const labels = JSON.stringify({ app: 'e2e-app', ...more.owner?.labels });
+  const owner = more.owner
+    ? `\n  ownerReferences: [${JSON.stringify({ apiVersion: more.owner.apiVersion, kind: more.owner.kind, name: more.owner.name, uid: '00000000-0000-4000-8000-00000000e2e0', controller: true, blockOwnerDeletion: true })}]`
+    : '';
   const containers = (more.extraContainers ?? []).map((name) => `
     - { name: ${name}, image: registry.example.com/mesh/${name}:1 }`).join('');
   return `apiVersion: v1
@@ -56,7 +65,7 @@ kind: Pod
 metadata:
   name: e2e-app
   namespace: team-a
-  labels: { app: e2e-app }${annotations}
+  labels: ${labels}${annotations}${owner}
 spec:
   serviceAccountName: e2e-app
   containers:

@@ -126,6 +126,45 @@ describeRedis('Redis budget store', () => {
     expect(await b.reserve(k, 100)).toMatchObject({ ok: false, kind: 'exhausted', remaining: 50 });
   });
 
+  it('a lease lives from when its call was sent, so a slow answer cannot stretch it past its bucket', async () => {
+    let clock = 1_000_000;
+    const a = await store('a-lease', { now: () => clock, leaseTtlMs: 1_000 });
+    const k = key(100_000, 3_600_000);
+    const pending = a.reserve(k, 10);
+    clock += 900; // the answer arrives 900 ms (proxy clock) after the call was sent
+    expect((await pending).ok).toBe(true);
+    // the lease is spent locally within its life…
+    let calls = a.calls;
+    expect((await a.reserve(k, 10)).ok).toBe(true);
+    expect(a.calls).toBe(calls);
+    // …which ended 1 s after the call was sent, not 1 s after the answer
+    clock += 200;
+    calls = a.calls;
+    expect((await a.reserve(k, 10)).ok).toBe(true);
+    expect(a.calls).toBeGreaterThan(calls);
+  });
+
+  it('prunes the markers of proxies that stopped calling (each restart is a new id), once their spend left the window', async () => {
+    const k = key(500, 1_000); // buckets of 16 ms, 63 back: a marker goes 65 buckets (1 040 ms) after its last call
+    const gone = new RedisBudgetStore({ url: server.url, proxyId: 'gone', log: quiet });
+    expect(await gone.connected()).toBe(true);
+    const restored: string[] = [];
+    const live = await store('live', { onRestored: (id) => restored.push(id) });
+    expect((await gone.reserve(k, 100)).ok).toBe(true);
+    await gone.close();
+    expect((await live.reserve(k, 100)).ok).toBe(true);
+    const r = new Redis(server.url);
+    const markers = async () => Object.keys(await r.hgetall(k.id)).filter((f) => f.startsWith('m:')).sort();
+    expect(await markers()).toEqual(['m:gone', 'm:live']);
+    await sleep(1_200);
+    expect((await live.reserve(k, 100)).ok).toBe(true);
+    expect(await markers()).toEqual(['m:live']);
+    // the live proxy's own marker stayed: Redis still knows its contribution, nothing was restored twice
+    expect((await live.reserve(k, 100)).ok).toBe(true);
+    expect(restored).toEqual([]);
+    r.disconnect();
+  });
+
   it('a cached refusal ends with its bucket, so capacity leaving the window is seen at once', async () => {
     const k = key(500, 1_000); // buckets of 16 ms: shorter than REFUSAL_CACHE_MS
     const a = await store('a6');

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 // credentials); the refusal of such policies has its own tests (test/unit/shared/enforced.test.ts).
 import { EGRESS_POLICY_API_VERSION, EGRESS_POLICY_KIND } from '../../../shared/constants.js';
 import { validatePolicy } from '../../../shared/policy/validate.js';
+import { overlapIssues } from '../../../webhook/policy/compile.js';
 import { structuralProblems, validateAgainst, type Schema } from '../../support/crd-schema.js';
 import { withPaths } from '../../support/paths.js';
 
@@ -160,7 +161,7 @@ describe('the policy API explains itself', () => {
 
   it.each([
     ['a model both allowed and denied', [['spec.models', { allow: ['gpt-4o', 'claude-*'], deny: ['claude-*'] }]], /^spec: Invalid value: a model pattern is both in models.allow and in models.deny/],
-    ['two budgets for one scope and window', [['spec.budgets', [{ tokens: 10, per: '1m', scope: 'pod' }, { tokens: 20, per: '1m' }]]], /^spec\.budgets: Invalid value: two budgets have the same scope and window/],
+    ['two budgets counting the same thing', [['spec.budgets', [{ tokens: 10, per: '1m', scope: 'pod' }, { tokens: 20, per: '1m' }]]], /^spec\.budgets: Invalid value: two budgets count the same thing/],
     ['two credentials for one provider', [['spec.credentials', [{ provider: 'openai', secretRef: { name: 'a', key: 'k' } }, { provider: 'openai', secretRef: { name: 'b', key: 'k' } }]]], /^spec\.credentials: Invalid value: two credentials for the same provider/],
     ['a regex filter without a pattern', [['spec.filters', [{ type: 'regex', action: 'block' }]]], /^spec\.filters\[0\]: Invalid value: pattern is required by regex filters/],
     ['a pii filter with a url', [['spec.filters', [{ type: 'pii', url: 'http://x' }]]], /^spec\.filters\[0\]: Invalid value: url is required by external filters and taken by no other type/],
@@ -170,6 +171,40 @@ describe('the policy API explains itself', () => {
     const errors = validateAgainst(schema, doc);
     expect(errors[0]).toMatch(re);
     expect(validateAgainst(clusterSchema, { ...doc, kind: 'ClusterEgressPolicy', metadata: { name: 'default' } })[0]).toMatch(re);
+  });
+
+  // The CEL rule and the controller (overlapIssues) must draw the same line: a pair the CRD refuses at
+  // kubectl apply is one the controller would refuse, and stacked budgets the issue asks for pass both.
+  const a = { tokens: 1000, per: '1h', scope: 'namespace' };
+  it.each([
+    ['differ by models (a gpt-4o* budget beside an all-models one)', a, { ...a, tokens: 100, models: ['gpt-4o*'] }, true],
+    ['differ by model list', { ...a, models: ['gpt-4o*'] }, { ...a, models: ['claude-*'] }, true],
+    ['differ by providers', a, { ...a, providers: ['openai'] }, true],
+    ['differ by type', a, { ...a, type: 'input' }, true],
+    ['tokens beside usd', a, { usd: 5, per: '1h', scope: 'namespace' }, true],
+    ['differ by window', a, { ...a, per: '1m' }, true],
+    ['differ by scope', a, { ...a, scope: 'pod' }, true],
+    ['identical', a, { ...a }, false],
+    ['same but for the limit', a, { ...a, tokens: 5 }, false],
+    ['same models', { ...a, models: ['gpt-4o*'] }, { ...a, tokens: 5, models: ['gpt-4o*'] }, false],
+    ['same providers and type', { ...a, type: 'output', providers: ['anthropic'] }, { ...a, type: 'output', providers: ['anthropic'], tokens: 7 }, false],
+    ['scope absent and pod', { tokens: 1, per: '1m' }, { tokens: 2, per: '1m', scope: 'pod' }, false],
+  ])('budgets that %s: CRD and controller agree (accepted: %s)', (_what, b1, b2, accepted) => {
+    const doc = withPaths(full, ['spec.budgets', [b1, b2]]);
+    const errors = validateAgainst(schema, doc);
+    expect(errors.length === 0, errors.join('; ')).toBe(accepted);
+    if (!accepted) expect(errors[0]).toMatch(/^spec\.budgets: Invalid value: two budgets count the same thing/);
+    const v = validatePolicy(doc);
+    expect(v.ok).toBe(true);
+    if (v.ok) expect(overlapIssues(v.policy.spec).length === 0).toBe(accepted);
+  });
+
+  it('takes the windows the validator takes (1s and up; not 500ms)', () => {
+    for (const [per, ok] of [['500ms', false], ['999ms', false], ['0s', false], ['1000ms', true], ['1500ms', true], ['1s', true], ['24h', true], ['1d', true]] as const) {
+      const doc = withPaths(full, ['spec.budgets', [{ tokens: 10, per }]]);
+      expect(validateAgainst(schema, doc).length === 0, per).toBe(ok);
+      expect(validatePolicy(doc).ok, per).toBe(ok);
+    }
   });
 
   it('accepts budgets that differ in scope or window and filters with only their own fields', () => {
