@@ -124,22 +124,38 @@ function phoneCheck(v: string): boolean {
 const NB = '(?<![\\w.@+-])';
 const NA = '(?![\\w@-]|\\.\\d)';
 
+// A token must not begin inside a longer run of token characters: without this, `sk-` inside
+// `risk-assessment-…` or `/ask-the-…` was a key. A JSON escape (`\n`) before a token in JSON source still counts
+// as a boundary. SA is the matching look-ahead for the tokens whose length is open-ended.
+const SB = '(?:(?<![A-Za-z0-9_-])|(?<=\\\\[nrt]))';
+const SA = '(?![A-Za-z0-9_-])';
+
 const SECRET_PATTERNS = [
-  '(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])', // AWS access key IDs
+  `${SB}(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])`, // AWS access key IDs
   '"private_key_id"\\s{0,4}:\\s{0,4}"[0-9a-f]{40}"', // GCP service-account key JSON
-  'AIza[0-9A-Za-z_-]{35}(?![\\w-])', // Google API keys
-  'sk-ant-(?:api|admin)\\d{2}-[A-Za-z0-9_-]{20,200}', // Anthropic
-  'sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}', // OpenAI
-  '(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}(?![A-Za-z0-9])', // GitHub tokens
-  'github_pat_[A-Za-z0-9_]{22,255}', // GitHub fine-grained tokens
-  'glpat-[A-Za-z0-9_-]{20,64}', // GitLab personal access tokens
-  'xox[abposr]-[A-Za-z0-9-]{10,250}', // Slack tokens
+  `${SB}AIza[0-9A-Za-z_-]{35}${SA}`, // Google API keys
+  `${SB}sk-ant-(?:api|admin)\\d{2}-[A-Za-z0-9_-]{20,200}${SA}`, // Anthropic
+  `${SB}sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}${SA}`, // OpenAI
+  `${SB}(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}(?![A-Za-z0-9])`, // GitHub tokens
+  `${SB}github_pat_[A-Za-z0-9_]{22,255}(?![A-Za-z0-9_])`, // GitHub fine-grained tokens
+  `${SB}glpat-[A-Za-z0-9_-]{20,64}${SA}`, // GitLab personal access tokens
+  `${SB}xox[abposr]-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9-])`, // Slack tokens
   '-----BEGIN (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----[A-Za-z0-9+/=\\s\\\\:,-]{1,16384}?-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----', // PEM private keys
-  'eyJ[A-Za-z0-9_-]{5,4096}\\.eyJ[A-Za-z0-9_-]{5,8192}\\.[A-Za-z0-9_-]{10,1024}', // JWTs
+  `${SB}eyJ[A-Za-z0-9_-]{5,4096}\\.eyJ[A-Za-z0-9_-]{5,8192}\\.[A-Za-z0-9_-]{10,1024}${SA}`, // JWTs
 ];
 
+/**
+ * Prefixed tokens whose body may be hyphenated words (`sk-`, `glpat-`, `xox?-`): a body of lower-case words joined
+ * by hyphens (`sk-learn-compatible-estimators`, a URL slug) is prose, not a key; real ones mix in digits, capitals
+ * or underscores.
+ */
+function secretCheck(v: string): boolean {
+  const m = /^(?:sk-(?:proj-|svcacct-|admin-)?|glpat-|xox[abposr]-)/.exec(v);
+  return !m || v.startsWith('sk-ant-') || !/^[a-z]+(?:-[a-z]+)+$/.test(v.slice(m[0].length));
+}
+
 export const DETECTORS: readonly Detector[] = [
-  { kind: 'secret', label: 'SECRET', find: byRegex('secret', new RegExp(SECRET_PATTERNS.join('|'), 'g')) },
+  { kind: 'secret', label: 'SECRET', find: byRegex('secret', new RegExp(SECRET_PATTERNS.join('|'), 'g'), secretCheck) },
   { kind: 'email', label: 'EMAIL', find: byRegex('email', /(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])/g) },
   { kind: 'iban', label: 'IBAN', find: byRegex('iban', /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}/g, ibanCheck) },
   { kind: 'credit-card', label: 'CREDIT_CARD', find: byRegex('credit-card', new RegExp(`${NB}\\d(?:[ -]?\\d){12,18}${NA}`, 'g'), cardCheck) },

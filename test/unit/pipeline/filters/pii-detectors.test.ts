@@ -107,6 +107,40 @@ describe('false positives that must not be found', () => {
   });
 });
 
+describe('secret tokens need a left boundary: a prefix inside a word, a path or a slug is not a key', () => {
+  const body = 'a1B2'.repeat(12);
+  it.each([
+    ['risk-assessment-for-the-quarterly-review'],
+    ['task-runner-integration-tests-nightly'],
+    ['https://example.com/blog/ask-the-community-forum-guidelines'],
+    [`disk-${body}`], // openai sk- inside a word
+    [`desk-proj-${body}`],
+    [`x_sk-ant-api03-${'x'.repeat(90)}`], // anthropic
+    [`MYAKIAIOSFODNN7EXAMPLE`], // aws, run on from a word
+    [`keyASIAY34FZKBOKMUTVV7A`],
+    [`xAIza${'B'.repeat(35)}`], // google
+    [`AIza${'B'.repeat(36)}`], // google, too long to be one
+    [`prefixghp_${'A'.repeat(36)}`], // github
+    [`my-github_pat_${'A'.repeat(30)}`],
+    [`aglpat-${'z'.repeat(20)}`], // gitlab
+    ['glpat-the-deployment-guide-for-teams'],
+    ['detoxoxb-123456789012-abcdefABCDEF'], // slack
+    ['xoxb-is-the-prefix-slack-uses-for-bots'],
+    ['sk-learn-compatible-estimators-and-pipelines'], // a slug after the prefix
+    ['/sk-the-community-forum-guidelines'],
+    ['aeyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U'], // jwt inside a word
+  ])('%s', (text) => {
+    expect(finds(text, new Set(['secret']))).toEqual([]);
+  });
+
+  it('still finds them after a space, punctuation, a quote or a JSON escape', () => {
+    const key = `sk-proj-${body}`;
+    for (const pre of [' ', '(', '"', '=', ':', '\\n', '\n', '/']) expect(finds(`x${pre}${key}`, new Set(['secret'])), JSON.stringify(pre)).toEqual([`secret:${key}`]);
+    expect(finds(`{"k":"line\\nAKIAIOSFODNN7EXAMPLE"}`, new Set(['secret']))).toEqual(['secret:AKIAIOSFODNN7EXAMPLE']);
+    expect(finds(`xoxb-123456789012-abcdefABCDEF`, new Set(['secret']))).toEqual(['secret:xoxb-123456789012-abcdefABCDEF']);
+  });
+});
+
 describe('detect', () => {
   it('looks only for the kinds asked for, and resolves overlaps to the longest', () => {
     const text = 'mail ada@example.com from 10.0.0.1';
