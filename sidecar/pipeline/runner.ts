@@ -341,7 +341,7 @@ export class PipelineRunner {
       kind: 'unavailable',
       status: 503,
       reason: 'processor_failed',
-      message: `aigress: policy step ${p.name} (${p.type}) could not decide (${f.err instanceof StepTimeout ? why : 'it failed'}) and policy ${policy} fails closed; nothing was sent`,
+      message: `aigress: policy step ${p.name} (${p.type}) could not decide (${f.err instanceof StepTimeout ? why : 'it failed'}) and policy ${policy} fails closed; ${phase === 'response' ? 'the request had reached the provider; the rest of its response is withheld' : 'nothing was sent'}`,
     };
     if (this.denied(ex, p, d, phase)) return d;
     return undefined;

@@ -54,6 +54,14 @@ function appSigned(ex: Exchange): boolean {
   return typeof a === 'string' && a.startsWith('AWS4-HMAC-SHA256');
 }
 
+/**
+ * What a fail-closed refusal says happened: on the request side nothing left the pod; on the response side the
+ * request had reached the provider (and may have been billed or acted on), only its answer is withheld.
+ */
+export function failedTail(phase: FilterPhaseLabel): string {
+  return phase === 'request' ? 'nothing was sent' : "the request had reached the provider; the rest of its response is withheld";
+}
+
 export class FilterTools {
   readonly props: ReturnType<typeof processorProps>;
   constructor(
@@ -146,7 +154,7 @@ export class FilterTools {
     }
     return phase === 'request'
       ? deny('bad_request', 400, 'uninspectable_body', `aigress: filter ${this.filter.name} (${this.filter.type}) cannot inspect this request (${why}) and fails closed; nothing was sent`)
-      : deny('bad_gateway', 502, 'uninspectable_response', `aigress: filter ${this.filter.name} (${this.filter.type}) cannot inspect the provider's response (${why}) and fails closed`);
+      : deny('bad_gateway', 502, 'uninspectable_response', `aigress: filter ${this.filter.name} (${this.filter.type}) cannot inspect the provider's response (${why}) and fails closed; ${failedTail('response')}`);
   }
 
   /** A guard or step failure the filter handles itself (not a throw): counted, then the failure mode decides. */
@@ -157,7 +165,7 @@ export class FilterTools {
       this.record(ex, phase, 'failed-open', undefined, why);
       return CONTINUE;
     }
-    return deny('unavailable', 503, 'filter_failed', `aigress: filter ${this.filter.name} (${this.filter.type}) could not decide (${why}) and fails closed; nothing was sent`);
+    return deny('unavailable', 503, 'filter_failed', `aigress: filter ${this.filter.name} (${this.filter.type}) could not decide (${why}) and fails closed; ${failedTail(phase)}`);
   }
 
   /** The request's texts, `empty` for a request without a body, or the verdict when they cannot be read. */

@@ -140,6 +140,20 @@ describe('external guard', () => {
     await s.pipeline.close();
   });
 
+  it('a response-phase failure that fails closed says the request reached the provider, not that nothing was sent', async () => {
+    handler = (env) => (env.phase === 'response' ? { status: 502, body: 'down' } : { body: '{"action":"allow"}' });
+    const s = filterSetup([guard({ phase: 'response' })]);
+    const { ex } = await send(s, 'api.openai.com', CHAT, body);
+    const got = await respond(s.pipeline, ex, 200, JSON_H, [Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: 'fine' } }] }))]);
+    for (let i = 0; i < 100 && !got.ended; i++) await new Promise((r) => setTimeout(r, 5));
+    const out = got.denied?.message ?? '';
+    expect(got.denied).toMatchObject({ status: 503, reason: 'filter_failed' });
+    expect(out).toContain('filter guard (external) could not decide (guard answered 502) and fails closed; the request had reached the provider');
+    expect(out).not.toContain('nothing was sent');
+    expect(out).not.toContain('fine');
+    await s.pipeline.close();
+  });
+
   it('a slow stream is judged in windows of at most STREAM_MAX_WAIT_MS, not held until 512 characters came', async () => {
     const windows: string[] = [];
     handler = (env) => {

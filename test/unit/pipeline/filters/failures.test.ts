@@ -43,4 +43,18 @@ describe('filter failures', () => {
     expect(await metric(s.registry, 'aigress_filter_failures_total', { filter: 'pii', mode: 'closed' })).toBe(1);
     expect(await metric(s.registry, 'aigress_processor_failures_total', { processor: 'pii' })).toBe(0);
   });
+
+  it('a filter that throws on the response under FailClosed says the request reached the provider', async () => {
+    const registry = new Registry();
+    const p = policy();
+    const res: Processor = { name: 'pii-res', type: 'pii', phase: 'transform', failureMode: 'closed', onResponse: () => ({ body: boom }) };
+    const pipe = withRegistry(pipelineOf([res]), registry);
+    const { ex } = await runRequest(pipe, exchange(p, 'api.openai.com', CHAT, { model: 'gpt-4o' }));
+    const got = await respond(pipe, ex, 200, JSON_H, [Buffer.from('{"choices":[]}')]);
+    const out = got.denied?.message ?? '';
+    expect(got.denied).toMatchObject({ status: 503, reason: 'processor_failed' });
+    expect(out).toContain('policy step pii-res (pii) could not decide (it failed)');
+    expect(out).toContain('the request had reached the provider; the rest of its response is withheld');
+    expect(out).not.toContain('nothing was sent');
+  });
 });
