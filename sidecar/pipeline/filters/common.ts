@@ -22,7 +22,11 @@ export interface FilterEnv {
 
 export type FilterPhaseLabel = 'request' | 'response';
 
-/** A built-in filter's deadline is its `timeout`; the runner enforces it (and counts a miss as a failure). */
+/**
+ * A filter's `timeout` becomes the processor's deadline. The runner enforces it only on a call that returns a
+ * promise (an external guard, which also enforces its own); built-in filters answer synchronously and are never
+ * cut off, so their work must stay linear in the text, which the body limit bounds (docs/filters.md: timeout).
+ */
 export function processorProps(f: Filter, env: FilterEnv): Pick<Processor, 'name' | 'type' | 'phase' | 'failureMode' | 'timeoutMs' | 'audit'> {
   return {
     name: f.name,
