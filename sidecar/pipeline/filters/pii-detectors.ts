@@ -55,6 +55,10 @@ export function luhn(digits: string): boolean {
 const CARD_PREFIX = /^(?:4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|6(?:011|5|4[4-9]|2)|35(?:2[89]|[3-8])|3(?:0[0-5]|[689])|5[06-9]|6\d)/;
 
 function cardCheck(v: string): boolean {
+  // grouped numbers start with a group of four (below): most candidates a run like "1 2 3 4 …" makes, one per
+  // digit, fail here before any string is built
+  const c4 = v.charCodeAt(4);
+  if (c4 !== 32 && c4 !== 45 && (v.includes(' ') || v.includes('-'))) return false;
   const digits = v.replace(/[ -]/g, '');
   if (digits.length < 13 || digits.length > 19) return false;
   // one kind of separator, used in groups (4-4-4-4, 4-6-5): not a phone number or a date

@@ -165,6 +165,11 @@ describe('PEM blocks are found in linear time, with the finds of the bounded laz
     expect(pems(body(16_385))).toEqual([]);
   });
 
+  it('a run of single digits and spaces (a card candidate at every digit) finds nothing, and a card after it is still found', () => {
+    expect(detect('1 '.repeat(5000), new Set<PiiKind>(['credit-card']))).toEqual([]);
+    expect(finds(`${'1 '.repeat(50)}x 4111 1111 1111 1111`, new Set<PiiKind>(['credit-card']))).toEqual(['credit-card:4111 1111 1111 1111']);
+  });
+
   it('560 KB of repeated BEGIN lines, then a key: one find, the one the regex makes (from the first BEGIN line within 16 KiB of the END)', () => {
     const line = '-----BEGIN PRIVATE KEY-----\n';
     const key = '-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\n-----END RSA PRIVATE KEY-----';
