@@ -211,6 +211,7 @@ function checkOne(f: unknown, path: string, index: number, fail: Fail): Filter |
       if (f.restore !== undefined && typeof f.restore !== 'boolean') fail(`${path}.restore`, 'must be true or false');
       const restore = f.restore === true;
       if (restore && action !== 'redact') fail(`${path}.restore`, 'needs action: redact (only redacted values can be restored)');
+      if (restore && base.phase === 'response') fail(`${path}.restore`, 'restores what the request redacted: needs phase request or both (a response-only filter redacts nothing in the request)');
       if (f.logText !== undefined && typeof f.logText !== 'boolean') fail(`${path}.logText`, 'must be true or false');
       const logText = f.logText === true;
       if (logText && base.phase === 'response') fail(`${path}.logText`, 'logs the request\'s text: needs phase request or both');

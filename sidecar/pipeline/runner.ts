@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import { FILTER_TYPES } from '../../shared/policy/filters.js';
 import type { EgressPolicy } from '../../shared/policy/types.js';
 import type { ProviderAdapter, RequestDescription } from '../../shared/providers/types.js';
 import { BodyDocument } from './body.js';
@@ -9,6 +10,7 @@ import { StepAborted, StepTimeout, isThenable, withDeadline } from './deadline.j
 import { HeaderList } from './header-list.js';
 import { createFramer, framingOf, type Framer, type StreamEvent } from './framing.js';
 import { identityLabelValues, runnerMetrics } from './metrics.js';
+import { filterMetrics, type FilterMetrics } from './filters/metrics.js';
 import { streamErrorEvent } from './stream-error.js';
 import {
   PHASES,
@@ -184,13 +186,17 @@ interface Failure {
   err: unknown;
 }
 
+const FILTER_TYPES_SET: ReadonlySet<string> = new Set(FILTER_TYPES);
+
 export class PipelineRunner {
   private readonly m: ReturnType<typeof runnerMetrics>;
+  private readonly fm: FilterMetrics;
   private readonly log: Logger;
   private labelCache = new WeakMap<PodIdentity, Map<EgressPolicy, Record<string, string>>>();
 
   constructor(opts: RunnerOptions) {
     this.m = runnerMetrics(opts.registry);
+    this.fm = filterMetrics(opts.registry);
     this.log = opts.log;
   }
 
@@ -321,6 +327,9 @@ export class PipelineRunner {
     const mode = p.failureMode ?? 'closed';
     const why = f.err instanceof StepTimeout ? `no answer within ${f.err.timeoutMs} ms` : errorMessage(f.err);
     this.m.failures.inc({ processor: p.name, type: p.type, phase, mode });
+    // A filter that threw or missed its deadline could not decide either: it counts with the failures filters
+    // report themselves (which return a verdict and never reach here, so nothing is counted twice).
+    if (FILTER_TYPES_SET.has(p.type)) this.fm.failures.inc({ filter: p.name, mode });
     this.log.error({ processor: p.name, phase, mode, err: why }, 'processor failed');
     if (mode === 'open') {
       ex.actions.push({ processor: p.name, type: p.type, phase, action: 'failed-open', reason: why });
@@ -332,7 +341,7 @@ export class PipelineRunner {
       kind: 'unavailable',
       status: 503,
       reason: 'processor_failed',
-      message: `aigress: policy step ${p.name} (${p.type}) could not decide (${f.err instanceof StepTimeout ? why : 'it failed'}) and policy ${policy} fails closed; nothing was sent`,
+      message: `aigress: policy step ${p.name} (${p.type}) could not decide (${f.err instanceof StepTimeout ? why : 'it failed'}) and policy ${policy} fails closed; ${phase === 'response' ? 'the request had reached the provider; the rest of its response is withheld' : 'nothing was sent'}`,
     };
     if (this.denied(ex, p, d, phase)) return d;
     return undefined;

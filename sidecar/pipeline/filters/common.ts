@@ -23,7 +23,11 @@ export interface FilterEnv {
 
 export type FilterPhaseLabel = 'request' | 'response';
 
-/** A built-in filter's deadline is its `timeout`; the runner enforces it (and counts a miss as a failure). */
+/**
+ * A filter's `timeout` becomes the processor's deadline. The runner enforces it only on a call that returns a
+ * promise (an external guard, which also enforces its own); built-in filters answer synchronously and are never
+ * cut off, so their work must stay linear in the text, which the body limit bounds (docs/filters.md: timeout).
+ */
 export function processorProps(f: Filter, env: FilterEnv): Pick<Processor, 'name' | 'type' | 'phase' | 'failureMode' | 'timeoutMs' | 'audit'> {
   return {
     name: f.name,
@@ -43,6 +47,14 @@ export interface RequestTexts {
   readonly codec: ContentCodec;
   readonly json: Readonly<JsonRecord>;
   readonly segments: readonly TextSegment[];
+}
+
+/**
+ * What a fail-closed refusal says happened: on the request side nothing left the pod; on the response side the
+ * request had reached the provider (and may have been billed or acted on), only its answer is withheld.
+ */
+export function failedTail(phase: FilterPhaseLabel): string {
+  return phase === 'request' ? 'nothing was sent' : "the request had reached the provider; the rest of its response is withheld";
 }
 
 export class FilterTools {
@@ -137,7 +149,7 @@ export class FilterTools {
     }
     return phase === 'request'
       ? deny('bad_request', 400, 'uninspectable_body', `aigress: filter ${this.filter.name} (${this.filter.type}) cannot inspect this request (${why}) and fails closed; nothing was sent`)
-      : deny('bad_gateway', 502, 'uninspectable_response', `aigress: filter ${this.filter.name} (${this.filter.type}) cannot inspect the provider's response (${why}) and fails closed`);
+      : deny('bad_gateway', 502, 'uninspectable_response', `aigress: filter ${this.filter.name} (${this.filter.type}) cannot inspect the provider's response (${why}) and fails closed; ${failedTail('response')}`);
   }
 
   /** A guard or step failure the filter handles itself (not a throw): counted, then the failure mode decides. */
@@ -148,7 +160,7 @@ export class FilterTools {
       this.record(ex, phase, 'failed-open', undefined, why);
       return CONTINUE;
     }
-    return deny('unavailable', 503, 'filter_failed', `aigress: filter ${this.filter.name} (${this.filter.type}) could not decide (${why}) and fails closed; nothing was sent`);
+    return deny('unavailable', 503, 'filter_failed', `aigress: filter ${this.filter.name} (${this.filter.type}) could not decide (${why}) and fails closed; ${failedTail(phase)}`);
   }
 
   /** The request's texts, `empty` for a request without a body, or the verdict when they cannot be read. */

@@ -54,6 +54,9 @@ export function parseAnswer(v: unknown): GuardAnswer | undefined {
 
 class GuardError extends Error {}
 
+/** A rewrite naming a segment the guard was not sent: a broken answer on either side (the failure mode decides). */
+const UNKNOWN_ID = 'guard rewrote a segment id it was not sent';
+
 export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
   const tools = new FilterTools(f, env);
   const timeout = durationMs(f.timeout) ?? 200;
@@ -165,7 +168,7 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
     const edits = new Map<TextSegment, string>();
     for (const r of a.segments) {
       const seg = byId.get(r.id);
-      if (!seg) return tools.failed(ex, 'request', 'guard rewrote a segment id it was not sent');
+      if (!seg) return tools.failed(ex, 'request', UNKNOWN_ID);
       edits.set(seg, r.text);
     }
     tools.record(ex, 'request', tools.actionName('rewrite'), { segments: edits.size });
@@ -199,6 +202,11 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
         return tools.enforce(ex, 'response', guardDeny(a.reason)) ?? unchanged;
       }
       if (a.action !== 'rewrite') return unchanged;
+      // an id the guard was not sent is a broken answer, as on the request side: the failure mode decides
+      if (a.segments.some((s) => !windows.has(s.id))) {
+        const v = tools.failed(ex, 'response', UNKNOWN_ID);
+        return v.action === 'deny' ? (tools.enforce(ex, 'response', v) ?? unchanged) : unchanged;
+      }
       // a rewritten window goes out in its first event; the channel's later events in the window carry ''
       const rewrites = new Map(a.segments.map((s) => [s.id, s.text]));
       const done = new Set<string>();
@@ -261,16 +269,15 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
               return guardDeny(a.reason);
             }
             if (a.action !== 'rewrite') return CONTINUE;
+            // an id the guard was not sent is a broken answer, as on the request side: the failure mode decides
+            const byId = new Map(segs.map((s) => [s.id, s]));
+            if (a.segments.some((r) => !byId.has(r.id))) return tools.failed(ex, 'response', UNKNOWN_ID);
             if (tools.audit) {
               tools.record(ex, 'response', 'would-rewrite', { segments: a.segments.length });
               return CONTINUE;
             }
-            const byId = new Map(segs.map((s) => [s.id, s]));
             body.edit((j) => {
-              for (const r of a.segments) {
-                const s = byId.get(r.id);
-                if (s) setText(j, s.path, r.text);
-              }
+              for (const r of a.segments) setText(j, byId.get(r.id)!.path, r.text);
             });
             tools.record(ex, 'response', 'rewrite', { segments: a.segments.length });
             return CONTINUE;

@@ -55,6 +55,10 @@ export function luhn(digits: string): boolean {
 const CARD_PREFIX = /^(?:4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|6(?:011|5|4[4-9]|2)|35(?:2[89]|[3-8])|3(?:0[0-5]|[689])|5[06-9]|6\d)/;
 
 function cardCheck(v: string): boolean {
+  // grouped numbers start with a group of four (below): most candidates a run like "1 2 3 4 …" makes, one per
+  // digit, fail here before any string is built
+  const c4 = v.charCodeAt(4);
+  if (c4 !== 32 && c4 !== 45 && (v.includes(' ') || v.includes('-'))) return false;
   const digits = v.replace(/[ -]/g, '');
   if (digits.length < 13 || digits.length > 19) return false;
   // one kind of separator, used in groups (4-4-4-4, 4-6-5): not a phone number or a date
@@ -124,22 +128,97 @@ function phoneCheck(v: string): boolean {
 const NB = '(?<![\\w.@+-])';
 const NA = '(?![\\w@-]|\\.\\d)';
 
+// A token must not begin inside a longer run of token characters: without this, `sk-` inside
+// `risk-assessment-…` or `/ask-the-…` was a key. A JSON escape (`\n`) before a token in JSON source still counts
+// as a boundary. SA is the matching look-ahead for the tokens whose length is open-ended.
+const SB = '(?:(?<![A-Za-z0-9_-])|(?<=\\\\[nrt]))';
+const SA = '(?![A-Za-z0-9_-])';
+
 const SECRET_PATTERNS = [
-  '(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])', // AWS access key IDs
+  `${SB}(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])`, // AWS access key IDs
   '"private_key_id"\\s{0,4}:\\s{0,4}"[0-9a-f]{40}"', // GCP service-account key JSON
-  'AIza[0-9A-Za-z_-]{35}(?![\\w-])', // Google API keys
-  'sk-ant-(?:api|admin)\\d{2}-[A-Za-z0-9_-]{20,200}', // Anthropic
-  'sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}', // OpenAI
-  '(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}(?![A-Za-z0-9])', // GitHub tokens
-  'github_pat_[A-Za-z0-9_]{22,255}', // GitHub fine-grained tokens
-  'glpat-[A-Za-z0-9_-]{20,64}', // GitLab personal access tokens
-  'xox[abposr]-[A-Za-z0-9-]{10,250}', // Slack tokens
-  '-----BEGIN (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----[A-Za-z0-9+/=\\s\\\\:,-]{1,16384}?-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----', // PEM private keys
-  'eyJ[A-Za-z0-9_-]{5,4096}\\.eyJ[A-Za-z0-9_-]{5,8192}\\.[A-Za-z0-9_-]{10,1024}', // JWTs
+  `${SB}AIza[0-9A-Za-z_-]{35}${SA}`, // Google API keys
+  `${SB}sk-ant-(?:api|admin)\\d{2}-[A-Za-z0-9_-]{20,200}${SA}`, // Anthropic
+  `${SB}sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}${SA}`, // OpenAI
+  `${SB}(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}(?![A-Za-z0-9])`, // GitHub tokens
+  `${SB}github_pat_[A-Za-z0-9_]{22,255}(?![A-Za-z0-9_])`, // GitHub fine-grained tokens
+  `${SB}glpat-[A-Za-z0-9_-]{20,64}${SA}`, // GitLab personal access tokens
+  `${SB}xox[abposr]-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9-])`, // Slack tokens
+  // PEM private keys: findPem, below
+  `${SB}eyJ[A-Za-z0-9_-]{5,4096}\\.eyJ[A-Za-z0-9_-]{5,8192}\\.[A-Za-z0-9_-]{10,1024}${SA}`, // JWTs
 ];
 
+/**
+ * Prefixed tokens whose body may be hyphenated words (`sk-`, `glpat-`, `xox?-`): a body of lower-case words joined
+ * by hyphens (`sk-learn-compatible-estimators`, a URL slug) is prose, not a key; real ones mix in digits, capitals
+ * or underscores.
+ */
+function secretCheck(v: string): boolean {
+  const m = /^(?:sk-(?:proj-|svcacct-|admin-)?|glpat-|xox[abposr]-)/.exec(v);
+  return !m || v.startsWith('sk-ant-') || !/^[a-z]+(?:-[a-z]+)+$/.test(v.slice(m[0].length));
+}
+
+const PEM_BEGIN = '-----BEGIN ';
+/** The PEM body's characters (base64, line breaks, and the `Proc-Type:`/`DEK-Info:` headers of encrypted keys). */
+const PEM_BODY_BAD = /[^A-Za-z0-9+/=\s\\:,-]/g;
+const PEM_HEAD = /-----BEGIN (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----/y;
+const PEM_FOOT = /-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----/y;
+const PEM_BODY_MAX = 16_384;
+
+/**
+ * PEM private-key blocks: a BEGIN line, 1 to PEM_BODY_MAX body characters, the first END line after it. The same
+ * finds as the regex `HEAD[body]{1,16384}?FOOT`, in linear time: that regex, tried at every BEGIN, ran each one
+ * up to 16 KiB on, and since BEGIN lines are made of body characters, a text of repeated BEGIN lines cost
+ * BEGINs × 16 KiB steps (560 KB of them: 2.5 s). Here each END line and each character outside the body set is
+ * found once, and every BEGIN looks its footer and its first non-body character up.
+ */
+function findPem(text: string): Match[] {
+  const out: Match[] = [];
+  let b = text.indexOf(PEM_BEGIN);
+  if (b < 0) return out;
+  // every END line that is a footer, in order
+  const feet: number[] = [];
+  const footLen: number[] = [];
+  for (let e = text.indexOf('-----END ', b); e >= 0; e = text.indexOf('-----END ', e + 1)) {
+    PEM_FOOT.lastIndex = e;
+    const m = PEM_FOOT.exec(text);
+    if (m) {
+      feet.push(e);
+      footLen.push(m[0].length);
+    }
+  }
+  if (feet.length === 0) return out;
+  // the first non-body character at or after `badFrom` is `bad` (text.length: none); queries move forward
+  let badFrom = -1;
+  let bad = -1;
+  const firstBad = (x: number): number => {
+    if (x >= badFrom && x <= bad) return bad;
+    PEM_BODY_BAD.lastIndex = x;
+    const m = PEM_BODY_BAD.exec(text);
+    badFrom = x;
+    bad = m ? m.index : text.length;
+    return bad;
+  };
+  let f = 0;
+  for (; b >= 0; b = text.indexOf(PEM_BEGIN, b + 1)) {
+    PEM_HEAD.lastIndex = b;
+    const h = PEM_HEAD.exec(text);
+    if (!h) continue;
+    const body = b + h[0].length;
+    // the first footer after at least one body character (BEGINs only move forward, so neither does f)
+    while (f < feet.length && feet[f]! < body + 1) f++;
+    if (f === feet.length) break;
+    const e = feet[f]!;
+    if (e - body > PEM_BODY_MAX || firstBad(body) < e) continue;
+    out.push({ start: b, end: e + footLen[f]!, kind: 'secret' });
+    b = e + footLen[f]! - 1; // finds do not overlap: look on after this one
+  }
+  return out;
+}
+
 export const DETECTORS: readonly Detector[] = [
-  { kind: 'secret', label: 'SECRET', find: byRegex('secret', new RegExp(SECRET_PATTERNS.join('|'), 'g')) },
+  { kind: 'secret', label: 'SECRET', find: byRegex('secret', new RegExp(SECRET_PATTERNS.join('|'), 'g'), secretCheck) },
+  { kind: 'secret', label: 'SECRET', find: findPem },
   { kind: 'email', label: 'EMAIL', find: byRegex('email', /(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])/g) },
   { kind: 'iban', label: 'IBAN', find: byRegex('iban', /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}/g, ibanCheck) },
   { kind: 'credit-card', label: 'CREDIT_CARD', find: byRegex('credit-card', new RegExp(`${NB}\\d(?:[ -]?\\d){12,18}${NA}`, 'g'), cardCheck) },
@@ -161,7 +240,6 @@ export const DETECTORS: readonly Detector[] = [
  * first characters until it is complete (or can no longer be one), so it is never seen in halves. The bounds
  * follow SECRET_PATTERNS; every other kind fits the window.
  */
-const PEM_BEGIN = '-----BEGIN ';
 const PEM_OPEN = /^-----BEGIN (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY-----[A-Za-z0-9+/=\s\\:,-]*$/;
 /** The longest PEM block SECRET_PATTERNS finds: the armour lines and 16 KiB of body. */
 export const PEM_MAX = 16_384 + 2 * 64;

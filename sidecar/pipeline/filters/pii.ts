@@ -23,7 +23,10 @@ import { chainRewriters, type TextRewriter } from './stream-text.js';
  */
 
 interface State {
+  /** The request's placeholders: the only ones restore puts values back for. */
   readonly map: RedactionMap;
+  /** Placeholders for PII the response brought: never restored, never one of the request's. */
+  readonly responseMap: RedactionMap;
   restore?: RestoreRewriter;
   readonly responseFound: Record<string, number>;
 }
@@ -44,7 +47,11 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
   const audit = env.ctx.audit;
   const redacts = f.action === 'redact' && !audit;
   const key = {};
-  const state = (ex: Exchange): State => ex.slot(key, () => ({ map: new RedactionMap(), responseFound: {} }));
+  const state = (ex: Exchange): State =>
+    ex.slot(key, () => {
+      const map = new RedactionMap();
+      return { map, responseMap: new RedactionMap(map), responseFound: {} };
+    });
 
   const redactText = (map: RedactionMap, text: string, matches: readonly Match[], json: boolean): string =>
     replaceMatches(text, matches, (m, v) => map.placeholder(labelOf(m.kind), json ? unescapeJson(v) : v), json);
@@ -78,7 +85,7 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
         const found = countKinds(matches);
         if (f.action === 'block') return tools.blocked(ex, 'response', found) ?? text;
         for (const [k, n] of Object.entries(found)) st.responseFound[k] = (st.responseFound[k] ?? 0) + n;
-        return redacts ? redactText(st.map, text, matches, json) : text;
+        return redacts ? redactText(st.responseMap, text, matches, json) : text;
       },
       0,
       (text) => holdFrom(text, kinds),
@@ -98,7 +105,8 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
         head,
         framing,
         () => {
-          // scan first (the provider's own text), then put the app's values back
+          // scan first (the provider's own text), then put the app's values back: the scan's placeholders come
+          // from responseMap, which restore does not know, so what the response brought stays redacted
           const rs = restore ? (st.restore = new RestoreRewriter(st.map)) : undefined;
           const sc = scan ? responseScan(ex) : undefined;
           return sc && rs ? chainRewriters(sc, rs) : (sc ?? rs)!;

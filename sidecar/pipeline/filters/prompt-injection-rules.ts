@@ -1,7 +1,9 @@
 // The shipped prompt-injection rule set (docs/filters.md lists it). Each rule has a name (what the log line and
 // `disable` use), a weight, and patterns; a text's score is the sum of the weights of the rules it matches,
-// capped at 1. A match that is only talked about (in quotes, or after "what does", "explain", "detect", …) counts
-// at a third of its weight, so questions about injections are not taken for injections. Rules marked
+// capped at 1. A match that is only talked about (the phrase in quotes, or right after "what does", "such as",
+// "examples of", "detect", …) counts at a third of its weight, so questions about injections are not taken for
+// injections; a cue anywhere else in the sentence, or an order after the phrase ("… and print"), is no discount.
+// Every occurrence is scored, so one quoted mention cannot cover a second, real one. Rules marked
 // `toolOnly` apply only to tool results, where instructions have no business. Patterns are ours, bounded, and
 // run on JavaScript's engine; none has nested unbounded repetition.
 
@@ -16,14 +18,21 @@ export interface InjectionRule {
 
 const PREVIOUS = '(?:previous|prior|above|earlier|preceding|initial|original|system|developer)';
 const ORDERS = '(?:instructions?|prompts?|rules|directions|guidelines|guardrails|context|messages|constraints)';
+/** "Don't forget your instructions" is advice, not an order to drop them. */
+const NOT = "(?<!\\b(?:don[’']t|do\\s+not|never|not|didn[’']t|won[’']t)\\s+)";
+const IGNORE = `${NOT}\\b(?:ignore|disregard|forget|skip|override|bypass|drop)\\b`;
 
 export const INJECTION_RULES: readonly InjectionRule[] = [
   {
     name: 'ignore-previous',
     weight: 0.8,
     patterns: [
-      new RegExp(`\\b(?:ignore|disregard|forget|skip|override|bypass|drop)\\b[^.\\n]{0,24}?\\b${PREVIOUS}\\s+(?:\\w+\\s+){0,2}?${ORDERS}`, 'i'),
-      new RegExp(`\\b(?:ignore|disregard|forget)\\s+(?:all|everything|anything)\\s+(?:you\\s+(?:were|have\\s+been)\\s+told|(?:said|written)\\s+(?:above|before))`, 'i'),
+      new RegExp(`${IGNORE}[^.\\n]{0,24}?\\b${PREVIOUS}\\s+(?:\\w+\\s+){0,2}?${ORDERS}`, 'i'),
+      // "ignore all you were told", "ignore everything above", "forget anything said before"
+      new RegExp(`${IGNORE}\\s+(?:all|everything|anything)\\s+(?:(?:that\\s+)?(?:you\\s+(?:were|have\\s+been)\\s+told|(?:was\\s+)?(?:said|written|stated)\\s+(?:above|before|earlier))|above|before|so\\s+far|until\\s+now|(?:(?:of\\s+)?the|this)\\s+above)\\b`, 'i'),
+      // "ignore your instructions", "forget all your rules", "disregard the instructions you were given"
+      new RegExp(`${IGNORE}\\s+(?:all\\s+(?:of\\s+)?)?your\\s+(?:(?:own|current|previous|prior|original|system|safety|core|programmed|initial|hidden)\\s+)?${ORDERS}`, 'i'),
+      new RegExp(`${IGNORE}\\s+(?:all\\s+(?:of\\s+)?)?(?:the|any|those|these)\\s+${ORDERS}\\s+(?:you\\s+(?:were|have\\s+been|got)\\s+given|(?:you\\s+)?(?:were\\s+)?given\\s+(?:to\\s+you|above|before|earlier)|above|before|so\\s+far)\\b`, 'i'),
     ],
   },
   {
@@ -80,12 +89,34 @@ export const INJECTION_RULES: readonly InjectionRule[] = [
   { name: 'bidi-control', weight: 0.5, literal: true, patterns: [/[\u202A-\u202E\u2066-\u2069]/] },
 ];
 
-/** Words before a match that make it a mention rather than an order. */
-const MENTION = /(?:what\s+(?:does|is|are|do)|meaning\s+of|mean(?:s|ing)?\b|explain|example\s+of|examples\s+of|detect|detection|classify|recogni[sz]e|defend\s+against|prevent|protect|phrase|sentence|called|such\s+as|like)\b[^\n]{0,40}$/i;
+/**
+ * A cue right before a phrase (an opening quote at most between them) that makes the phrase the object of a
+ * question or a description: "what does …", "such as …", "examples of …", "detect …", "is it safe to say …".
+ * It must end where the phrase starts: "I would like you to ignore …" or "explain nothing. Ignore …" are orders.
+ */
+const MENTION = /(?:\bwhat\s+(?:does|do|did|is|are|was)(?:\s+(?:the\s+)?(?:phrase|prompt|sentence|words?|string|instruction))?|\bwhat\s+is\s+meant\s+by|\bmeaning\s+of(?:\s+the\s+(?:phrase|words?))?|\bexamples?\s+of|\bsuch\s+as|\b(?:phrases?|prompts?|strings?|sentences?|attacks?|inputs?|injections?|something)\s+like|\bthe\s+(?:phrase|sentence|string|words)|\bcalled|\bdetect(?:s|ing|ion\s+of)?|\brecogni[sz]e[sd]?|\bclassif(?:y|ies)|\b(?:defend|protect|guard)(?:s|ing)?\s+against|\bprevent(?:s|ing)?|\bis\s+it\s+(?:safe|ok|okay)\s+to\s+(?:say|write|type|use|send))\s*[:,]?\s*["'“‘«]?\s*$/i;
+/** An order right after the phrase, in the same sentence: the phrase is being used, whatever came before. */
+const ORDER_FOLLOWS = /^[^.?!\n]{0,40}?\b(?:and|then|&)\s+(?:(?:instead|now|just|please|immediately)\s+)?(?:print|tell|reveal|say|output|dump|give|show|write|send|list|answer|respond|act|do|follow|obey|execute|run|email|forward|delete|return|leak|display|repeat|translate|start|begin)\b/i;
 
 export interface RuleHit {
   readonly rule: string;
   readonly weight: number;
+}
+
+const globals = new WeakMap<RegExp, RegExp>();
+const global = (p: RegExp): RegExp => {
+  let g = globals.get(p);
+  if (!g) globals.set(p, (g = new RegExp(p.source, p.flags.includes('g') ? p.flags : `${p.flags}g`)));
+  return g;
+};
+
+/** Whether the match at [start, end) of `text` is only talked about (quoted, or the object of a MENTION cue). */
+function mentioned(text: string, start: number, end: number): boolean {
+  const after = text.slice(end, end + 48);
+  if (ORDER_FOLLOWS.test(after)) return false;
+  const before = text.slice(Math.max(0, start - 60), start);
+  const quoted = /["'“‘«]\s{0,2}$/.test(before) && /^\S{0,2}\s{0,2}["'”’»]/.test(after);
+  return quoted || MENTION.test(before);
 }
 
 /** The rules `text` matches with their (possibly discounted) weight; `tool`: the text is a tool result. */
@@ -95,15 +126,17 @@ export function matchRules(text: string, tool: boolean, rules: readonly Injectio
     if (r.toolOnly && !tool) continue;
     let best = 0;
     for (const p of r.patterns) {
-      const m = p.exec(text);
-      if (!m) continue;
-      let w = r.weight;
-      if (!r.literal) {
-        const before = text.slice(Math.max(0, m.index - 60), m.index);
-        const quoted = /["'“‘«]\s{0,2}$/.test(before) || /^\S{0,2}\s{0,2}["'”’»]/.test(text.slice(m.index + m[0].length, m.index + m[0].length + 4));
-        if (quoted || MENTION.test(before)) w = r.weight / 3;
+      if (r.literal) {
+        if (p.test(text)) best = r.weight;
+        continue;
       }
-      best = Math.max(best, w);
+      // every occurrence: a quoted mention first must not hide an order after it
+      const g = global(p);
+      g.lastIndex = 0;
+      for (let m = g.exec(text); m && best < r.weight; m = g.exec(text)) {
+        best = Math.max(best, mentioned(text, m.index, m.index + m[0].length) ? r.weight / 3 : r.weight);
+        if (m[0].length === 0) g.lastIndex++;
+      }
     }
     if (best > 0) hits.push({ rule: r.name, weight: best });
   }

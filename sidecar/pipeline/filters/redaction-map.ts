@@ -18,6 +18,13 @@ export class RedactionMap {
   /** Texts the placeholders must not collide with (the request's own texts). */
   private avoid = '';
 
+  /**
+   * `reserved`: a map whose placeholders this one never issues. The response side of a `phase: both` filter
+   * redacts into its own map reserving the request's, so a placeholder for PII new in the response can never be
+   * one that restore turns into a value the app sent.
+   */
+  constructor(private readonly reserved?: RedactionMap) {}
+
   setAvoid(texts: readonly string[]): void {
     this.avoid = texts.join('\u0000');
   }
@@ -34,7 +41,7 @@ export class RedactionMap {
     let n = this.counters.get(label) ?? 0;
     let p: string;
     do p = `[${label}_${++n}]`;
-    while (this.avoid.includes(p));
+    while (this.avoid.includes(p) || this.reserved?.byPlaceholder.has(p) === true);
     this.counters.set(label, n);
     this.byValue.set(key, p);
     this.byPlaceholder.set(p, value);

@@ -140,6 +140,53 @@ describe('external guard', () => {
     await s.pipeline.close();
   });
 
+  it('a response-phase failure that fails closed says the request reached the provider, not that nothing was sent', async () => {
+    handler = (env) => (env.phase === 'response' ? { status: 502, body: 'down' } : { body: '{"action":"allow"}' });
+    const s = filterSetup([guard({ phase: 'response' })]);
+    const { ex } = await send(s, 'api.openai.com', CHAT, body);
+    const got = await respond(s.pipeline, ex, 200, JSON_H, [Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: 'fine' } }] }))]);
+    for (let i = 0; i < 100 && !got.ended; i++) await new Promise((r) => setTimeout(r, 5));
+    const out = got.denied?.message ?? '';
+    expect(got.denied).toMatchObject({ status: 503, reason: 'filter_failed' });
+    expect(out).toContain('filter guard (external) could not decide (guard answered 502) and fails closed; the request had reached the provider');
+    expect(out).not.toContain('nothing was sent');
+    expect(out).not.toContain('fine');
+    await s.pipeline.close();
+  });
+
+  it('a response rewrite naming an id the guard was not sent is a failure, as on the request side (JSON and stream, both modes)', async () => {
+    handler = (env) => (env.phase === 'response' ? { body: JSON.stringify({ action: 'rewrite', segments: [{ id: 'no-such-id', text: 'X' }] }) } : { body: '{"action":"allow"}' });
+    const res = Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: 'fine' } }] }));
+    const chunk = (content: string) => ({ choices: [{ index: 0, delta: { content } }] });
+    const stream = sseBody([chunk('all '), chunk('good'), '[DONE]']);
+    const wait = async (g: { ended: boolean }) => {
+      for (let i = 0; i < 100 && !g.ended; i++) await new Promise((r) => setTimeout(r, 5));
+    };
+    const closed = filterSetup([guard({ phase: 'response' })]);
+    const c = await respond(closed.pipeline, (await send(closed, 'api.openai.com', CHAT, body)).ex, 200, JSON_H, [res]);
+    await wait(c);
+    expect(c.denied).toMatchObject({ status: 503, reason: 'filter_failed' });
+    expect(c.denied!.message).toContain('guard rewrote a segment id it was not sent');
+    const cs = await respond(closed.pipeline, (await send(closed, 'api.openai.com', CHAT, { ...body, stream: true })).ex, 200, SSE_H, [stream]);
+    await wait(cs);
+    expect(cs.body.toString()).toContain('guard rewrote a segment id it was not sent');
+    expect(cs.body.toString()).not.toContain('good');
+    expect(await metric(closed.registry, 'aigress_filter_failures_total', { filter: 'guard', mode: 'closed' })).toBe(2);
+
+    const open = filterSetup([guard({ phase: 'response', failureMode: 'FailOpen' })]);
+    const { ex } = await send(open, 'api.openai.com', CHAT, body);
+    const o = await respond(open.pipeline, ex, 200, JSON_H, [res]);
+    await wait(o);
+    expect(JSON.parse(o.body.toString()).choices[0].message.content).toBe('fine');
+    expect(ex.actions).toContainEqual(expect.objectContaining({ processor: 'guard', phase: 'response', action: 'failed-open' }));
+    const os = await respond(open.pipeline, (await send(open, 'api.openai.com', CHAT, { ...body, stream: true })).ex, 200, SSE_H, [stream]);
+    await wait(os);
+    expect(openAiStreamText(os.body)).toBe('all good');
+    expect(await metric(open.registry, 'aigress_filter_failures_total', { filter: 'guard', mode: 'open' })).toBe(2);
+    await closed.pipeline.close();
+    await open.pipeline.close();
+  });
+
   it('a slow stream is judged in windows of at most STREAM_MAX_WAIT_MS, not held until 512 characters came', async () => {
     const windows: string[] = [];
     handler = (env) => {

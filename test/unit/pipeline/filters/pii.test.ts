@@ -379,6 +379,41 @@ describe('response-phase pii', () => {
   });
 });
 
+describe('phase both with restore', () => {
+  const both = { type: 'pii', name: 'pii', detect: ['email'], action: 'redact', restore: true, phase: 'both' };
+  const req = { model: 'gpt-4o', messages: [{ role: 'user', content: 'I am ada@example.com' }] };
+  const want = 'Hi ada@example.com, write to [EMAIL_2]; I never saw [EMAIL_3]';
+  const reply = 'Hi [EMAIL_1], write to grace@example.org; I never saw ada@example.com';
+
+  it('restores only the request’s placeholders: PII new in the response stays redacted (JSON)', async () => {
+    const s = filterSetup([both]);
+    const { ex, sent } = await send(s, 'api.openai.com', CHAT, req);
+    expect(JSON.parse(sent).messages[0].content).toBe('I am [EMAIL_1]');
+    const got = await respond(s.pipeline, ex, 200, JSON_H, [Buffer.from(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: reply } }] }))]);
+    expect(JSON.parse(got.body.toString()).choices[0].message.content).toBe(want);
+    expect(got.body.toString()).not.toContain('grace');
+    expect(ex.actions).toContainEqual(expect.objectContaining({ processor: 'pii', phase: 'response', action: 'redact', found: { email: 2 } }));
+    expect(ex.actions).toContainEqual(expect.objectContaining({ processor: 'pii', phase: 'response', action: 'restore', found: { placeholders: 1 } }));
+  });
+
+  it('and in a stream, at every split', async () => {
+    const s = filterSetup([both]);
+    const chunk = (content: string) => ({ id: 'c', choices: [{ index: 0, delta: { content } }] });
+    const stream = sseBody([chunk(reply.slice(0, 7)), chunk(reply.slice(7, 30)), chunk(reply.slice(30)), '[DONE]']);
+    for (let cut = 0; cut <= stream.length; cut += 3) {
+      const { ex } = await send(s, 'api.openai.com', CHAT, { ...req, stream: true });
+      const got = await respond(s.pipeline, ex, 200, SSE_H, [stream.subarray(0, cut), stream.subarray(cut)]);
+      expect(openAiStreamText(got.body), `cut at ${cut}`).toBe(want);
+    }
+  });
+
+  it('restore on a response-only filter is refused, naming the field', () => {
+    const r = validatePolicy({ apiVersion: 'aigress.io/v1alpha1', kind: 'EgressPolicy', metadata: { name: 'p' }, spec: { filters: [{ type: 'pii', action: 'redact', restore: true, phase: 'response' }] } });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(formatIssues(r.issues)).toMatch(/filters\[0\]\.restore: restores what the request redacted: needs phase request or both/);
+  });
+});
+
 describe('bodies a filter cannot read', () => {
   it('invalid UTF-8, not JSON: FailClosed → 400 in the provider’s shape; FailOpen → on, counted', async () => {
     const s = filterSetup([{ type: 'pii', name: 'pii', action: 'redact' }], { providers: ['anthropic'] });
