@@ -289,7 +289,8 @@ export class CredentialMinter {
       ...(url.port && { port: Number(url.port) }),
       path: url.pathname,
       query: {},
-      headers: { host: url.host, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' },
+      // The length is signed too, as the AWS SDK signs it.
+      headers: { host: url.host, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8', 'content-length': String(Buffer.byteLength(body)) },
       body,
     });
     const res = await postForm(url, signed.headers, body, this.timeoutMs);
