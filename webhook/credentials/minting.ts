@@ -105,7 +105,8 @@ function xmlElement(xml: string, tag: string): string | undefined {
   return m?.[1];
 }
 
-const usable = (v: string | undefined): v is string => v !== undefined && v !== '' && !/[\u0000-\u001f\u007f]/.test(v);
+const isControl = (ch: string): boolean => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f;
+const usable = (v: string | undefined): v is string => v !== undefined && v !== '' && ![...v].some(isControl);
 
 /** What an STS answer says: the temporary credentials, or throws with AWS's error code and message. */
 export function parseStsAnswer(status: number, xml: string): Minted {
@@ -154,7 +155,7 @@ export function parseEntraAnswer(status: number, text: string, now: number): Min
 function clean(message: string, secrets: readonly string[]): string {
   let m = message;
   for (const s of secrets) if (s.length >= 4) m = m.split(s).join('[redacted]');
-  m = m.replace(/[\u0000-\u001f\u007f]+/g, ' ');
+  m = [...m].map((ch) => (isControl(ch) ? ' ' : ch)).join('');
   return m.length > 300 ? `${m.slice(0, 300)}…` : m;
 }
 
