@@ -44,6 +44,13 @@ export interface MintingOptions {
   timeoutMs?: number;
 }
 
+/** Lookups for one answer, with the mints and refreshes of just the credentials they touched. */
+export interface MintScope {
+  remote: RemoteMinters;
+  pending(): Promise<void> | undefined;
+  nextDue(): number | undefined;
+}
+
 interface Minted {
   material: CredentialMaterial;
   expiresAt: number;
@@ -191,29 +198,50 @@ export class CredentialMinter {
     });
   }
 
-  /** The lookups resolveCredential takes (shared/credentials/material.ts). */
-  readonly remote: RemoteMinters = {
-    aws: (c, keys) => {
-      const id = ['aws', c.roleArn ?? '', c.roleSessionName ?? '', keys.accessKeyId, keys.secretAccessKey, keys.sessionToken ?? ''];
-      return this.lookup('bedrock', id, [keys.secretAccessKey, ...(keys.sessionToken ? [keys.sessionToken] : [])], () => this.callSts(c, keys));
-    },
-    entra: (c, app) => {
-      if (!TENANT.test(app.tenantId)) return { error: `the tenant in ${c.secretRef.name}/${c.tenantIdKey ?? ''} is not a tenant id or domain name` };
-      return this.lookup('azure-openai', ['entra', app.tenantId, app.clientId, app.clientSecret], [app.clientSecret], () => this.callEntra(app));
-    },
-  };
+  /** The lookups resolveCredential takes (shared/credentials/material.ts), over every credential minted here. */
+  readonly remote: RemoteMinters = this.lookups();
+
+  /**
+   * Lookups that remember which credentials they touched, so one answer waits only for its own mints and wakes
+   * only for its own refreshes (another namespace's slow STS call does not hold it up).
+   */
+  scope(): MintScope {
+    const touched = new Set<Slot>();
+    return { remote: this.lookups(touched), pending: () => this.pendingOf(touched), nextDue: () => this.nextDueOf(touched) };
+  }
 
   /** Resolves when every mint under way has finished (or failed); undefined when none is. */
   pending(): Promise<void> | undefined {
-    const all = [...this.slots.values()].flatMap((s) => (s.inflight ? [s.inflight] : []));
-    return all.length > 0 ? Promise.all(all).then(() => undefined) : undefined;
+    return this.pendingOf(this.slots.values());
   }
 
   /** When the next refresh or retry of a recently used credential is due (ms since the epoch), if any. */
   nextDue(): number | undefined {
+    return this.nextDueOf(this.slots.values());
+  }
+
+  private lookups(touched?: Set<Slot>): RemoteMinters {
+    return {
+      aws: (c, keys) => {
+        const id = ['aws', c.roleArn ?? '', c.roleSessionName ?? '', keys.accessKeyId, keys.secretAccessKey, keys.sessionToken ?? ''];
+        return this.lookup('bedrock', id, [keys.secretAccessKey, ...(keys.sessionToken ? [keys.sessionToken] : [])], () => this.callSts(c, keys), touched);
+      },
+      entra: (c, app) => {
+        if (!TENANT.test(app.tenantId)) return { error: `the tenant in ${c.secretRef.name}/${c.tenantIdKey ?? ''} is not a tenant id or domain name` };
+        return this.lookup('azure-openai', ['entra', app.tenantId, app.clientId, app.clientSecret], [app.clientSecret], () => this.callEntra(app), touched);
+      },
+    };
+  }
+
+  private pendingOf(slots: Iterable<Slot>): Promise<void> | undefined {
+    const all = [...slots].flatMap((s) => (s.inflight ? [s.inflight] : []));
+    return all.length > 0 ? Promise.all(all).then(() => undefined) : undefined;
+  }
+
+  private nextDueOf(slots: Iterable<Slot>): number | undefined {
     const now = this.now();
     let due: number | undefined;
-    for (const s of this.slots.values()) {
+    for (const s of slots) {
       if (s.inflight || now - s.lastUsed > 5 * 60_000) continue;
       const t = s.good && now < s.good.expiresAt ? Math.max(s.refreshAt, s.retryAt) : s.retryAt;
       if (t > 0 && (due === undefined || t < due)) due = t;
@@ -221,7 +249,7 @@ export class CredentialMinter {
     return due;
   }
 
-  private lookup(provider: ProviderId, id: readonly string[], secrets: readonly string[], mint: () => Promise<Minted>): CredentialMaterial | Unresolved {
+  private lookup(provider: ProviderId, id: readonly string[], secrets: readonly string[], mint: () => Promise<Minted>, touched?: Set<Slot>): CredentialMaterial | Unresolved {
     // Keyed by a hash: a rotated secret is a new slot, and the map holds no key in clear as its index.
     const key = createHash('sha256').update(JSON.stringify(id)).digest('base64');
     const now = this.now();
@@ -232,6 +260,7 @@ export class CredentialMinter {
       this.slots.set(key, slot);
     }
     slot.lastUsed = now;
+    touched?.add(slot);
     const valid = slot.good !== undefined && now < slot.good.expiresAt;
     if ((!valid || now >= slot.refreshAt) && !slot.inflight && now >= slot.retryAt) this.start(slot, secrets, mint);
     if (valid) return slot.good!.material;

@@ -10,7 +10,7 @@ import type { TokenIdentity } from '../tokenreview.js';
 import { bearerToken, HttpRefusal, refusingRoute, type Route } from '../policy/http.js';
 import { etagOf, type PolicyStore } from '../policy/store.js';
 import { DEFAULT_MAX_WAIT_MS, waitForCaller, waitParam } from '../long-poll.js';
-import { CredentialMinter, type MintingOptions } from './minting.js';
+import { CredentialMinter, type MintingOptions, type MintScope } from './minting.js';
 import { ANNOTATION_CREDENTIAL_NAMESPACES, type CredentialSecrets } from './secrets.js';
 
 // GET /v1/credentials?provider=openai&provider=bedrock[&wait=30s]: the managed credentials a proxy's namespace
@@ -101,23 +101,23 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
     const who = await opts.identify(bearerToken(req));
     if (!opts.store.isSynced() || !opts.secrets.isSynced()) throw new HttpRefusal(503, 'Starting', 'the control plane is still loading policies', { 'retry-after': '2' });
 
-    const compute = (): { body: string; etag: string; policyEtag: string; entries: CredentialEntry[] } => {
+    const compute = (scope = minter.scope()): { body: string; etag: string; policyEtag: string; entries: CredentialEntry[]; scope: MintScope } => {
       const entry = opts.store.get(who.namespace);
       if (!entry) throw new HttpRefusal(403, 'NamespaceNotEnabled', `namespace ${who.namespace} is not opted in (label it ${LABEL_INJECT}=enabled)`);
       if (entry.kind === 'unavailable') throw new HttpRefusal(503, 'PolicyUnavailable', entry.message, { 'retry-after': '10' });
-      const entries = credentialsFor(who.namespace, entry.policy, asked, opts.secrets, vertex.mint, minter.remote);
+      const entries = credentialsFor(who.namespace, entry.policy, asked, opts.secrets, vertex.mint, scope.remote);
       const body = JSON.stringify({ credentials: entries });
-      return { body, etag: etagOf(`${salt}\n${body}`), policyEtag: entry.etag, entries };
+      return { body, etag: etagOf(`${salt}\n${body}`), policyEtag: entry.etag, entries, scope };
     };
 
     // A credential that needs minting (first use, or due for refresh) is minted before the answer: STS and Entra
     // ID answer within the minter's timeout, and a failed refresh answers with the last good credentials.
     const computeMinted = async (): Promise<ReturnType<typeof compute>> => {
       const first = compute();
-      const pending = minter.pending();
+      const pending = first.scope.pending();
       if (!pending) return first;
       await pending;
-      return compute();
+      return compute(first.scope);
     };
 
     const known = req.headers['if-none-match'];
@@ -127,7 +127,7 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
       // Wake on a credential Secret change, a policy change of this namespace, or when a token is due to be re-minted.
       const now = (opts.now ?? Date.now)();
       const remint = r.entries.map((e) => (e.provider === 'vertex-ai' && e.material?.kind === 'bearer' && e.material.expiresAt !== undefined ? e.material.expiresAt - VERTEX_REFRESH_BEFORE_MS + 1000 - now : waitMs));
-      const due = minter.nextDue();
+      const due = r.scope.nextDue();
       if (due !== undefined) remint.push(due - now);
       const refreshIn = Math.max(1000, Math.min(waitMs, ...remint));
       const { policyEtag } = r;

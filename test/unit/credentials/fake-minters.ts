@@ -21,6 +21,8 @@ export interface FakeSts {
   fail?: { status: number; code: string; message: string };
   /** Lifetime of the credentials it issues (ms). */
   lifetimeMs: number;
+  /** When set, answers wait for it (a slow STS). */
+  hold?: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -63,7 +65,8 @@ export async function startFakeSts(opts: { keys: Record<string, string>; region:
     close: async () => undefined,
   };
   const server = createServer((req, res) => {
-    void body(req).then((text) => {
+    void body(req).then(async (text) => {
+      if (fake.hold) await fake.hold;
       const params = new URLSearchParams(text);
       const auth = req.headers.authorization ?? '';
       const accessKeyId = /Credential=([^/]+)\//.exec(auth)?.[1] ?? '';

@@ -161,6 +161,26 @@ describe('the minter (held clock)', () => {
     expect(cap.raw.join('\n')).not.toContain('eyENTRA');
   });
 
+  it('one answer waits only for its own mints: a slow STS does not hold up an Entra-only answer', async () => {
+    const { minter } = newMinter();
+    let release = (): void => undefined;
+    sts.hold = new Promise((r) => (release = r));
+    const a = minter.scope();
+    expect(resolveCredential(bedrock, (k) => awsData[k], mintVertexToken, a.remote)).toEqual({ error: 'short-lived credentials are being minted' });
+    const b = minter.scope();
+    resolveCredential(entra, (k) => entraData[k], mintVertexToken, b.remote);
+    let stsDone = false;
+    void a.pending()!.then(() => (stsDone = true));
+    await b.pending();
+    expect(resolveCredential(entra, (k) => entraData[k], mintVertexToken, b.remote)).toMatchObject({ kind: 'bearer' });
+    expect(stsDone).toBe(false);
+    expect(b.nextDue()).toBeGreaterThan(now);
+    release();
+    sts.hold = undefined;
+    await a.pending();
+    expect(resolveCredential(bedrock, (k) => awsData[k], mintVertexToken, a.remote)).toMatchObject({ kind: 'aws', accessKeyId: expect.stringMatching(/^ASIATEMP/) });
+  });
+
   it('a standalone proxy (no control plane to mint) refuses roleArn and Entra client credentials instead of sending the long-lived ones', () => {
     const standalone = (c: Credential, data: Record<string, string>) => resolveCredential(c, (k) => data[k], mintVertexToken);
     expect(standalone({ ...bedrock, roleArn: 'arn:aws:iam::123456789012:role/r' }, awsData)).toEqual({ error: expect.stringContaining('roleArn needs the control plane') });
