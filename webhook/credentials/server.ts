@@ -124,11 +124,12 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
     let r = await computeMinted();
     if (known === r.etag && waitMs > 0) {
       const version = opts.secrets.current();
-      // Wake on a credential Secret change, a policy change of this namespace, or when a token is due to be re-minted.
+      // Wake on a credential Secret change, a policy change of this namespace, or when a token or STS credentials
+      // are due to be re-minted (a second late, so they are due when it wakes).
       const now = (opts.now ?? Date.now)();
       const remint = r.entries.map((e) => (e.provider === 'vertex-ai' && e.material?.kind === 'bearer' && e.material.expiresAt !== undefined ? e.material.expiresAt - VERTEX_REFRESH_BEFORE_MS + 1000 - now : waitMs));
       const due = r.scope.nextDue();
-      if (due !== undefined) remint.push(due - now);
+      if (due !== undefined) remint.push(due - now + 1000);
       const refreshIn = Math.max(1000, Math.min(waitMs, ...remint));
       const { policyEtag } = r;
       // The signal ends the losing wait too, as soon as the other one wins.
