@@ -9,6 +9,7 @@ import { parseMaterial, resolveCredential, type CredentialMaterial, type Unresol
 import { mintVertexToken } from '../../../shared/credentials/vertex-token.js';
 import { defaultPolicySpec } from '../../../shared/policy/validate.js';
 import type { Credential } from '../../../shared/policy/types.js';
+import { ClusterCredentialSource } from '../../../sidecar/credentials/cluster-source.js';
 import { CredentialMinter, parseStsAnswer, xmlText } from '../../../webhook/credentials/minting.js';
 import { CP_NAMESPACE, startLocalControlPlane, type LocalControlPlane } from '../../support/control-plane.js';
 import { captureLogger, eventually } from '../proxy/support.js';
@@ -255,6 +256,24 @@ describe('GET /v1/credentials with minted credentials (control plane, fake STS a
     const again = await get(r.etag);
     expect(again.status).toBe(304);
     expect(sts.calls).toHaveLength(calls);
+  });
+
+  it('a proxy holds minted credentials until they expire, not after (the control plane away)', async () => {
+    let now = Date.now();
+    const cap = captureLogger();
+    const source = new ClusterCredentialSource({ controlPlane: new URL(lcp.url), tokenFile: await lcp.tokenFile('team-a', 'proxy'), caPem: lcp.cp.caPem, log: cap.logger, now: () => now });
+    try {
+      const release = source.use([bedrock, entra]);
+      await source.settled(bedrock, AbortSignal.timeout(10_000));
+      const m = source.get(bedrock);
+      expect(m).toMatchObject({ kind: 'aws', accessKeyId: expect.stringMatching(/^ASIATEMP/), expiresAt: expect.any(Number) });
+      expect(source.get(entra)).toMatchObject({ kind: 'bearer', token: expect.stringMatching(/^eyENTRA\./) });
+      now = (m as { expiresAt: number }).expiresAt;
+      expect(source.get(bedrock)).toEqual({ error: expect.stringContaining('expired at') });
+      release();
+    } finally {
+      await source.close();
+    }
   });
 
   it('a long poll wakes when the credentials are due for refresh and answers with fresh ones (a rotated key is a new exchange)', async () => {
