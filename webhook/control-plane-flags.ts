@@ -7,6 +7,7 @@ import type { EgressPolicySpec } from '../shared/policy/types.js';
 import { defaultPolicySpec } from '../shared/policy/validate.js';
 import { CA_SECRET_NAME, type CaSource } from './ca.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
+import type { MintingOptions } from './credentials/minting.js';
 import { defaultKubeConfig, kubeClients } from './kube.js';
 import { parseClusterDefault } from './policy/compile.js';
 
@@ -22,6 +23,9 @@ export interface ControlPlaneFlags {
   caDir?: string;
   defaultPolicy?: string;
   serviceName?: string;
+  stsEndpoint?: string;
+  stsRegion?: string;
+  entraAuthority?: string;
 }
 
 export interface ControlPlaneSettings {
@@ -30,6 +34,7 @@ export interface ControlPlaneSettings {
   defaultPolicyFile?: string;
   serviceName: string;
   namespace: string;
+  minting?: MintingOptions;
 }
 
 export function addControlPlaneOptions(cmd: Command): Command {
@@ -40,7 +45,10 @@ export function addControlPlaneOptions(cmd: Command): Command {
     .option('--no-ca-bootstrap', 'do not create the CA Secret when it is missing (fail instead)')
     .option('--ca-dir <dir>', 'with --ca-source files: directory with tls.crt and tls.key')
     .option('--default-policy <file>', 'cluster default EgressPolicy (YAML); default: every provider, no restrictions')
-    .option('--service-name <name>', 'the control plane\'s Service (its DNS names go into the serving certificate)', 'aigress');
+    .option('--service-name <name>', 'the control plane\'s Service (its DNS names go into the serving certificate)', 'aigress')
+    .option('--sts-endpoint <url>', 'AWS STS endpoint for minting Bedrock temporary credentials (default: the global one, or the regional one with --sts-region)')
+    .option('--sts-region <region>', 'signing region of STS calls, and the regional STS endpoint without --sts-endpoint (default us-east-1, global endpoint)')
+    .option('--entra-authority <url>', 'Entra ID authority for minting Azure OpenAI tokens (default https://login.microsoftonline.com)');
 }
 
 /**
@@ -65,7 +73,29 @@ export function controlPlaneSettings(f: ControlPlaneFlags, env: NodeJS.ProcessEn
   }
   const serviceName = f.serviceName ?? 'aigress';
   if (!/^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(serviceName)) throw new UserError(`--service-name ${JSON.stringify(serviceName)}: not a valid Service name`, 2);
-  return { kubeconfig: f.kubeconfig, caSource, defaultPolicyFile: f.defaultPolicy, serviceName, namespace };
+  const minting: MintingOptions = {
+    ...(f.stsEndpoint !== undefined && { stsEndpoint: endpointFlag('--sts-endpoint', f.stsEndpoint) }),
+    ...(f.entraAuthority !== undefined && { entraAuthority: endpointFlag('--entra-authority', f.entraAuthority) }),
+  };
+  if (f.stsRegion !== undefined) {
+    if (!/^[a-z]{2}(?:-[a-z0-9]+)+-\d+$/.test(f.stsRegion)) throw new UserError(`--sts-region ${JSON.stringify(f.stsRegion)}: not an AWS region (such as eu-central-1)`, 2);
+    minting.stsRegion = f.stsRegion;
+  }
+  return { kubeconfig: f.kubeconfig, caSource, defaultPolicyFile: f.defaultPolicy, serviceName, namespace, ...(Object.keys(minting).length > 0 && { minting }) };
+}
+
+/** An endpoint the control plane sends long-lived secrets to: https, or http only on loopback (tests). */
+function endpointFlag(flag: string, v: string): string {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new UserError(`${flag} ${JSON.stringify(v)}: not a URL`, 2);
+  }
+  const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname);
+  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) throw new UserError(`${flag} ${JSON.stringify(v)}: must be https (http only on a loopback address)`, 2);
+  if (u.username || u.password || u.search || u.hash) throw new UserError(`${flag} ${JSON.stringify(v)}: no credentials, query or fragment`, 2);
+  return u.toString();
 }
 
 async function clusterDefault(file: string | undefined): Promise<EgressPolicySpec> {
@@ -91,5 +121,6 @@ export async function startControlPlaneFromSettings(s: ControlPlaneSettings, log
     defaults,
     log,
     registry,
+    minting: s.minting,
   });
 }

@@ -3,6 +3,7 @@ import type { Logger } from '../shared/log.js';
 import type { EgressPolicySpec, ProviderId } from '../shared/policy/types.js';
 import type { Clock } from '../shared/renewal.js';
 import { loadCa, type CaSource } from './ca.js';
+import type { MintingOptions } from './credentials/minting.js';
 import { credentialRoutes } from './credentials/server.js';
 import { CredentialSecrets } from './credentials/secrets.js';
 import { issuerRoutes } from './issuer.js';
@@ -37,6 +38,8 @@ export interface ControlPlaneOptions {
   leafValidityMs?: number;
   servingValidityMs?: number;
   rateLimit?: { burst: number; perSecond: number };
+  /** STS and Entra ID endpoints for minted credentials (flags; tests point them at fakes). */
+  minting?: MintingOptions;
 }
 
 export interface ControlPlane {
@@ -106,7 +109,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const routes = [
     ...issuerRoutes({ ca, identify, store, log: opts.log, registry: opts.registry, leafValidityMs: opts.leafValidityMs, rateLimit: opts.rateLimit, clock: opts.clock }),
     ...policyRoutes({ store, identify, log: opts.log, registry: opts.registry }),
-    ...credentialRoutes({ store, secrets, identify, log: opts.log, registry: opts.registry, now: opts.clock ? () => opts.clock!.now() : undefined }),
+    ...credentialRoutes({ store, secrets, identify, log: opts.log, registry: opts.registry, now: opts.clock ? () => opts.clock!.now() : undefined, minting: opts.minting }),
   ];
   return {
     caPem: ca.certPem,

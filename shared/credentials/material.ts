@@ -10,8 +10,8 @@ export type CredentialMaterial =
   | { readonly kind: 'api-key'; readonly value: string }
   /** A bearer access token (azure-openai entra, vertex-ai), with its expiry when known (ms since the epoch). */
   | { readonly kind: 'bearer'; readonly token: string; readonly expiresAt?: number }
-  /** AWS credentials for SigV4 (bedrock): static keys, or STS temporary ones with a session token. */
-  | { readonly kind: 'aws'; readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken?: string };
+  /** AWS credentials for SigV4 (bedrock): static keys, or STS temporary ones with a session token (and expiry when minted). */
+  | { readonly kind: 'aws'; readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken?: string; readonly expiresAt?: number };
 
 /** Why a credential could not be resolved (never a value). */
 export type Unresolved = { readonly error: string };
@@ -21,7 +21,7 @@ export const refId = (r: SecretRef): string => `${r.name}/${r.key}`;
 
 /** The Secret keys a credential reads (secretRef.key first). */
 export function keysOf(c: Credential): string[] {
-  return [c.secretRef.key, ...(c.accessKeyIdKey ? [c.accessKeyIdKey] : []), ...(c.sessionTokenKey ? [c.sessionTokenKey] : [])];
+  return [c.secretRef.key, ...[c.accessKeyIdKey, c.sessionTokenKey, c.tenantIdKey, c.clientIdKey].filter((k): k is string => k !== undefined)];
 }
 
 /** Two credentials name the same material (same provider, Secret, keys and presentation). */
@@ -32,7 +32,11 @@ export function sameCredential(a: Credential, b: Credential): boolean {
     a.secretRef.key === b.secretRef.key &&
     (a.azureAuth ?? 'api-key') === (b.azureAuth ?? 'api-key') &&
     a.accessKeyIdKey === b.accessKeyIdKey &&
-    a.sessionTokenKey === b.sessionTokenKey
+    a.sessionTokenKey === b.sessionTokenKey &&
+    a.roleArn === b.roleArn &&
+    a.roleSessionName === b.roleSessionName &&
+    a.tenantIdKey === b.tenantIdKey &&
+    a.clientIdKey === b.clientIdKey
   );
 }
 
@@ -49,10 +53,21 @@ function hasControl(v: string): boolean {
 export type VertexMinter = (serviceAccountKeyJson: string) => { token: string; expiresAt: number };
 
 /**
+ * Exchanges what a Secret holds for short-lived credentials (the control plane's STS and Entra ID minters,
+ * webhook/credentials/minting.ts). Synchronous: it answers from what has been minted, and schedules the rest.
+ */
+export interface RemoteMinters {
+  /** Long-lived AWS keys (or any keys, with roleArn) for STS temporary credentials. */
+  aws(c: Credential, keys: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }): CredentialMaterial | Unresolved;
+  /** An Entra ID app registration's client credentials for an access token. */
+  entra(c: Credential, app: { tenantId: string; clientId: string; clientSecret: string }): CredentialMaterial | Unresolved;
+}
+
+/**
  * Resolves one credential from its Secret's values (`read(key)`: the value of a data key, undefined when absent).
  * Values are trimmed: a key file written with `echo` ends in a newline that must not go into a header.
  */
-export function resolveCredential(c: Credential, read: (key: string) => string | undefined, mintVertex: VertexMinter): CredentialMaterial | Unresolved {
+export function resolveCredential(c: Credential, read: (key: string) => string | undefined, mintVertex: VertexMinter, remote?: RemoteMinters): CredentialMaterial | Unresolved {
   const get = (key: string): string | undefined => {
     const v = read(key)?.trim();
     return v === undefined || v === '' ? undefined : v;
@@ -67,6 +82,10 @@ export function resolveCredential(c: Credential, read: (key: string) => string |
       const session = c.sessionTokenKey ? get(c.sessionTokenKey) : undefined;
       if (c.sessionTokenKey && session === undefined) return { error: `key ${c.sessionTokenKey} missing or empty in ${c.secretRef.name}` };
       if (bad(id) || bad(secret) || (session !== undefined && bad(session))) return { error: `a value in ${c.secretRef.name} has control characters` };
+      const keys = { accessKeyId: id, secretAccessKey: secret, ...(session !== undefined && { sessionToken: session }) };
+      // Long-lived keys (no session token) never reach a proxy where a control plane can exchange them.
+      if (remote && (c.roleArn !== undefined || session === undefined)) return remote.aws(c, keys);
+      if (c.roleArn !== undefined) return { error: `roleArn needs the control plane (cluster mode): a standalone proxy does not call STS` };
       return { kind: 'aws', accessKeyId: id, secretAccessKey: secret, ...(session !== undefined && { sessionToken: session }) };
     }
     case 'vertex-ai': {
@@ -79,7 +98,16 @@ export function resolveCredential(c: Credential, read: (key: string) => string |
     }
     default:
       if (bad(secret)) return { error: `the value of ${c.secretRef.name}/${c.secretRef.key} has control characters` };
-      if (c.provider === 'azure-openai' && c.azureAuth === 'entra') return { kind: 'bearer', token: secret };
+      if (c.provider === 'azure-openai' && c.azureAuth === 'entra') {
+        if (c.tenantIdKey === undefined || c.clientIdKey === undefined) return { kind: 'bearer', token: secret };
+        const tenantId = get(c.tenantIdKey);
+        const clientId = get(c.clientIdKey);
+        if (tenantId === undefined) return { error: `key ${c.tenantIdKey} missing or empty in ${c.secretRef.name}` };
+        if (clientId === undefined) return { error: `key ${c.clientIdKey} missing or empty in ${c.secretRef.name}` };
+        if (bad(tenantId) || bad(clientId)) return { error: `a value in ${c.secretRef.name} has control characters` };
+        if (!remote) return { error: `tenantIdKey/clientIdKey need the control plane (cluster mode): a standalone proxy does not mint Entra ID tokens` };
+        return remote.entra(c, { tenantId, clientId, clientSecret: secret });
+      }
       return { kind: 'api-key', value: secret };
   }
 }
@@ -93,7 +121,13 @@ export function parseMaterial(v: unknown): CredentialMaterial | undefined {
     return { kind: 'bearer', token: v.token, ...(typeof v.expiresAt === 'number' && { expiresAt: v.expiresAt }) };
   }
   if (v.kind === 'aws' && str(v.accessKeyId) && str(v.secretAccessKey) && (v.sessionToken === undefined || str(v.sessionToken))) {
-    return { kind: 'aws', accessKeyId: v.accessKeyId, secretAccessKey: v.secretAccessKey, ...(v.sessionToken !== undefined && { sessionToken: v.sessionToken as string }) };
+    return {
+      kind: 'aws',
+      accessKeyId: v.accessKeyId,
+      secretAccessKey: v.secretAccessKey,
+      ...(v.sessionToken !== undefined && { sessionToken: v.sessionToken as string }),
+      ...(typeof v.expiresAt === 'number' && { expiresAt: v.expiresAt }),
+    };
   }
   return undefined;
 }

@@ -117,8 +117,23 @@ export interface Credential {
   azureAuth?: AzureAuth;
   /** bedrock only (required): the key, in the same Secret, of the AWS access key id. */
   accessKeyIdKey?: string;
-  /** bedrock only: the key, in the same Secret, of an STS session token (temporary credentials). */
+  /** bedrock only: the key, in the same Secret, of an STS session token (temporary credentials, passed as given). */
   sessionTokenKey?: string;
+  /**
+   * bedrock only: the control plane calls STS AssumeRole for this role with the Secret's keys, and proxies get
+   * only the role's temporary credentials. Without it, long-lived keys are exchanged with GetSessionToken.
+   */
+  roleArn?: string;
+  /** bedrock with roleArn only: the AssumeRole session name (CloudTrail shows it); default `aigress`. */
+  roleSessionName?: string;
+  /**
+   * azure-openai with azureAuth entra only, together with clientIdKey: the key, in the same Secret, of the Entra
+   * ID tenant. secretRef.key then names the app registration's client secret, and the control plane mints the
+   * access token (client-credentials flow); without them secretRef.key holds an access token, passed as given.
+   */
+  tenantIdKey?: string;
+  /** azure-openai with azureAuth entra only, together with tenantIdKey: the key of the app's client id. */
+  clientIdKey?: string;
 }
 
 /** enforce: denials are answered; audit: every decision is computed, logged and counted, and the call passes. */

@@ -140,12 +140,16 @@ function secretKey(c: Checker, v: unknown, path: string): string | undefined {
   return v;
 }
 
+/** An IAM role ARN (any partition); the role path and name as IAM allows them. */
+const ROLE_ARN = /^arn:aws(?:-[a-z]+)*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/;
+const ROLE_SESSION_NAME = /^[\w+=,.@-]{2,64}$/;
+
 function checkCredential(c: Checker, v: unknown, path: string): Credential | undefined {
   if (!isObj(v)) {
     c.fail(path, 'must be an object');
     return undefined;
   }
-  c.unknownKeys(v, path, ['provider', 'secretRef', 'azureAuth', 'accessKeyIdKey', 'sessionTokenKey']);
+  c.unknownKeys(v, path, ['provider', 'secretRef', 'azureAuth', 'accessKeyIdKey', 'sessionTokenKey', 'roleArn', 'roleSessionName', 'tenantIdKey', 'clientIdKey']);
   const provider = c.oneOf(v.provider, `${path}.provider`, PROVIDER_IDS, 'openai');
   const ref = v.secretRef;
   if (!isObj(ref) || typeof ref.name !== 'string' || typeof ref.key !== 'string') {
@@ -158,7 +162,7 @@ function checkCredential(c: Checker, v: unknown, path: string): Credential | und
   }
   secretKey(c, ref.key, `${path}.secretRef.key`);
   const out: Credential = { provider, secretRef: { name: ref.name, key: ref.key } };
-  const only = (field: 'azureAuth' | 'accessKeyIdKey' | 'sessionTokenKey', who: string): boolean => {
+  const only = (field: 'azureAuth' | 'accessKeyIdKey' | 'sessionTokenKey' | 'roleArn' | 'roleSessionName' | 'tenantIdKey' | 'clientIdKey', who: string): boolean => {
     if (v[field] === undefined) return false;
     if (provider !== who) {
       c.fail(`${path}.${field}`, `only applies to provider ${who}`);
@@ -174,6 +178,28 @@ function checkCredential(c: Checker, v: unknown, path: string): Credential | und
   if (only('sessionTokenKey', 'bedrock')) {
     const k = secretKey(c, v.sessionTokenKey, `${path}.sessionTokenKey`);
     if (k !== undefined) out.sessionTokenKey = k;
+  }
+  if (only('roleArn', 'bedrock')) {
+    if (typeof v.roleArn !== 'string' || !ROLE_ARN.test(v.roleArn)) c.fail(`${path}.roleArn`, `must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>; got ${JSON.stringify(v.roleArn)})`);
+    else out.roleArn = v.roleArn;
+  }
+  if (only('roleSessionName', 'bedrock')) {
+    if (v.roleArn === undefined) c.fail(`${path}.roleSessionName`, 'only applies with roleArn');
+    else if (typeof v.roleSessionName !== 'string' || !ROLE_SESSION_NAME.test(v.roleSessionName)) {
+      c.fail(`${path}.roleSessionName`, `must be 2-64 characters of letters, digits and +=,.@- (got ${JSON.stringify(v.roleSessionName)})`);
+    } else out.roleSessionName = v.roleSessionName;
+  }
+  for (const field of ['tenantIdKey', 'clientIdKey'] as const) {
+    if (!only(field, 'azure-openai')) continue;
+    if (v.azureAuth !== 'entra') {
+      c.fail(`${path}.${field}`, 'only applies with azureAuth: entra');
+      continue;
+    }
+    const k = secretKey(c, v[field], `${path}.${field}`);
+    if (k !== undefined) out[field] = k;
+  }
+  if (provider === 'azure-openai' && (v.tenantIdKey === undefined) !== (v.clientIdKey === undefined)) {
+    c.fail(`${path}.${v.tenantIdKey === undefined ? 'tenantIdKey' : 'clientIdKey'}`, 'tenantIdKey and clientIdKey go together (the control plane mints the Entra ID token from tenant, client id and secretRef.key, the client secret)');
   }
   if (provider === 'bedrock' && v.accessKeyIdKey === undefined) {
     c.fail(`${path}.accessKeyIdKey`, 'bedrock needs the Secret key of the AWS access key id (secretRef.key names the secret access key)');

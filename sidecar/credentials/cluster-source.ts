@@ -23,6 +23,8 @@ export interface ClusterCredentialOptions {
   longPollSeconds?: number;
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** The clock that minted credentials' expiry is checked against (tests hold it). */
+  now?: () => number;
 }
 
 interface Held {
@@ -68,7 +70,14 @@ export class ClusterCredentialSource implements CredentialSource {
 
   get(c: Credential): CredentialMaterial | Unresolved | undefined {
     const h = this.held.get(c.provider);
-    return h && sameCredential(h.credential, c) ? h.result : undefined;
+    if (!h || !sameCredential(h.credential, c)) return undefined;
+    const r = h.result;
+    // Minted credentials (STS, Entra ID, Vertex AI) are kept while the control plane is away, but not past their
+    // expiry: then calls fail closed here instead of being sent with credentials the provider will refuse.
+    if (!('error' in r) && r.kind !== 'api-key' && r.expiresAt !== undefined && (this.opts.now ?? Date.now)() >= r.expiresAt) {
+      return { error: `the short-lived credentials the control plane minted expired at ${new Date(r.expiresAt).toISOString()} and no fresh ones arrived` };
+    }
+    return r;
   }
 
   settled(c: Credential, signal: AbortSignal): Promise<void> {

@@ -1,6 +1,6 @@
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { CredentialMaterial } from '../../shared/credentials/material.js';
+import { NodeSha256 } from '../../shared/credentials/sha256.js';
 
 // AWS Signature Version 4 over the request exactly as it goes on the wire (method, host, path and query,
 // every header incl. content-length, the body's SHA-256), with @smithy/signature-v4, the AWS SDK's own signer.
@@ -13,28 +13,6 @@ const BEDROCK_HOST = /^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com$/
 export function bedrockScope(host: string): { region: string; service: string } | undefined {
   const m = BEDROCK_HOST.exec(host);
   return m ? { region: m[1]!, service: 'bedrock' } : undefined;
-}
-
-/** node:crypto behind the Checksum interface the signer wants (an HMAC when given a secret). */
-class NodeSha256 {
-  private h: Hash | Hmac;
-  constructor(private readonly secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.h = this.fresh();
-  }
-  private fresh(): Hash | Hmac {
-    if (this.secret === undefined) return createHash('sha256');
-    const key = typeof this.secret === 'string' ? this.secret : Buffer.from(ArrayBuffer.isView(this.secret) ? this.secret.buffer.slice(this.secret.byteOffset, this.secret.byteOffset + this.secret.byteLength) : this.secret);
-    return createHmac('sha256', key);
-  }
-  update(chunk: string | ArrayBuffer | ArrayBufferView): void {
-    this.h.update(typeof chunk === 'string' ? chunk : ArrayBuffer.isView(chunk) ? new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength) : new Uint8Array(chunk));
-  }
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.h.digest()));
-  }
-  reset(): void {
-    this.h = this.fresh();
-  }
 }
 
 export interface WireRequest {

@@ -6,6 +6,7 @@ import type { Logger } from '../../shared/log.js';
 import type { EgressPolicySpec } from '../../shared/policy/types.js';
 import { defaultPolicySpec } from '../../shared/policy/validate.js';
 import { startControlPlane, type ControlPlane } from '../../webhook/control-plane.js';
+import type { MintingOptions } from '../../webhook/credentials/minting.js';
 import { kubeClients, kubeConfigFor } from '../../webhook/kube.js';
 import { defaultConfig, type InjectionConfig } from '../../webhook/config.js';
 import { createWebhookMetrics } from '../../webhook/metrics.js';
@@ -48,6 +49,8 @@ export interface LocalControlPlaneOptions {
   rateLimit?: { burst: number; perSecond: number };
   /** The control plane address injected proxies get (default: the built-in one, the chart Service's). */
   address?: string;
+  /** STS and Entra ID endpoints (fakes) for minted credentials. */
+  minting?: MintingOptions;
 }
 
 export async function startLocalControlPlane(opts: LocalControlPlaneOptions = {}): Promise<LocalControlPlane> {
@@ -70,6 +73,7 @@ export async function startLocalControlPlane(opts: LocalControlPlaneOptions = {}
     log,
     registry,
     rateLimit: opts.rateLimit ?? { burst: 1000, perSecond: 1000 },
+    minting: opts.minting,
   });
   await cp.synced;
   const pair = cp.serving.current();

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Counter, Registry } from 'prom-client';
 import { LABEL_INJECT } from '../../shared/constants.js';
-import { refId, resolveCredential, type CredentialMaterial } from '../../shared/credentials/material.js';
+import { refId, resolveCredential, type CredentialMaterial, type RemoteMinters } from '../../shared/credentials/material.js';
 import { VERTEX_REFRESH_BEFORE_MS, VertexTokenCache } from '../../shared/credentials/vertex-token.js';
 import type { Logger } from '../../shared/log.js';
 import { PROVIDER_IDS, type Credential, type EgressPolicy, type ProviderId } from '../../shared/policy/types.js';
@@ -10,14 +10,17 @@ import type { TokenIdentity } from '../tokenreview.js';
 import { bearerToken, HttpRefusal, refusingRoute, type Route } from '../policy/http.js';
 import { etagOf, type PolicyStore } from '../policy/store.js';
 import { DEFAULT_MAX_WAIT_MS, waitForCaller, waitParam } from '../long-poll.js';
+import { CredentialMinter, type MintingOptions, type MintScope } from './minting.js';
 import { ANNOTATION_CREDENTIAL_NAMESPACES, type CredentialSecrets } from './secrets.js';
 
 // GET /v1/credentials?provider=openai&provider=bedrock[&wait=30s]: the managed credentials a proxy's namespace
 // may use, over the same authenticated channel as its policy (ServiceAccount token → TokenReview; the namespace
 // comes from the token, never from a parameter). A namespace gets only what its effective policy names, each
 // from a Secret of the control plane's own namespace that allows it (annotation
-// aigress.io/credential-namespaces). Vertex AI service-account keys never leave the control plane: the answer
-// carries an access token minted here. Long poll as for the policy: with If-None-Match and `wait`, the answer
+// aigress.io/credential-namespaces). Long-lived secrets that can be exchanged never leave the control plane:
+// the answer carries a Vertex AI access token minted here from the service-account key, STS temporary
+// credentials for long-lived AWS keys (minting.ts), and an Entra ID access token for an app registration's
+// client secret. Long poll as for the policy: with If-None-Match and `wait`, the answer
 // waits for a Secret or policy change (or re-minted token) and otherwise says 304.
 
 export interface CredentialServerOptions {
@@ -28,6 +31,8 @@ export interface CredentialServerOptions {
   registry?: Registry;
   maxWaitMs?: number;
   now?: () => number;
+  /** STS and Entra ID endpoints and timings (the control plane's flags; tests point them at fakes). */
+  minting?: MintingOptions;
 }
 
 /** One entry of the answer: the material, or why there is none (never a value). */
@@ -48,6 +53,7 @@ export function credentialsFor(
   asked: readonly string[],
   secrets: Pick<CredentialSecrets, 'get'>,
   mintVertex: VertexTokenCache['mint'],
+  remote?: RemoteMinters,
 ): CredentialEntry[] {
   const named = new Map(policy.spec.credentials.map((c) => [c.provider as string, c]));
   const wanted = asked.length > 0 ? [...new Set(asked)] : [...named.keys()];
@@ -66,7 +72,7 @@ export function credentialsFor(
       out.push({ provider: c.provider, credential: c, error: `Secret ${c.secretRef.name} does not allow namespace ${namespace} (annotation ${ANNOTATION_CREDENTIAL_NAMESPACES})` });
       continue;
     }
-    const r = resolveCredential(c, (k) => s.data.get(k), mintVertex);
+    const r = resolveCredential(c, (k) => s.data.get(k), mintVertex, remote);
     out.push('error' in r ? { provider: c.provider, credential: c, error: r.error } : { provider: c.provider, credential: c, material: r });
   }
   return out;
@@ -76,6 +82,7 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
   const maxWait = opts.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
   const registry = opts.registry ?? new Registry();
   const vertex = new VertexTokenCache(opts.now);
+  const minter = new CredentialMinter({ ...opts.minting, log: opts.log, registry, now: opts.now });
   // The ETag is a hash over key material: salted per process, so it says nothing about a key (the cost: a proxy
   // that moves to another replica gets one 200 instead of a 304).
   const salt = randomBytes(16).toString('base64');
@@ -94,22 +101,35 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
     const who = await opts.identify(bearerToken(req));
     if (!opts.store.isSynced() || !opts.secrets.isSynced()) throw new HttpRefusal(503, 'Starting', 'the control plane is still loading policies', { 'retry-after': '2' });
 
-    const compute = (): { body: string; etag: string; policyEtag: string; entries: CredentialEntry[] } => {
+    const compute = (scope = minter.scope()): { body: string; etag: string; policyEtag: string; entries: CredentialEntry[]; scope: MintScope } => {
       const entry = opts.store.get(who.namespace);
       if (!entry) throw new HttpRefusal(403, 'NamespaceNotEnabled', `namespace ${who.namespace} is not opted in (label it ${LABEL_INJECT}=enabled)`);
       if (entry.kind === 'unavailable') throw new HttpRefusal(503, 'PolicyUnavailable', entry.message, { 'retry-after': '10' });
-      const entries = credentialsFor(who.namespace, entry.policy, asked, opts.secrets, vertex.mint);
+      const entries = credentialsFor(who.namespace, entry.policy, asked, opts.secrets, vertex.mint, scope.remote);
       const body = JSON.stringify({ credentials: entries });
-      return { body, etag: etagOf(`${salt}\n${body}`), policyEtag: entry.etag, entries };
+      return { body, etag: etagOf(`${salt}\n${body}`), policyEtag: entry.etag, entries, scope };
+    };
+
+    // A credential that needs minting (first use, or due for refresh) is minted before the answer: STS and Entra
+    // ID answer within the minter's timeout, and a failed refresh answers with the last good credentials.
+    const computeMinted = async (): Promise<ReturnType<typeof compute>> => {
+      const first = compute();
+      const pending = first.scope.pending();
+      if (!pending) return first;
+      await pending;
+      return compute(first.scope);
     };
 
     const known = req.headers['if-none-match'];
-    let r = compute();
+    let r = await computeMinted();
     if (known === r.etag && waitMs > 0) {
       const version = opts.secrets.current();
-      // Wake on a credential Secret change, a policy change of this namespace, or when a token is due to be re-minted.
+      // Wake on a credential Secret change, a policy change of this namespace, or when a token or STS credentials
+      // are due to be re-minted (a second late, so they are due when it wakes).
       const now = (opts.now ?? Date.now)();
-      const remint = r.entries.map((e) => (e.material?.kind === 'bearer' && e.material.expiresAt !== undefined ? e.material.expiresAt - VERTEX_REFRESH_BEFORE_MS + 1000 - now : waitMs));
+      const remint = r.entries.map((e) => (e.provider === 'vertex-ai' && e.material?.kind === 'bearer' && e.material.expiresAt !== undefined ? e.material.expiresAt - VERTEX_REFRESH_BEFORE_MS + 1000 - now : waitMs));
+      const due = r.scope.nextDue();
+      if (due !== undefined) remint.push(due - now + 1000);
       const refreshIn = Math.max(1000, Math.min(waitMs, ...remint));
       const { policyEtag } = r;
       // The signal ends the losing wait too, as soon as the other one wins.
@@ -117,7 +137,7 @@ export function credentialRoutes(opts: CredentialServerOptions): Route[] {
         Promise.race([opts.secrets.waitForChange(version, refreshIn, signal), opts.store.waitForChange(who.namespace, policyEtag, refreshIn, signal)]),
       );
       if (!present) return { status: 499 };
-      r = compute();
+      r = await computeMinted();
     }
     const headers = { etag: r.etag, 'cache-control': 'no-store' };
     if (known === r.etag) return { status: 304, headers, text: '' };

@@ -18,6 +18,11 @@ describe('control plane settings for aigress webhook', () => {
     expect(controlPlaneSettings({ caSource: 'files', caDir: '/etc/ca' }, inPod, 'ns')?.caSource).toEqual({ kind: 'files', dir: '/etc/ca' });
   });
 
+  it('takes the STS and Entra ID endpoints for minted credentials from flags only (a policy cannot name them)', () => {
+    expect(controlPlaneSettings({ stsRegion: 'eu-central-1', entraAuthority: 'https://login.microsoftonline.us' }, inPod, 'ns')?.minting).toEqual({ stsRegion: 'eu-central-1', entraAuthority: 'https://login.microsoftonline.us/' });
+    expect(controlPlaneSettings({ stsEndpoint: 'http://127.0.0.1:8080/' }, inPod, 'ns')?.minting).toEqual({ stsEndpoint: 'http://127.0.0.1:8080/' });
+  });
+
   it('names the flag for every bad combination (usage errors, exit 2)', () => {
     const bad: Array<[Parameters<typeof controlPlaneSettings>[0], RegExp]> = [
       [{ caSource: 'vault' }, /^--ca-source "vault": must be secret or files$/],
@@ -25,6 +30,10 @@ describe('control plane settings for aigress webhook', () => {
       [{ caDir: '/x' }, /^--ca-dir goes with --ca-source files$/],
       [{ caSecret: 'Bad_Name' }, /^--ca-secret "Bad_Name": not a valid Secret name$/],
       [{ serviceName: '1svc' }, /^--service-name "1svc": not a valid Service name$/],
+      [{ stsEndpoint: 'http://sts.example.com/' }, /^--sts-endpoint "http:\/\/sts.example.com\/": must be https \(http only on a loopback address\)$/],
+      [{ stsEndpoint: 'not a url' }, /^--sts-endpoint "not a url": not a URL$/],
+      [{ entraAuthority: 'https://u:p@login.example/' }, /^--entra-authority .*: no credentials, query or fragment$/],
+      [{ stsRegion: 'Europe' }, /^--sts-region "Europe": not an AWS region/],
     ];
     for (const [flags, re] of bad) {
       let err: unknown;
