@@ -7,7 +7,7 @@ import { find, NAMESPACE, render, template, validateObject, type K8sObject } fro
 // spreading, a priority class, and images pinned by digest. Rendered with the real helm; every object validated.
 
 type Obj = Record<string, unknown>;
-const ALL = { podMonitor: { enabled: true, interval: '15s', labels: { release: 'kps' } }, serviceMonitor: { enabled: true, interval: '30s', labels: {} }, grafanaDashboard: { enabled: true, label: 'grafana_dashboard', labelValue: '1', namespace: 'monitoring', annotations: { grafana_folder: 'AI' } }, networkPolicy: { enabled: true, ingressFrom: [], apiServerPorts: [443, 6443], apiServerCidrs: [] } };
+const ALL = { podMonitor: { enabled: true, interval: '15s', labels: { release: 'kps' } }, serviceMonitor: { enabled: true, interval: '30s', labels: {} }, grafanaDashboard: { enabled: true, label: 'grafana_dashboard', labelValue: '1', namespace: 'monitoring', annotations: { grafana_folder: 'AI' } }, networkPolicy: { enabled: true, ingressFrom: [], apiServerPorts: [443, 6443], apiServerCidrs: [], extraEgress: [] } };
 const podSpec = (objects: K8sObject[]): Obj => ((find(objects, 'Deployment', 'aigress').spec as Obj).template as { spec: Obj }).spec;
 
 /** What Prometheus does with one relabeling rule (action replace): the regex anchored, $1 substituted. */
@@ -89,6 +89,11 @@ describe('chart: monitoring, dashboard, network policy, scheduling, digests', ()
     const narrowed = find(render({ networkPolicy: { ...ALL.networkPolicy, apiServerCidrs: ['10.0.0.1/32'], ingressFrom: [{ ipBlock: { cidr: '10.0.0.0/8' } }] } }), 'NetworkPolicy', 'aigress').spec as { ingress: Obj[]; egress: Obj[] };
     expect(narrowed.egress[0]).toEqual({ ports: [{ port: 443, protocol: 'TCP' }, { port: 6443, protocol: 'TCP' }], to: [{ ipBlock: { cidr: '10.0.0.1/32' } }] });
     expect(narrowed.ingress[0]!.from).toEqual([{ ipBlock: { cidr: '10.0.0.0/8' } }]);
+    // STS and Entra ID for credential minting, when 443 is narrowed to the API server
+    const sts = { to: [{ ipBlock: { cidr: '52.94.0.0/16' } }], ports: [{ port: 443, protocol: 'TCP' }] };
+    const withSts = find(render({ networkPolicy: { ...ALL.networkPolicy, apiServerCidrs: ['10.0.0.1/32'], extraEgress: [sts] } }), 'NetworkPolicy', 'aigress');
+    validateObject(withSts);
+    expect((withSts.spec as { egress: Obj[] }).egress).toEqual([expect.objectContaining({ to: [{ ipBlock: { cidr: '10.0.0.1/32' } }] }), expect.any(Object), sts]);
     // the container port it opens is the one the control plane listens on
     expect(((podSpec(render()).containers as Array<{ ports: Array<{ containerPort: number }> }>)[0]!.ports[0]!.containerPort)).toBe(8443);
   });
