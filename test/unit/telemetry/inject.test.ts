@@ -84,7 +84,7 @@ describe('chart values injection.proxy.telemetry → env of the injected proxy (
     expect(c.otlp!.traces).toMatchObject({ url: new URL('https://otel-collector.observability:4318/v1/traces'), protocol: 'http/json', compression: 'gzip', timeoutMs: 2500, headers: { 'api-key': 'k ey' } });
     expect(c.otlp!.metrics!.url.href).toBe(ALL.otlpMetricsEndpoint);
     expect(c.otlp).toMatchObject({ metricsIntervalMs: 15000, serviceName: 'egress', resource: { 'deployment.environment.name': 'prod', 'team.note': 'a,b=c' } });
-    expect(c.audit).toEqual({ kind: 'file', path: ALL.auditLog });
+    expect(c.audit).toEqual({ kind: 'file', path: ALL.auditLog, setting: 'AIGRESS_AUDIT_LOG' });
   });
 
   it('the chart schema refuses what the proxy would refuse at start', () => {
