@@ -45,7 +45,8 @@ function openAuditFile(dest: Extract<AuditDestination, { kind: 'file' }>): numbe
   }
 }
 
-function writeErrors(registry: Registry): Counter {
+/** aigress_audit_write_errors_total, registered once per registry. */
+export function auditWriteErrors(registry: Registry): Counter {
   const existing = registry.getSingleMetric(WRITE_ERRORS);
   if (existing) return existing as Counter;
   return new Counter({
@@ -67,7 +68,7 @@ export function auditSink(dest: AuditDestination, stdout?: Writable, o: AuditSin
         : pino.destination({ dest: openAuditFile(dest), minLength: BATCH_BYTES, maxLength: MAX_BUFFERED, sync: false });
   const w: Writable = boom ?? stdout!;
   if (boom && dest.kind === 'file') {
-    const errors = o.registry ? writeErrors(o.registry) : undefined;
+    const errors = o.registry ? auditWriteErrors(o.registry) : undefined;
     let warnedAt = -Infinity;
     // Without a listener a failed write would throw from the stream and end the process.
     boom.on('drop', () => errors?.inc({ kind: 'dropped' }));
