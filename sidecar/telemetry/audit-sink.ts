@@ -1,4 +1,4 @@
-import { mkdirSync, openSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pino } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -34,14 +34,39 @@ export interface AuditSinkOptions {
   log?: Logger;
 }
 
+const code = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code;
+
+/**
+ * Creates the missing directories of `dir`, one level at a time. Not mkdirSync's `recursive`: on a filesystem
+ * that answers ENOENT for a directory that cannot be made (/proc), Node 20's recursive mkdir loops forever.
+ */
+function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = dir; !existsSync(d); d = dirname(d)) {
+    missing.push(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of missing.reverse()) {
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      if (code(err) !== 'EEXIST') throw err;
+    }
+  }
+}
+
 /** The file's descriptor, opened for appending (its directory created); a UserError naming the setting if not. */
 function openAuditFile(dest: Extract<AuditDestination, { kind: 'file' }>): number {
   try {
-    mkdirSync(dirname(dest.path), { recursive: true });
+    try {
+      return openSync(dest.path, 'a');
+    } catch (err) {
+      if (code(err) !== 'ENOENT') throw err;
+    }
+    makeDirs(dirname(dest.path));
     return openSync(dest.path, 'a');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? errorMessage(err);
-    throw new UserError(`${dest.setting} ${dest.path}: cannot open the audit log for appending: ${code} (an injected proxy can write only under the audit volume the webhook mounts; docs/audit.md)`, 1);
+    throw new UserError(`${dest.setting} ${dest.path}: cannot open the audit log for appending: ${code(err) ?? errorMessage(err)} (an injected proxy can write only under the audit volume the webhook mounts; docs/audit.md)`, 1);
   }
 }
 

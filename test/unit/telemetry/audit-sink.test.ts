@@ -40,6 +40,10 @@ describe('audit log file', () => {
     expect((err as UserError).message).toContain(`AIGRESS_AUDIT_LOG ${path}: cannot open the audit log`);
   });
 
+  it.runIf(process.platform === 'linux')('a directory that cannot be made is refused, not retried forever (mkdir on /proc answers ENOENT)', () => {
+    expect(() => auditSink({ kind: 'file', path: '/proc/aigress-audit-test/audit.jsonl', setting: '--audit-log' })).toThrow(/^--audit-log \/proc\/aigress-audit-test\/audit\.jsonl: cannot open the audit log for appending: ENOENT/);
+  });
+
   it('creates the directory and appends one JSON line per record', async () => {
     const path = join(dir, 'new', 'deeper', 'audit.jsonl');
     const sink = auditSink({ kind: 'file', path, setting: '--audit-log' });
