@@ -3,12 +3,14 @@ import { parseAllDocuments } from 'yaml';
 import { isIP } from 'node:net';
 import {
   ADMIN_PORT,
+  CA_BUNDLE_DIR,
   CAPTURE_PORT,
   DEFAULT_INCLUDE_PORTS,
   ISTIO_PROXY_UID,
   LINKERD_PROXY_UID,
   PROXY_GID,
   PROXY_UID,
+  TOKEN_DIR,
   VERSION,
   WEBHOOK_PORT,
 } from '../shared/constants.js';
@@ -215,6 +217,36 @@ export function useNativeSidecar(config: InjectionConfig): boolean {
 interface Issue {
   path: string;
   message: string;
+}
+
+/** Directories of the injected proxy's own mounts (CA bundle, token, extra roots): no audit volume over them. */
+const PROXY_MOUNT_DIRS = [CA_BUNDLE_DIR, TOKEN_DIR, '/etc/aigress/extra-ca'];
+
+/**
+ * injection.proxy.telemetry.auditLog: empty, stdout, stderr, or an absolute file path. A file gets a writable
+ * emptyDir mounted at its directory (the proxy's root filesystem is read-only), so the directory must be one a
+ * volume can be mounted at: not `/`, no `.`/`..` segments, not one of the proxy's own mounts or inside one.
+ */
+function auditLogPath(r: Reader, v: unknown): string {
+  const path = 'injection.proxy.telemetry.auditLog';
+  const a = r.string(v, path, '');
+  if (a === '' || a === 'stdout' || a === 'stderr') return a;
+  const why = ((): string | undefined => {
+    if (!a.startsWith('/')) return 'must be stdout, stderr or an absolute file path';
+    if (a.endsWith('/')) return 'must name a file, not a directory';
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u001f\u007f:]/.test(a)) return 'must not contain control characters or ":"';
+    const segs = a.split('/').slice(1);
+    if (segs.some((x) => x === '' || x === '.' || x === '..')) return 'must be a plain absolute path (no empty, "." or ".." segments)';
+    if (segs.length < 2) return 'must be in a directory below / (the audit volume is mounted at the file\'s directory)';
+    const dir = a.slice(0, a.lastIndexOf('/'));
+    const taken = PROXY_MOUNT_DIRS.find((m) => dir === m || dir.startsWith(`${m}/`) || m.startsWith(`${dir}/`));
+    if (taken) return `its directory must not be or contain the proxy's own mount ${taken}`;
+    return undefined;
+  })();
+  if (why === undefined) return a;
+  r.fail(path, `${why} (got ${JSON.stringify(a)})`);
+  return '';
 }
 
 class Reader {
@@ -446,7 +478,7 @@ export function validateConfig(raw: unknown): { ok: true; config: WebhookConfig 
         extraArgs: r.stringList(proxy.extraArgs, 'injection.proxy.extraArgs', d.injection.proxy.extraArgs),
         extraCaConfigMap: { name: extraCaName, key: extraCaKey },
         prometheusScrape: r.boolean(proxy.prometheusScrape, 'injection.proxy.prometheusScrape', false),
-        telemetry: { otlpEndpoint, ...telemetryRest, auditLog: r.string(tel.auditLog, 'injection.proxy.telemetry.auditLog', ''), captureContent: tel.captureContent === true },
+        telemetry: { otlpEndpoint, ...telemetryRest, auditLog: auditLogPath(r, tel.auditLog), captureContent: tel.captureContent === true },
       },
       init: { resources: r.resources(init.resources, 'injection.init.resources', d.injection.init.resources) },
       budgets: {

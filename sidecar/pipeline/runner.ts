@@ -277,9 +277,13 @@ export class PipelineRunner {
     };
     const bytes = parts.filter((x) => x.h.bytes).map((x) => guard(x.p, x.h.bytes!.bind(x.h)));
     const observers = stream ? parts.filter((x) => x.h.observe).map((x) => guard(x.p, x.h.observe!.bind(x.h))) : [];
-    if (transforms.length > 0) return new EventDriver(this, ex, head, framing as 'sse' | 'eventstream', sink, transforms, bytes, observers);
-    if (holders.length > 0) return new HeldDriver(this, ex, head, sink, holders, bytes);
-    return new PassiveDriver(sink, bytes, observers.length > 0 ? { framer: createFramer(framing as 'sse' | 'eventstream'), observers } : undefined, () => broken);
+    const deliveredEvents = stream ? parts.filter((x) => x.h.deliveredEvent).map((x) => guard(x.p, x.h.deliveredEvent!.bind(x.h))) : [];
+    const deliveredBytes = stream ? [] : parts.filter((x) => x.h.delivered).map((x) => guard(x.p, x.h.delivered!.bind(x.h)));
+    if (transforms.length > 0) return new EventDriver(this, ex, head, framing as 'sse' | 'eventstream', sink, transforms, bytes, observers, deliveredEvents);
+    if (holders.length > 0) return new HeldDriver(this, ex, head, sink, holders, bytes, deliveredBytes);
+    // Passively, what the app receives is what came: delivered bytes and events are the upstream's.
+    const watchers = [...observers, ...deliveredEvents];
+    return new PassiveDriver(sink, [...bytes, ...deliveredBytes], watchers.length > 0 ? { framer: createFramer(framing as 'sse' | 'eventstream'), observers: watchers } : undefined, () => broken);
   }
 
   /** Runs every reached processor's onEnd (awaited: drain waits for budgets to settle). Never throws. */
@@ -433,6 +437,7 @@ class EventDriver implements ResponseDriver {
     private readonly transforms: { p: Processor; h: ResponseHooks }[],
     private readonly bytes: ((c: Buffer) => void)[],
     private readonly observers: ((ev: StreamEvent) => void)[],
+    private readonly delivered: ((ev: StreamEvent) => void)[],
   ) {
     this.framer = createFramer(framing);
   }
@@ -564,6 +569,7 @@ class EventDriver implements ResponseDriver {
 
   private send(evs: readonly StreamEvent[]): void {
     for (const ev of evs) {
+      for (const d of this.delivered) d(ev);
       if (this.sink.write(ev.raw) || this.waitingDrain) continue;
       this.waitingDrain = true;
       if (!this.paused) {
@@ -607,6 +613,7 @@ class HeldDriver implements ResponseDriver {
     private readonly sink: ResponseSink,
     private readonly holders: { p: Processor; h: ResponseHooks }[],
     private readonly bytes: ((c: Buffer) => void)[],
+    private readonly delivered: ((c: Buffer) => void)[],
   ) {}
 
   data(chunk: Buffer): void {
@@ -654,6 +661,7 @@ class HeldDriver implements ResponseDriver {
       }
     }
     const out = body.bytes();
+    for (const d of this.delivered) d(out);
     this.sink.head(!body.changed, out.length);
     this.sink.write(out);
     this.sink.end();

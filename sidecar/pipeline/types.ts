@@ -145,6 +145,14 @@ export interface ResponseHooks {
   /** Upstream stream events as decoded, before any transform. Read-only, synchronous (metering reads usage here). */
   observe?(ev: StreamEvent): void;
   /**
+   * What the app receives, after every response transform: on a stream each event as it is sent (never one a
+   * transform dropped or that followed a block), on a non-stream the body bytes as sent (the decided body of a
+   * held response; nothing when the app got a denial instead). Read-only, synchronous; telemetry's content
+   * capture reads the completion here so that response-phase redactions and blocks apply to it.
+   */
+  delivered?(chunk: Buffer): void;
+  deliveredEvent?(ev: StreamEvent): void;
+  /**
    * One event of a stream. Return the events to send in its place: `[ev]` (unchanged or edited), `[]` (held back
    * or dropped), or several (released earlier ones first). While a returned promise is pending the upstream is
    * paused. Throwing (or rejecting) follows the processor's failure mode.

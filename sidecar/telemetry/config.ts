@@ -34,7 +34,8 @@ export interface OtlpConfig {
   resource: Readonly<Record<string, string>>;
 }
 
-export type AuditDestination = { kind: 'stdout' } | { kind: 'stderr' } | { kind: 'file'; path: string };
+/** `setting`: where a file path came from (`--audit-log` or `AIGRESS_AUDIT_LOG`), named when it cannot be opened. */
+export type AuditDestination = { kind: 'stdout' } | { kind: 'stderr' } | { kind: 'file'; path: string; setting: string };
 
 export interface TelemetryConfig {
   otlp?: OtlpConfig;
@@ -177,7 +178,7 @@ export function telemetryConfig(env: Env, flags: TelemetryFlags = {}): Telemetry
   };
   const a = flags.auditLog ?? env.AIGRESS_AUDIT_LOG;
   if (a !== undefined && a !== '') {
-    cfg.audit = a === 'stdout' ? { kind: 'stdout' } : a === 'stderr' ? { kind: 'stderr' } : { kind: 'file', path: a };
+    cfg.audit = a === 'stdout' ? { kind: 'stdout' } : a === 'stderr' ? { kind: 'stderr' } : { kind: 'file', path: a, setting: flags.auditLog !== undefined ? '--audit-log' : 'AIGRESS_AUDIT_LOG' };
   }
   if (TRUE.has((env.OTEL_SDK_DISABLED ?? '').toLowerCase())) return cfg;
   const base = flags.otlpEndpoint ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined);

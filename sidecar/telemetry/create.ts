@@ -53,12 +53,13 @@ export async function createTelemetry(o: TelemetryOptions): Promise<TelemetrySer
   const { config } = o;
   if (!config.otlp && !config.audit) return undefined;
   const resource = resourceAttributes(o.identity, config.otlp?.resource ?? {}, config.otlp?.serviceName ?? 'aigress-proxy');
+  // First: a file that cannot be opened stops the start before an exporter exists to be closed.
+  const audit = config.audit ? auditSink(config.audit, o.stdout, { registry: o.registry, log: o.log }) : undefined;
   let otlp: TelemetryServices['otlp'];
   if (config.otlp) {
     const { OtlpExporter } = await import('./exporter.js');
     otlp = new OtlpExporter({ config: config.otlp, resource, registry: o.registry, log: o.log });
   }
-  const audit = config.audit ? auditSink(config.audit, o.stdout) : undefined;
   const t: TelemetryServices = {
     ...(otlp && { otlp }),
     ...(audit && { audit }),

@@ -3,6 +3,7 @@ import type { EgressPolicy } from '../../shared/policy/types.js';
 import { isObj } from '../../shared/json.js';
 import type { PipelineContext } from '../pipeline/context.js';
 import { CONTINUE } from '../pipeline/deny.js';
+import { redactRestored } from '../pipeline/filters/redaction-map.js';
 import type { StreamEvent } from '../pipeline/framing.js';
 import type { EndInfo, Exchange, Framing, PipelineServices, Processor, ResponseHead, ResponseHooks } from '../pipeline/types.js';
 import { AUDIT_SCHEMA, levelOf, ms, providerRequestId, type AuditOutcome, type AuditRecord } from './audit-record.js';
@@ -15,12 +16,19 @@ import type { TelemetryServices } from './types.js';
 // none and pays nothing). `telemetry` (describe phase) starts the call's span and ends it in onEnd (which runs
 // after metering's, so usage, response model and cost are in `ex.results`), recording the GenAI histograms and
 // writing the audit record; `trace-context` (credentials phase: after every transform, before any signature)
-// sets the provider call's `traceparent` and, when asked, captures the request content as it goes upstream.
+// sets the provider call's `traceparent` and, when asked, captures the request content as it goes upstream. The
+// completion is captured from what the app receives (the runner's `delivered` hooks, after every response filter),
+// with the values a pii filter restored for the app redacted again: both directions carry the redactions.
 
 /** Bodies of non-streamed responses read for finish reasons (and captured content) up to this size. */
 const MAX_READ_BODY = 4 * 1024 * 1024;
 /** Captured content per message, per direction. */
 const MAX_CONTENT = 64 * 1024;
+/**
+ * Completion text read before restored values are redacted again and the result cut to MAX_CONTENT: the margin
+ * keeps a value at the cut whole (redaction matches whole values only).
+ */
+const MAX_OUTPUT_READ = 2 * MAX_CONTENT;
 /** Stream chunk intervals kept per call for time_per_output_chunk. */
 const MAX_INTERVALS = 20_000;
 const HTTPS_PORT = 443;
@@ -131,7 +139,7 @@ export function telemetryProcessors(ctx: PipelineContext, services: PipelineServ
         if (call.traceState) h.set('tracestate', call.traceState);
         else h.delete('tracestate');
       }
-      if (t.captureContent && t.otlp) call.inputMessages = requestContent(ex);
+      if (t.captureContent && tracing) call.inputMessages = requestContent(ex);
       return CONTINUE;
     },
   };
@@ -145,11 +153,17 @@ function responseHooks(t: TelemetryServices, ex: Exchange, call: Call, head: Res
   if (id !== undefined) call.requestId = id;
   const ok = head.status >= 200 && head.status < 300;
   const stream = framing === 'sse' || framing === 'eventstream';
-  const capture = t.captureContent && t.otlp !== undefined;
   // Finish reasons and content are for spans only: an audit-only proxy reads no response body.
   const spans = t.otlp?.tracing === true;
+  const capture = spans && t.captureContent && ok;
   const readBody = spans && ok && !stream && (framing === 'json' || framing === 'other');
   if (readBody) call.body = [];
+  const keep = (chunk: Buffer): void => {
+    if (!call.body) return;
+    call.bodySize += chunk.length;
+    if (call.bodySize > MAX_READ_BODY) call.body = undefined;
+    else call.body.push(chunk);
+  };
   return {
     bytes(chunk) {
       if (chunk.length === 0) return;
@@ -157,12 +171,17 @@ function responseHooks(t: TelemetryServices, ex: Exchange, call: Call, head: Res
       call.firstChunkAt ??= now;
       call.lastChunkAt = now;
       call.upstreamResponseBytes += chunk.length;
-      if (call.body) {
-        call.bodySize += chunk.length;
-        if (call.bodySize > MAX_READ_BODY) call.body = undefined;
-        else call.body.push(chunk);
-      }
+      if (!capture) keep(chunk);
     },
+    // Captured content is read from what the app receives (after every response filter: their redactions and
+    // blocks apply), not from the upstream bytes; finish reasons then come from the same body.
+    ...(capture && !stream && { delivered: keep }),
+    ...(capture && stream && {
+      deliveredEvent(ev: StreamEvent) {
+        const doc = eventDoc(ev);
+        if (isObj(doc)) streamContent(ex, call, doc, ev);
+      },
+    }),
     // Events are framed for this only when something uses them (spans, the per-chunk histogram).
     ...(stream && (spans || t.otlp?.genAi) && {
       observe(ev: StreamEvent) {
@@ -171,20 +190,21 @@ function responseHooks(t: TelemetryServices, ex: Exchange, call: Call, head: Res
         if (t.otlp?.genAi && call.lastEventAt !== undefined && call.intervals.length < MAX_INTERVALS) call.intervals.push(Number(now - call.lastEventAt) / 1e9);
         call.lastEventAt = now;
         if (!ok || !spans) return;
-        const text = ev.sse ? ev.sse.data : Buffer.from(ev.message!.body).toString('utf8');
-        const reason = MAY_HOLD_REASON.test(text);
-        if (!reason && !capture) return;
-        let doc: unknown;
-        try {
-          doc = JSON.parse(text);
-        } catch {
-          return;
-        }
-        if (reason) call.finish.read(doc);
-        if (capture && isObj(doc)) streamContent(ex, call, doc, ev);
+        if (!MAY_HOLD_REASON.test(ev.sse ? ev.sse.data : Buffer.from(ev.message!.body).toString('utf8'))) return;
+        const doc = eventDoc(ev);
+        if (doc !== undefined) call.finish.read(doc);
       },
     }),
   };
+}
+
+function eventDoc(ev: StreamEvent): unknown {
+  if (!ev.sse && !ev.message) return undefined;
+  try {
+    return JSON.parse(ev.sse ? ev.sse.data : Buffer.from(ev.message!.body).toString('utf8'));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The body read for finish reasons and content, once, at the end. */
@@ -206,8 +226,8 @@ function readJsonBody(ex: Exchange, call: Call, capture: boolean): void {
 }
 
 function addOutput(call: Call, text: string): void {
-  if (call.outputLength >= MAX_CONTENT) return;
-  const piece = text.slice(0, MAX_CONTENT - call.outputLength);
+  if (call.outputLength >= MAX_OUTPUT_READ) return;
+  const piece = text.slice(0, MAX_OUTPUT_READ - call.outputLength);
   call.output.push(piece);
   call.outputLength += piece.length;
 }
@@ -314,7 +334,9 @@ function finishCall(ctx: PipelineContext, t: TelemetryServices, ex: Exchange, en
         'gen_ai.response.finish_reasons': call.finish.reasons.length > 0 ? call.finish.reasons : undefined,
         'gen_ai.input.messages': capture ? call.inputMessages : undefined,
         'gen_ai.output.messages':
-          capture && call.output.length > 0 ? JSON.stringify([{ role: 'assistant', parts: [{ type: 'text', content: call.output.join('') }], ...(call.finish.reasons[0] && { finish_reason: call.finish.reasons[0] }) }]) : undefined,
+          capture && call.output.length > 0
+            ? JSON.stringify([{ role: 'assistant', parts: [{ type: 'text', content: redactRestored(ex, call.output.join('')).slice(0, MAX_CONTENT) }], ...(call.finish.reasons[0] && { finish_reason: call.finish.reasons[0] }) }])
+            : undefined,
         'error.type': errorType,
         'server.address': ex.request.host,
         'server.port': HTTPS_PORT,

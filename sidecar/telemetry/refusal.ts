@@ -9,8 +9,8 @@ import { cleanTracestate, newSpanId, newTraceId, parseTraceparent } from './trac
 import type { TelemetryServices } from './types.js';
 
 // Requests the proxy refused before the pipeline saw them: 400 (a head it could not parse, two Host fields),
-// 413 (body over the limit), 421 (Host or request target not the connection's host), 431 (header block too
-// large). Each gets an audit record and a span like a pipeline call's, with what is known of it: the host, and
+// 408 (the head did not arrive in time), 413 (body over the limit), 421 (Host or request target not the
+// connection's host), 431 (header block too large). Each gets an audit record and a span like a pipeline call's, with what is known of it: the host, and
 // the method and path when the head was parsed. The body is never read, so no model from it and no content.
 
 export interface Refusal {

@@ -30,6 +30,6 @@ export interface TelemetryServices {
   readonly captureContent: boolean;
   /** Resource attributes of this proxy (service, pod identity), also used for the audit record's pod fields. */
   readonly resource: Attributes;
-  /** A request refused before the pipeline (400, 413, 421, 431): its audit record and span. */
+  /** A request refused before the pipeline (REFUSAL_REASONS in refusal.ts: 400, 408, 413, 421, 431): its audit record and span. */
   refused?(r: Refusal, c: RefusalContext): void;
 }

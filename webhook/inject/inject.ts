@@ -6,7 +6,7 @@ import { MESH_INIT_CONTAINERS, meshesOf, type Mesh } from './mesh.js';
 import { PatchBuilder, type Segment } from './patch.js';
 import { captureEscapes, isAigressContainer, isInjected, skipReason, type SkipCode } from './rules.js';
 import { checkPodShape, formatShapeIssues } from './shape.js';
-import { CA_VOLUME, appCaMount, caVolume, extraCaVolume, initContainer, initRunVolume, proxyContainer, tokenVolume, type PodFacts } from './template.js';
+import { CA_VOLUME, appCaMount, auditVolume, caVolume, extraCaVolume, initContainer, initRunVolume, proxyContainer, tokenVolume, type PodFacts } from './template.js';
 import { workloadOf } from './workload.js';
 import type { Container, PatchOperation, Pod } from './types.js';
 import type { ProviderId } from '../../shared/policy/types.js';
@@ -91,7 +91,11 @@ export function inject(input: unknown, context: InjectionContext, config: Inject
   const native = useNativeSidecar(config);
   const b = new PatchBuilder(pod);
   const extraCa = extraCaVolume(config);
-  const volumes = [caVolume(), tokenVolume(), initRunVolume(), ...(extraCa ? [extraCa] : [])];
+  const audit = auditVolume(config);
+  // A volume the pod already declares (an `aigress-audit` its log shipper mounts too) is the pod's: used, never
+  // added, and not in the status, so uninject leaves it.
+  const existing = new Set((pod.spec.volumes ?? []).map((v) => v.name));
+  const volumes = [caVolume(), tokenVolume(), initRunVolume(), ...(extraCa ? [extraCa] : []), ...(audit ? [audit] : [])].filter((v) => !existing.has(v.name));
   const status: InjectionStatus = {
     version: VERSION,
     initContainers: native ? [INIT_CONTAINER_NAME, PROXY_CONTAINER_NAME] : [INIT_CONTAINER_NAME],
@@ -106,11 +110,7 @@ export function inject(input: unknown, context: InjectionContext, config: Inject
     if (added.length > 0) status.annotations = added.map(([k]) => k);
   }
   b.set(['metadata', 'annotations', ANNOTATION_STATUS], JSON.stringify(status));
-  const existing = new Set((pod.spec.volumes ?? []).map((v) => v.name));
-  b.append(
-    ['spec', 'volumes'],
-    volumes.filter((v) => !existing.has(v.name)),
-  );
+  b.append(['spec', 'volumes'], volumes);
   // Init first so capture is in place before anything else runs; the native proxy right after it, so the pod's
   // own init containers already go through it.
   b.insert(['spec', 'initContainers'], 0, initContainer(config, read.overrides, facts));

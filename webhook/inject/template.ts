@@ -41,6 +41,21 @@ export const TOKEN_EXPIRATION_SECONDS = 3600;
 /** How long the `nativeSidecar: never` postStart hook waits for the proxy before the kubelet restarts it. */
 export const WAIT_READY_SECONDS = 120;
 
+/** A file audit log's writable directory (the proxy's root filesystem is read-only); docs/audit.md. */
+export const AUDIT_VOLUME = 'aigress-audit';
+
+/** The directory of injection.proxy.telemetry.auditLog when it is a file (config.ts checked it is absolute). */
+export function auditLogDir(config: InjectionConfig): string | undefined {
+  const a = config.proxy.telemetry.auditLog;
+  if (!a.startsWith('/')) return undefined;
+  return a.slice(0, a.lastIndexOf('/'));
+}
+
+/** The audit volume, when the audit log is a file: an emptyDir a log shipper (a sidecar, a node agent) reads. */
+export function auditVolume(config: InjectionConfig): Volume | undefined {
+  return auditLogDir(config) === undefined ? undefined : { name: AUDIT_VOLUME, emptyDir: {} };
+}
+
 export function caVolume(): Volume {
   return { name: CA_VOLUME, emptyDir: {} };
 }
@@ -208,6 +223,7 @@ export function waitReadyScript(adminPort: number): string {
 /** The proxy container: a native sidecar (restartPolicy: Always) or, for `never`, a regular container. */
 export function proxyContainer(config: InjectionConfig, o: PodOverrides, native: boolean, facts: PodFacts = { meshes: [] }): Container {
   const port = config.proxy.adminPort;
+  const auditDir = auditLogDir(config);
   const httpGet = (path: string): Record<string, unknown> => ({ httpGet: { path, port } });
   const c: Container = {
     name: PROXY_CONTAINER_NAME,
@@ -240,6 +256,8 @@ export function proxyContainer(config: InjectionConfig, o: PodOverrides, native:
       { name: CA_VOLUME, mountPath: CA_BUNDLE_DIR },
       { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
       ...(config.proxy.extraCaConfigMap.name === '' ? [] : [{ name: EXTRA_CA_VOLUME, mountPath: EXTRA_CA_DIR, readOnly: true }]),
+      // Read-write: the audit log file (AIGRESS_AUDIT_LOG), the only other path the proxy writes.
+      ...(auditDir === undefined ? [] : [{ name: AUDIT_VOLUME, mountPath: auditDir }]),
     ],
     terminationMessagePolicy: 'FallbackToLogsOnError',
   });

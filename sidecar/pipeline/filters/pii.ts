@@ -5,7 +5,7 @@ import type { Deny, Exchange, Processor, Verdict } from '../types.js';
 import { FilterTools, inRequest, inResponse, type FilterEnv } from './common.js';
 import { detect, holdFrom, labelOf } from './pii-detectors.js';
 import { loggedTexts, writeLoggedText } from './log-text.js';
-import { RedactionMap, RestoreRewriter } from './redaction-map.js';
+import { RedactionMap, RestoreRewriter, restoresInto } from './redaction-map.js';
 import { countKinds, replaceMatches, ScanRewriter, type Match } from './scan-rewriter.js';
 import { chainRewriters, type TextRewriter } from './stream-text.js';
 
@@ -100,6 +100,7 @@ export function piiFilter(f: PiiFilter, env: FilterEnv): Processor {
       const restore = f.restore && st.map.size > 0;
       const scan = inResponse(f);
       if (!restore && !scan) return undefined;
+      if (restore) restoresInto(ex, st.map);
       return tools.responseHooks(
         ex,
         head,

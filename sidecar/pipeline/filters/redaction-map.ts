@@ -63,6 +63,24 @@ export class RedactionMap {
     return { text: out, restored };
   }
 
+  /**
+   * `text` with every value this map holds replaced by its placeholder again (raw, and JSON-escaped as restore
+   * writes it in JSON source): the redactions applied to a copy of a restored response (content capture).
+   */
+  redactValues(text: string): string {
+    if (this.byPlaceholder.size === 0) return text;
+    // Longest values first: one value inside another is replaced as part of the longer.
+    const entries = [...this.byPlaceholder].sort((a, b) => b[1].length - a[1].length);
+    let out = text;
+    for (const [p, v] of entries) {
+      if (v === '') continue;
+      out = out.split(v).join(p);
+      const escaped = JSON.stringify(v).slice(1, -1);
+      if (escaped !== v) out = out.split(escaped).join(p);
+    }
+    return out;
+  }
+
   /** How many characters at the end of `text` could be the start of a placeholder (held back in a stream). */
   holdBack(text: string): number {
     const from = Math.max(0, text.length - this.longest + 1);
@@ -110,4 +128,26 @@ export class RestoreRewriter implements TextRewriter {
     this.restored += r.restored;
     return r.text;
   }
+}
+
+/** The maps whose placeholders a filter restores in an exchange's response, by exchange. */
+const restoring = new WeakMap<object, RedactionMap[]>();
+
+/** Records that `map`'s placeholders are restored in the response of `ex` (before the app reads it). */
+export function restoresInto(ex: object, map: RedactionMap): void {
+  const list = restoring.get(ex);
+  if (!list) restoring.set(ex, [map]);
+  else if (!list.includes(map)) list.push(map);
+}
+
+/**
+ * `text`, read from what the app received, with the values filters restored redacted again: telemetry's captured
+ * completion carries the placeholders, never the app's own values that the provider never saw.
+ */
+export function redactRestored(ex: object, text: string): string {
+  const list = restoring.get(ex);
+  if (!list) return text;
+  let out = text;
+  for (const m of list) out = m.redactValues(out);
+  return out;
 }

@@ -52,7 +52,16 @@ export function runManifests(text: string, c: Pick<GoldenCase, 'config' | 'names
   }
 }
 
-/** Reads a golden file, or writes it first when UPDATE_GOLDEN=1. */
+/** Reads a golden file as it is (never rewritten, whatever UPDATE_GOLDEN says). */
+export function readGolden(c: GoldenCase, file: string): string | undefined {
+  const path = join(c.dir, file);
+  return existsSync(path) ? readFileSync(path, 'utf8') : undefined;
+}
+
+/**
+ * Reads a golden file, or writes it first when UPDATE_GOLDEN=1; `actual` undefined there empties a stale one
+ * (a golden that must not exist for this outcome). To only read one, use readGolden.
+ */
 export function golden(c: GoldenCase, file: string, actual: string | undefined): string | undefined {
   const path = join(c.dir, file);
   if (UPDATE) {

@@ -4,6 +4,7 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { IDENTITY_LABEL_NAMES } from '../../../sidecar/pipeline/metrics.js';
 import { createMetrics } from '../../../sidecar/proxy/metrics.js';
+import { auditWriteErrors } from '../../../sidecar/telemetry/audit-sink.js';
 import { policy, runnerFor, setup } from './harness.js';
 
 const read = (p: string) => readFileSync(new URL(`../../../${p}`, import.meta.url), 'utf8');
@@ -14,6 +15,7 @@ function registered(): Map<string, string[]> {
   // a policy with a budget, so the budget processor registers its metrics too
   const { registry } = setup(policy({ budgets: [{ tokens: 1000, per: '1m', scope: 'pod' }] }), new Registry());
   runnerFor(registry); // the processor runner registers the denial and failure counters
+  auditWriteErrors(registry); // registered by a file audit log
   const proxy = createMetrics(() => 0).registry;
   const out = new Map<string, string[]>();
   for (const m of [...registry.getMetricsAsArray(), proxy.getSingleMetric('aigress_requests_total')!]) {

@@ -97,7 +97,7 @@ describe('telemetry configuration from OTEL_* variables and flags', () => {
     expect(telemetryConfig({ OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true' }).captureContent).toBe(true);
     expect(telemetryConfig({}, { captureContent: true }).captureContent).toBe(true);
     expect(telemetryConfig({}, { auditLog: 'stdout' }).audit).toEqual({ kind: 'stdout' });
-    expect(telemetryConfig({}, { auditLog: '/var/log/aigress/audit.jsonl' }).audit).toEqual({ kind: 'file', path: '/var/log/aigress/audit.jsonl' });
+    expect(telemetryConfig({}, { auditLog: '/var/log/aigress/audit.jsonl' }).audit).toEqual({ kind: 'file', path: '/var/log/aigress/audit.jsonl', setting: '--audit-log' });
   });
 });
 

@@ -33,6 +33,33 @@ describe('injection.proxy.telemetry', () => {
     expect(c.captureContent).toBe(true);
   });
 
+  it('a file audit log gets a writable emptyDir at its directory, mounted in the proxy only', () => {
+    const r = validateConfig({ injection: { proxy: { telemetry: { auditLog: '/var/log/aigress/audit.jsonl' } } } });
+    if (!r.ok) throw new Error(JSON.stringify(r.issues));
+    const out = inject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ name: 'app', image: 'a' }] } }, { namespace: 'team-a' }, r.config.injection);
+    const spec = out.pod!.spec!;
+    expect(spec.volumes).toContainEqual({ name: 'aigress-audit', emptyDir: {} });
+    const proxy = [...(spec.initContainers ?? []), ...spec.containers].find((c) => c.name === 'aigress-proxy')!;
+    expect(proxy.securityContext).toMatchObject({ readOnlyRootFilesystem: true });
+    expect(proxy.volumeMounts).toContainEqual({ name: 'aigress-audit', mountPath: '/var/log/aigress' });
+    expect(spec.containers.find((c) => c.name === 'app')!.volumeMounts?.some((m) => m.name === 'aigress-audit')).toBe(false);
+    // stdout, stderr and none need no volume
+    for (const auditLog of ['stdout', 'stderr', '']) {
+      const c = validateConfig({ injection: { proxy: { telemetry: { auditLog } } } });
+      if (!c.ok) throw new Error(JSON.stringify(c.issues));
+      const o = inject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ name: 'app', image: 'a' }] } }, { namespace: 'team-a' }, c.config.injection);
+      expect(o.pod!.spec!.volumes!.map((v) => v.name)).not.toContain('aigress-audit');
+    }
+  });
+
+  it('refuses an audit log path a volume cannot be mounted for, naming the field', () => {
+    for (const auditLog of ['audit.jsonl', '/audit.jsonl', '/var/log/aigress/', '/var/log/../x.jsonl', '/var//x.jsonl', '/var/run/aigress/ca/audit.jsonl', '/var/run/secrets/audit.jsonl', '/c:/x.jsonl']) {
+      const r = validateConfig({ injection: { proxy: { telemetry: { auditLog } } } });
+      expect(r.ok, auditLog).toBe(false);
+      if (!r.ok) expect(r.issues.map((i) => i.path), auditLog).toEqual(['injection.proxy.telemetry.auditLog']);
+    }
+  });
+
   it('names the field it refuses', () => {
     const r = validateConfig({ injection: { proxy: { telemetry: { otlpEndpoint: 'collector:4318', captureContent: 'yes', extra: 1 } } } });
     expect(r.ok).toBe(false);
@@ -84,11 +111,11 @@ describe('chart values injection.proxy.telemetry → env of the injected proxy (
     expect(c.otlp!.traces).toMatchObject({ url: new URL('https://otel-collector.observability:4318/v1/traces'), protocol: 'http/json', compression: 'gzip', timeoutMs: 2500, headers: { 'api-key': 'k ey' } });
     expect(c.otlp!.metrics!.url.href).toBe(ALL.otlpMetricsEndpoint);
     expect(c.otlp).toMatchObject({ metricsIntervalMs: 15000, serviceName: 'egress', resource: { 'deployment.environment.name': 'prod', 'team.note': 'a,b=c' } });
-    expect(c.audit).toEqual({ kind: 'file', path: ALL.auditLog });
+    expect(c.audit).toEqual({ kind: 'file', path: ALL.auditLog, setting: 'AIGRESS_AUDIT_LOG' });
   });
 
   it('the chart schema refuses what the proxy would refuse at start', () => {
-    for (const bad of [{ otlpProtocol: 'grpc' }, { otlpCompression: 'zstd' }, { metricExportIntervalMs: 50 }, { otlpTracesEndpoint: 'collector:4318' }, { resourceAttributes: { 'a b': 'x' } }]) {
+    for (const bad of [{ otlpProtocol: 'grpc' }, { otlpCompression: 'zstd' }, { metricExportIntervalMs: 50 }, { otlpTracesEndpoint: 'collector:4318' }, { resourceAttributes: { 'a b': 'x' } }, { auditLog: 'audit.jsonl' }, { auditLog: '/audit.jsonl' }, { auditLog: '/var/log/aigress/' }]) {
       const res = lint({ injection: { proxy: { telemetry: bad } } });
       expect(res.code, JSON.stringify(bad)).not.toBe(0);
       const v = validateConfig({ injection: { proxy: { telemetry: bad } } });

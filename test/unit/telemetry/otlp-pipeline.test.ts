@@ -322,3 +322,81 @@ describe('content capture (off by default; when on, what went upstream, after re
     }
   });
 });
+
+describe('content capture with the pii filter: the completion as the app receives it, redactions applied', () => {
+  const CAPTURE = { OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true' };
+  const chatJson = (text: string): Buffer =>
+    Buffer.from(JSON.stringify({ id: 'c1', object: 'chat.completion', model: 'gpt-4o', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 } }));
+  const chatSse = (parts: string[]): Buffer =>
+    Buffer.from(
+      [...parts.map((t) => ({ id: 'c1', object: 'chat.completion.chunk', model: 'gpt-4o', choices: [{ index: 0, delta: { content: t }, finish_reason: null }] })), { id: 'c1', object: 'chat.completion.chunk', model: 'gpt-4o', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }]
+        .map((d) => `data: ${JSON.stringify(d)}\n\n`)
+        .join('') + 'data: [DONE]\n\n',
+    );
+
+  async function call(filters: unknown[], prompt: string, answer: string, stream: boolean, env: Record<string, string> = CAPTURE): Promise<{ span?: ReceivedSpan; app: string; denied: boolean }> {
+    const reg = new Registry();
+    const s = await telemetryServices({ OTEL_EXPORTER_OTLP_ENDPOINT: collector.url, ...env }, reg);
+    const pp = policy({ providers: ['openai'], regions: { allow: [], unknown: 'allow' }, filters });
+    const pl = withRegistry(buildPipeline(pp, s.services), reg);
+    const ex = exchange(pp, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o', stream, messages: [{ role: 'user', content: prompt }] }, { identity: IDENTITY });
+    await runRequest(pl, ex);
+    const got = await respond(pl, ex, 200, stream ? SSE_H : JSON_H, [stream ? chatSse(answer.split(/(?<= )/)) : chatJson(answer)]);
+    await s.telemetry.otlp!.flush();
+    await s.telemetry.otlp!.close();
+    const tp = ex.request.headers.get('traceparent');
+    const span = tp ? collector.spans.find((x) => x.spanId === tp.split('-')[2]) : undefined;
+    return { span, app: got.body.toString('utf8'), denied: got.denied !== undefined };
+  }
+  const output = (span: ReceivedSpan | undefined): string => {
+    const v = span?.attributes['gen_ai.output.messages'];
+    return v === undefined ? '' : (JSON.parse(String(v)) as { parts: { content: string }[] }[])[0]!.parts.map((x) => x.content).join('');
+  };
+
+  it('a response-phase redaction applies to the captured completion (JSON and streamed)', async () => {
+    for (const stream of [false, true]) {
+      const r = await call([{ type: 'pii', name: 'pii', action: 'redact', phase: 'response', detect: ['email'] }], 'who do I write to?', 'Write to bob.smith@example.org today please', stream);
+      expect(r.app).not.toContain('bob.smith@example.org');
+      expect(output(r.span)).toBe('Write to [EMAIL_1] today please');
+      expect(JSON.stringify(r.span!.attributes)).not.toContain('bob.smith@example.org');
+    }
+  });
+
+  it('text a response filter blocked is not captured', async () => {
+    const json = await call([{ type: 'pii', name: 'pii', action: 'block', phase: 'response', detect: ['email'] }], 'hi', 'Write to bob.smith@example.org', false);
+    expect(json.denied).toBe(true);
+    expect(json.span!.attributes['gen_ai.output.messages']).toBeUndefined();
+    const sse = await call([{ type: 'regex', name: 'no-secret', action: 'block', phase: 'response', pattern: 'SECRET-\\d+' }], 'hi', 'first part then SECRET-42 and more after it', true);
+    expect(sse.app).not.toContain('SECRET-42');
+    const captured = output(sse.span);
+    // The filter held the text its window could still match in, then blocked: the app read no text, nor does the span.
+    expect(sse.app).not.toContain('first');
+    expect(captured).toBe('');
+  });
+
+  it('placeholders a request-side redaction restored for the app stay placeholders in the capture', async () => {
+    for (const stream of [false, true]) {
+      const r = await call([{ type: 'pii', name: 'pii', action: 'redact', restore: true, detect: ['email'] }], 'mail me at jane.doe@example.com', 'Sure, I will mail [EMAIL_1] now', stream);
+      expect(r.app).toContain('jane.doe@example.com');
+      expect(JSON.parse(String(r.span!.attributes['gen_ai.input.messages']))).toEqual([{ role: 'user', parts: [{ type: 'text', content: 'mail me at [EMAIL_1]' }] }]);
+      expect(output(r.span)).toBe('Sure, I will mail [EMAIL_1] now');
+      expect(JSON.stringify(r.span!.attributes)).not.toContain('jane.doe@example.com');
+    }
+  });
+
+  it('with only metrics exported, no content is read (nothing would carry it)', async () => {
+    let reads = 0;
+    const reg = new Registry();
+    const s = await telemetryServices({ OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `${collector.url}/v1/metrics`, ...CAPTURE }, reg);
+    expect(s.telemetry.otlp?.tracing).toBe(false);
+    const base = exchange(p, 'api.openai.com', '/v1/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: 'hello' }] }, { identity: IDENTITY });
+    const codec = base.adapter.codec!(base.described)!;
+    const counting = { ...base.adapter, codec: () => ({ ...codec, request: (j: Parameters<ContentCodec['request']>[0]) => (reads++, codec.request(j)) }) };
+    const ex = newExchange({ adapter: counting, host: base.request.host, method: 'POST', path: base.request.path, headers: base.request.headers.toRaw(), appHeaders: base.appHeaders, body: base.request.body.bytes(), hadBody: true, policy: p, identity: IDENTITY, signal: new AbortController().signal });
+    const pl = withRegistry(buildPipeline(p, s.services), reg);
+    await runRequest(pl, ex);
+    await respond(pl, ex, 200, JSON_H, [chatJson('hi')]);
+    await s.telemetry.otlp!.close();
+    expect(reads).toBe(0);
+  });
+});
