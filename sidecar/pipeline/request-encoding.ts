@@ -65,8 +65,10 @@ export function decodeBody(header: string, body: Buffer): { bytes: Buffer } | { 
 }
 
 function decodeRequest(ex: Exchange): Verdict {
-  const header = ex.request.headers.get('content-encoding');
-  if (header === undefined) return CONTINUE;
+  // every line of it: two `content-encoding` lines are one list (RFC 9110 §5.3), and delete() removes them all
+  const lines = ex.request.headers.getAll('content-encoding');
+  if (lines.length === 0) return CONTINUE;
+  const header = lines.join(', ');
   if (codingsOf(header).length === 0) {
     ex.request.headers.delete('content-encoding'); // identity only: says nothing
     return CONTINUE;

@@ -128,6 +128,12 @@ export function createH1Front(mediator: Pick<Mediator, 'handle' | 'checkContinue
       return;
     }
     answered.add(socket);
+    // a response already under way on this socket (a pipelined head that broke during a stream): an answer
+    // written now would land inside that response's body, so the connection is only closed
+    if ((socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
+      socket.destroy();
+      return;
+    }
     const problem = parseProblem(err as NodeJS.ErrnoException & { reason?: unknown });
     const conn = connOf.get(socket);
     if (conn) opts.refused?.({ host: conn.host, status: problem.status });

@@ -389,6 +389,14 @@ describe('fuzz: the redactor (type: pii, redact + restore)', () => {
     expect(JSON.parse(`"${out}"`)).toBe('aaaa\n[E]');
   });
 
+  it('a delta that ends right after a backslash holds it for the next one (window 0: pii)', () => {
+    // found in review: `"hi \\"` then `"nada@example.com ok"` sent the lone backslash, then redacted from the n
+    const rw = new ScanRewriter((t) => detect(t, new Set(['email'])), (t, ms, json) => replaceMatches(t, ms, () => '[E]', json), 0);
+    const seg = (text: string): TextSegment => ({ id: 'a', path: ['a'], role: 'assistant', kind: 'tool_arguments', text, channel: 'c', json: true });
+    const out = (rw.delta('c', seg('hi \\')) as string) + (rw.delta('c', seg('nada@example.com ok')) as string) + (rw.release('c') as string);
+    expect(JSON.parse(`"${out}"`)).toBe('hi \n[E] ok');
+  });
+
   it('any document for any provider: the body sent is valid JSON of the same structure (or the request is refused whole)', async () => {
     const routes: [string[], string, string][] = [
       [['openai'], 'api.openai.com', '/v1/chat/completions'],

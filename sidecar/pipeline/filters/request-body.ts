@@ -18,26 +18,29 @@ const DECODED = {};
 interface Cache {
   /** The wire bytes the view was decoded from: a filter that replaced them invalidates it. */
   from?: Buffer;
-  doc?: BodyDocument;
+  result?: ReadableBody;
 }
 
 export function readableBody(ex: Exchange): ReadableBody {
-  const header = ex.request.headers.get('content-encoding');
-  if (header === undefined || codingsOf(header).length === 0) return { doc: ex.request.body, decoded: false };
+  const lines = ex.request.headers.getAll('content-encoding');
+  const header = lines.join(', ');
+  if (codingsOf(header).length === 0) return { doc: ex.request.body, decoded: false };
   const raw = ex.request.body.bytes();
   const cache = ex.slot<Cache>(DECODED, () => ({}));
-  if (cache.from !== raw || !cache.doc) {
+  if (cache.from !== raw) {
+    // decoded (or found undecodable) once per wire body, however many filters ask
     const r = decodeBody(header, raw);
-    if ('why' in r) return r;
     cache.from = raw;
-    cache.doc = new BodyDocument(r.bytes);
+    cache.result = 'why' in r ? r : { doc: new BodyDocument(r.bytes), decoded: true };
   }
-  return { doc: cache.doc, decoded: true };
+  return cache.result!;
 }
 
 /** After a filter edited a decoded view: the upstream gets it, uncompressed. */
 export function commitDecoded(ex: Exchange, doc: BodyDocument): void {
   ex.request.body.replace(doc.bytes());
   ex.request.headers.delete('content-encoding');
-  ex.slot<Cache>(DECODED, () => ({})).doc = undefined;
+  const cache = ex.slot<Cache>(DECODED, () => ({}));
+  cache.from = undefined;
+  cache.result = undefined;
 }

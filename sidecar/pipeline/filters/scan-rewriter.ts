@@ -100,8 +100,12 @@ function escapeOwners(text: string): Int32Array | undefined {
   const owner = new Int32Array(text.length + 1).fill(-1);
   for (let i = 0; i < text.length; i++) {
     if (text[i] !== '\\') continue;
-    const end = Math.min(text.length, i + (text[i + 1] === 'u' ? 6 : 2));
+    const full = i + (text[i + 1] === 'u' ? 6 : 2);
+    const end = Math.min(text.length, full);
     for (let j = i + 1; j < end; j++) owner[j] = i;
+    // an escape the text ends inside (a stream delta cut after `\`): its end is inside it too, so a cut there
+    // holds the escape for the next delta instead of sending a lone backslash
+    if (full > text.length) owner[text.length] = i;
     i = end - 1;
   }
   return owner;

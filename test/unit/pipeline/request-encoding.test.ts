@@ -79,6 +79,26 @@ describe('a compressed request through the whole pipeline', () => {
     expect(r.ex.facts.model).toBe('anthropic.claude-3-haiku-20240307-v1:0'); // from the path
   });
 
+  it('an undecodable body under a deny list only is refused: the provider might decode what the proxy could not', async () => {
+    const p = policy({ models: { deny: ['gpt-4o-mini*'] } });
+    const zstdish = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3]);
+    const r = await runRequest(setup(p).pipeline, exchange(p, 'api.openai.com', CHAT, zstdish, { headers: { 'content-encoding': 'zstd' } }));
+    expect(r.verdict).toMatchObject({ action: 'deny', status: 403, reason: 'model_unknown' });
+    expect((r.verdict as { message: string }).message).toContain('could not be decoded');
+  });
+
+  it('two content-encoding lines are one list, decoded in order (not the first line alone)', async () => {
+    const p = policy({ models: { deny: ['gpt-4o-mini*'] } });
+    const both = brotliCompressSync(gzipSync(chat('gpt-4o-mini')));
+    const headers = { 'content-encoding': ['gzip', 'br'] as unknown as string };
+    const r = await runRequest(setup(p).pipeline, exchange(p, 'api.openai.com', CHAT, both, { headers }));
+    expect(r.verdict).toMatchObject({ action: 'deny', status: 403, reason: 'model_denied' });
+    const ok = policy({});
+    const o = await runRequest(setup(ok).pipeline, exchange(ok, 'api.openai.com', CHAT, both, { headers }));
+    expect(o.ex.request.body.bytes().equals(chat('gpt-4o-mini'))).toBe(true);
+    expect(o.ex.request.headers.getAll('content-encoding')).toEqual([]);
+  });
+
   it('identity, or no header, leaves the body untouched', async () => {
     const p = policy({});
     const { pipeline } = setup(p);
