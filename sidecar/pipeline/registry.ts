@@ -31,7 +31,7 @@ const one = (type: string, make: (ctx: PipelineContext, services: PipelineServic
  */
 export const PROCESSOR_KINDS: readonly ProcessorKind[] = [
   // a compressed request body decoded before anything reads it (request-encoding.ts)
-  one('request-encoding', () => requestEncodingProcessor()),
+  one('request-encoding', (_ctx, services) => requestEncodingProcessor(services.maxBodyBytes)),
   one('describe', describeProcessor),
   one('regions', regionsProcessor),
   one('models', modelsProcessor),

@@ -1,5 +1,5 @@
 import { brotliDecompressSync, gunzipSync, inflateRawSync, inflateSync } from 'node:zlib';
-import { CONTINUE } from './deny.js';
+import { CONTINUE, deny } from './deny.js';
 import { appSigned, resignsBedrock } from './app-signature.js';
 import type { Exchange, Processor, Verdict } from './types.js';
 
@@ -12,11 +12,15 @@ import type { Exchange, Processor, Verdict } from './types.js';
 // Two cases keep the app's bytes. A Bedrock request the app signed with SigV4 (its signature covers the body as
 // sent) when no managed credential signs it again: the model is in its path, and the filters decode a view of the
 // body themselves and refuse a rewrite they could not sign (filters/common.ts). And a body that cannot be decoded
-// (a coding the proxy does not know, corrupt data, more than MAX_DECODED_BODY): each step then judges an unreadable
-// body as it would any other, a filter by its failure mode (FailClosed: 400 naming the reason), the models rule
-// with an allow list by refusing a model it cannot read.
+// (a coding the proxy does not know, corrupt data): each step judges it as unreadable, a filter by its failure
+// mode (FailClosed: 400 naming the reason), any model rule by refusing a model it cannot read. A body that
+// decodes past the proxy's body limit gets 413, as a plain one that size does.
 
-/** Largest decoded request body (a small compressed body may decode to a huge one). */
+/**
+ * Largest decoded request body (a small compressed body may decode to a huge one) when the proxy names no
+ * limit; the proxy passes its --max-body-bytes, so compression cannot carry a body past the limit a plain one
+ * meets.
+ */
 export const MAX_DECODED_BODY = 32 * 1024 * 1024;
 
 export const SUPPORTED_CODINGS = ['gzip', 'x-gzip', 'deflate', 'br', 'identity'] as const;
@@ -26,8 +30,8 @@ export function codingsOf(header: string | undefined): string[] {
   return (header ?? '').split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'identity');
 }
 
-function decodeOne(coding: string, b: Buffer): Buffer {
-  const opts = { maxOutputLength: MAX_DECODED_BODY };
+function decodeOne(coding: string, b: Buffer, max: number): Buffer {
+  const opts = { maxOutputLength: max };
   switch (coding) {
     case 'gzip':
     case 'x-gzip':
@@ -48,7 +52,7 @@ function decodeOne(coding: string, b: Buffer): Buffer {
 }
 
 /** The decoded bytes, or why they cannot be had. Pure. */
-export function decodeBody(header: string, body: Buffer): { bytes: Buffer } | { why: string } {
+export function decodeBody(header: string, body: Buffer, max = MAX_DECODED_BODY): { bytes: Buffer } | { why: string; tooLarge?: true } {
   const codings = codingsOf(header);
   const unknown = codings.find((c) => !(SUPPORTED_CODINGS as readonly string[]).includes(c));
   if (unknown !== undefined) {
@@ -56,15 +60,15 @@ export function decodeBody(header: string, body: Buffer): { bytes: Buffer } | { 
   }
   let out = body;
   try {
-    for (let i = codings.length - 1; i >= 0; i--) out = decodeOne(codings[i]!, out);
+    for (let i = codings.length - 1; i >= 0; i--) out = decodeOne(codings[i]!, out, max);
   } catch (err) {
     const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
-    return { why: tooLarge ? `content-encoding ${header.slice(0, 32)} decodes to more than ${MAX_DECODED_BODY} bytes` : `content-encoding ${header.slice(0, 32)} does not decode` };
+    return tooLarge ? { why: `content-encoding ${header.slice(0, 32)} decodes to more than ${max} bytes`, tooLarge: true } : { why: `content-encoding ${header.slice(0, 32)} does not decode` };
   }
   return { bytes: out };
 }
 
-function decodeRequest(ex: Exchange): Verdict {
+function decodeRequest(ex: Exchange, max: number): Verdict {
   // every line of it: two `content-encoding` lines are one list (RFC 9110 §5.3), and delete() removes them all
   const lines = ex.request.headers.getAll('content-encoding');
   if (lines.length === 0) return CONTINUE;
@@ -74,7 +78,11 @@ function decodeRequest(ex: Exchange): Verdict {
     return CONTINUE;
   }
   if (ex.adapter.id === 'bedrock' && appSigned(ex) && !resignsBedrock(ex)) return CONTINUE;
-  const r = decodeBody(header, ex.request.body.bytes());
+  const r = decodeBody(header, ex.request.body.bytes(), max);
+  if ('why' in r && r.tooLarge) {
+    // what a plain body that size gets: the limit holds however the body was sent
+    return deny('too_large', 413, 'body_too_large', `aigress: the request body ${r.why}, the proxy's limit (--max-body-bytes)`);
+  }
   if ('why' in r) {
     ex.facts.requestEncoding = `undecoded: ${r.why}`.slice(0, 160);
     return CONTINUE;
@@ -86,6 +94,6 @@ function decodeRequest(ex: Exchange): Verdict {
 }
 
 /** First of all steps (describe phase, before describe): the body every later step reads, decoded. */
-export function requestEncodingProcessor(): Processor {
-  return { name: 'request-encoding', type: 'request-encoding', phase: 'describe', onRequest: decodeRequest };
+export function requestEncodingProcessor(maxBodyBytes = MAX_DECODED_BODY): Processor {
+  return { name: 'request-encoding', type: 'request-encoding', phase: 'describe', onRequest: (ex) => decodeRequest(ex, maxBodyBytes) };
 }

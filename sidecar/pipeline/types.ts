@@ -245,6 +245,8 @@ export interface PipelineServices {
   // source, a guard HTTP client), created once by the proxy and closed when it stops.
   /** OTLP export, the audit log and content capture (sidecar/telemetry/); absent when none is enabled. */
   readonly telemetry?: TelemetryServices;
+  /** The largest request body the proxy buffers (--max-body-bytes): a compressed body decodes to at most this. */
+  readonly maxBodyBytes?: number;
 }
 
 /** The processors for one policy; replaced whole on a policy change and then closed. */

@@ -152,6 +152,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     ...(opts.redisPassword !== undefined && { redisPassword: opts.redisPassword }),
     ...(identity.pod !== undefined && { proxyName: identity.pod }),
     credentials: opts.credentials,
+    maxBodyBytes: opts.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
     identity,
     telemetry: opts.telemetry,
     ...(opts.stdout && { stdout: opts.stdout }),

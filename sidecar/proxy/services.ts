@@ -34,6 +34,8 @@ export interface ServiceOptions {
   identity?: PodIdentity;
   /** The operational log's stream (`--audit-log stdout` writes through it). */
   stdout?: Writable;
+  /** --max-body-bytes, which also bounds a compressed request body once decoded. */
+  maxBodyBytes?: number;
 }
 
 export interface ServiceSet {
@@ -68,7 +70,15 @@ export async function createServices(opts: ServiceOptions): Promise<ServiceSet> 
     if (otlp) closers.push(() => otlp.close());
     if (audit) closers.push(() => audit.close());
   }
-  const services: PipelineServices = { registry: opts.registry, log: opts.log, now: Date.now, budgets, ...(credentials && { credentials }), ...(telemetry && { telemetry }) };
+  const services: PipelineServices = {
+    registry: opts.registry,
+    log: opts.log,
+    now: Date.now,
+    budgets,
+    ...(credentials && { credentials }),
+    ...(telemetry && { telemetry }),
+    ...(opts.maxBodyBytes !== undefined && { maxBodyBytes: opts.maxBodyBytes }),
+  };
   return {
     services,
     async close() {

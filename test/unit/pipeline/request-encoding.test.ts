@@ -4,7 +4,9 @@
 import { brotliCompressSync, deflateRawSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { codingsOf, decodeBody, MAX_DECODED_BODY } from '../../../sidecar/pipeline/request-encoding.js';
-import { exchange, policy, runRequest, setup } from './harness.js';
+import { Registry } from 'prom-client';
+import { buildPipeline } from '../../../sidecar/pipeline/index.js';
+import { exchange, policy, runRequest, services, setup, withRegistry } from './harness.js';
 
 const CHAT = '/v1/chat/completions';
 const chat = (model: string) => Buffer.from(JSON.stringify({ model, max_tokens: 50, messages: [{ role: 'user', content: 'hello' }] }));
@@ -97,6 +99,18 @@ describe('a compressed request through the whole pipeline', () => {
     const o = await runRequest(setup(ok).pipeline, exchange(ok, 'api.openai.com', CHAT, both, { headers }));
     expect(o.ex.request.body.bytes().equals(chat('gpt-4o-mini'))).toBe(true);
     expect(o.ex.request.headers.getAll('content-encoding')).toEqual([]);
+  });
+
+  it('a body that decodes past the proxy\'s --max-body-bytes gets 413, as a plain body that size does', async () => {
+    const p = policy({});
+    const registry = new Registry();
+    const pipeline = withRegistry(buildPipeline(p, { ...services(registry), maxBodyBytes: 4096 }), registry);
+    const small = gzipSync(Buffer.from(JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x'.repeat(5000) }] })));
+    expect(small.length).toBeLessThan(4096);
+    const r = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, small, { headers: { 'content-encoding': 'gzip' } }));
+    expect(r.verdict).toMatchObject({ action: 'deny', status: 413, kind: 'too_large', reason: 'body_too_large' });
+    const fits = await runRequest(pipeline, exchange(p, 'api.openai.com', CHAT, gzipSync(chat('gpt-4o')), { headers: { 'content-encoding': 'gzip' } }));
+    expect(fits.verdict).toEqual({ action: 'continue' });
   });
 
   it('identity, or no header, leaves the body untouched', async () => {

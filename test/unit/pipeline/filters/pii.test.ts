@@ -481,8 +481,11 @@ describe('compressed request bodies', () => {
     const cases: [Buffer, string, string][] = [
       [raw, 'zstd', 'content-encoding zstd is not one the proxy decodes'],
       [Buffer.from('not gzip at all'), 'gzip', 'content-encoding gzip does not decode'],
-      [bomb, 'gzip', `decodes to more than ${MAX_DECODED_BODY} bytes`],
     ];
+    // one that decodes past the body limit is refused before any filter, as a plain body that size is
+    const big = await send(filterSetup([{ ...redact, failureMode: 'FailOpen' }]), 'api.openai.com', CHAT, bomb, { 'content-encoding': 'gzip' });
+    expect(big.verdict).toMatchObject({ action: 'deny', status: 413, reason: 'body_too_large' });
+    expect((big.verdict as { message: string }).message).toContain(`decodes to more than ${MAX_DECODED_BODY} bytes`);
     for (const [bytes, enc, why] of cases) {
       const s = filterSetup([redact]);
       const { verdict } = await send(s, 'api.openai.com', CHAT, bytes, { 'content-encoding': enc });
