@@ -140,6 +140,8 @@ export function externalFilter(f: ExternalFilter, env: FilterEnv): Processor {
       return { answer: await call(ex, phase, segments) };
     } catch (err) {
       if (!(err instanceof GuardError)) throw err;
+      // the app went away mid-call: the runner has already ended the exchange, and a cut call is no guard failure
+      if (ex.signal.aborted) throw err;
       return { verdict: tools.failed(ex, phase, err.message) };
     } finally {
       tools.observe(phase, t0);

@@ -104,6 +104,20 @@ describe('external guard', () => {
     });
   }
 
+  it('the app leaving mid-call ends the exchange without counting a guard failure', async () => {
+    handler = () => ({ body: '{"action":"allow"}', delayMs: 250 });
+    const open = filterSetup([guard({ failureMode: 'FailOpen' })]);
+    const ac = new AbortController();
+    const pending = runRequest(open.pipeline, exchange(open.p, 'api.openai.com', CHAT, body, { signal: ac.signal }));
+    setTimeout(() => ac.abort(), 50);
+    const r = await pending;
+    expect(r.gone).toBe(true);
+    await new Promise((res) => setTimeout(res, 300)); // the cut call has settled by now
+    expect(await metric(open.registry, 'aigress_filter_failures_total', { filter: 'guard', mode: 'open' })).toBe(0);
+    expect(r.ex.actions.filter((a) => a.action === 'failed-open')).toEqual([]);
+    await open.pipeline.close();
+  });
+
   it('the timeout fires even when a garbage collection runs while the guard is thinking', async () => {
     // AbortSignal.any over AbortSignal.timeout lost its deadline to a GC on Node 20 (the guard's late "allow" was
     // taken); a collection forced mid-call must not change the verdict
