@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestPki, fakeUpstream, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
+import { createTestPki, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
 import { FLAG, FRAME, frame, hpack, RawH2, requestBlock } from './h2-raw.js';
-import { h2Result, h2Session } from './support.js';
+import { type CountingProvider, countingProvider, h2Result, h2Session } from './support.js';
 
 // HTTP/2 from the app, as an attacker writes it: CONTINUATION floods (CVE-2024-27316 class), SETTINGS and PING
 // floods (CVE-2019-9512/9515), an HPACK bomb (a small block that decodes to a huge header list) and rapid reset
@@ -12,23 +12,17 @@ import { h2Result, h2Session } from './support.js';
 const OPENAI = 'api.openai.com';
 let pki: TestPki;
 let proxy: TestProxy;
-let reached = 0;
-let closeUp: () => Promise<void>;
+let provider: CountingProvider;
 
 beforeAll(async () => {
   pki = await createTestPki();
-  const up = await fakeUpstream(pki, OPENAI, (req, res) => {
-    reached++;
-    req.resume();
-    req.on('end', () => res.end('{}'));
-  });
-  closeUp = up.close;
-  proxy = await startTestProxy(pki, { resolve: { [OPENAI]: { host: '127.0.0.1', port: up.port } } });
+  provider = await countingProvider(pki, OPENAI);
+  proxy = await startTestProxy(pki, { resolve: { [OPENAI]: { host: '127.0.0.1', port: provider.port } } });
   await proxy.handle.ready;
 });
 afterAll(async () => {
   await proxy.handle.close();
-  await closeUp();
+  await provider.close();
 });
 
 interface Cost {
@@ -126,7 +120,7 @@ describe('HTTP/2 floods are cut off', () => {
   });
 
   it('HPACK bomb: a 4 KB table entry referenced 16,000 times per block (64 MB decoded) on 50 streams: each refused', async () => {
-    const before = reached;
+    const before = provider.reached;
     const c = await connect();
     const { result } = await measured('hpack bomb', async () => {
       const refs = Buffer.alloc(16_000, 0xbe); // dynamic entry 62, one byte each
@@ -148,12 +142,12 @@ describe('HTTP/2 floods are cut off', () => {
     // Every bomb was refused (its stream reset, or the session closed); none became a request.
     expect(result.answered).toBe(0);
     expect(result.resets > 0 || result.closed).toBe(true);
-    expect(reached).toBe(before);
+    expect(provider.reached).toBe(before);
     expect(await honestServed()).toBe(200);
   });
 
   it('rapid reset: 20,000 requests each cancelled at once: the session is ended, none reach the provider', async () => {
-    const before = reached;
+    const before = provider.reached;
     const c = await connect();
     const { result } = await measured('rapid reset', async () => {
       const block = requestBlock(OPENAI);
@@ -161,7 +155,7 @@ describe('HTTP/2 floods are cut off', () => {
       const sent = await c.flood((i) =>
         i < 20_000 ? Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 2 * i + 1, block), frame(FRAME.RST_STREAM, 0, 2 * i + 1, cancel)]) : undefined,
       );
-      return { ...(await outcome(c, sent)), reachedProvider: reached - before };
+      return { ...(await outcome(c, sent)), reachedProvider: provider.reached - before };
     });
     expect(result.closed).toBe(true);
     expect(result.goaway).toBe(0xb); // ENHANCE_YOUR_CALM: the proxy's reset budget, not nghttp2's GOAWAY-and-linger

@@ -3,8 +3,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pipelineOf } from '../../sidecar/pipeline/index.js';
 import type { Processor } from '../../sidecar/pipeline/types.js';
-import { callTls, createTestPki, fakeUpstream, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
-import { h2Result, h2Session } from './support.js';
+import { callTls, createTestPki, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
+import { type CountingProvider, countingProvider, h2Result, h2Session } from './support.js';
 
 // Rapid reset (CVE-2023-44487) as a billing attack: an app (or anything in the pod) opens chat requests and
 // cancels them at once. A request whose client is gone before the policy steps finish must not reach the
@@ -21,29 +21,23 @@ const slowStep: Processor = {
 
 let pki: TestPki;
 let proxy: TestProxy;
-let reached = 0;
-let closeUpstream: () => Promise<void>;
+let provider: CountingProvider;
 
 beforeAll(async () => {
   pki = await createTestPki();
-  const up = await fakeUpstream(pki, OPENAI, (req, res) => {
-    reached++;
-    req.resume();
-    req.on('end', () => res.end('{}'));
-  });
-  closeUpstream = up.close;
-  proxy = await startTestProxy(pki, { buildPipeline: () => pipelineOf([slowStep]), resolve: { [OPENAI]: { host: '127.0.0.1', port: up.port } } });
+  provider = await countingProvider(pki, OPENAI);
+  proxy = await startTestProxy(pki, { buildPipeline: () => pipelineOf([slowStep]), resolve: { [OPENAI]: { host: '127.0.0.1', port: provider.port } } });
   await proxy.handle.ready;
 });
 afterAll(async () => {
   await proxy.handle.close();
-  await closeUpstream();
+  await provider.close();
 });
 
 describe('requests cancelled before the pipeline finished', () => {
   it('HTTP/2: 500 streams reset right after their body reach the provider 0 times; the session still serves', async () => {
     const s = await h2Session(proxy.handle.capturePort, OPENAI, pki.caPem);
-    const before = reached;
+    const before = provider.reached;
     for (let i = 0; i < 500; i += 50) {
       const batch = Array.from({ length: 50 }, () => {
         const st = s.request({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' });
@@ -54,15 +48,15 @@ describe('requests cancelled before the pipeline finished', () => {
       await Promise.all(batch);
     }
     await new Promise((r) => setTimeout(r, 400)); // past the slow step: a leaked request would have been sent by now
-    expect(reached - before).toBe(0);
+    expect(provider.reached - before).toBe(0);
     const ok = await h2Result(s.request({ ':method': 'GET', ':path': '/v1/models' }));
     expect(ok.status).toBe(200);
-    expect(reached - before).toBe(1);
+    expect(provider.reached - before).toBe(1);
     s.close();
   });
 
   it('HTTP/1.1: a client that sends its request and hangs up is not forwarded', async () => {
-    const before = reached;
+    const before = provider.reached;
     await Promise.all(
       Array.from({ length: 50 }, () =>
         new Promise<void>((resolve) => {
@@ -76,7 +70,7 @@ describe('requests cancelled before the pipeline finished', () => {
       ),
     );
     await new Promise((r) => setTimeout(r, 400));
-    expect(reached - before).toBe(0);
+    expect(provider.reached - before).toBe(0);
     const ok = await callTls(proxy.handle.capturePort, OPENAI, pki.caPem, { method: 'GET', path: '/v1/models' });
     expect(ok.status).toBe(200);
   });

@@ -2,9 +2,9 @@ import { createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callTls, createTestPki, fakeUpstream, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
+import { callTls, createTestPki, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
 import { FLAG, FRAME, frame, hpack, RawH2, requestBlock } from './h2-raw.js';
-import { h2Result, h2Session, tcpTo, tlsTo } from './support.js';
+import { type CountingProvider, countingProvider, h2Result, h2Session, tcpTo, tlsTo } from './support.js';
 
 // Slow clients: a slowloris trickling its head, a body that stops arriving, a TLS handshake left half done. Each
 // holds a connection (and, for a body, a buffer) until the documented timeout cuts it (--client-header-timeout,
@@ -18,28 +18,22 @@ const HEADER_MS = 1_000;
 const BODY_MS = 1_000;
 let pki: TestPki;
 let proxy: TestProxy;
-let reached = 0;
-let closeUp: () => Promise<void>;
+let provider: CountingProvider;
 
 beforeAll(async () => {
   pki = await createTestPki();
-  const up = await fakeUpstream(pki, OPENAI, (req, res) => {
-    reached++;
-    req.resume();
-    req.on('end', () => res.end('{}'));
-  });
-  closeUp = up.close;
+  provider = await countingProvider(pki, OPENAI);
   proxy = await startTestProxy(pki, {
     clientHeaderTimeoutMs: HEADER_MS,
     clientBodyTimeoutMs: BODY_MS,
     peekTimeoutMs: HEADER_MS,
-    resolve: { [OPENAI]: { host: '127.0.0.1', port: up.port } },
+    resolve: { [OPENAI]: { host: '127.0.0.1', port: provider.port } },
   });
   await proxy.handle.ready;
 });
 afterAll(async () => {
   await proxy.handle.close();
-  await closeUp();
+  await provider.close();
 });
 
 /** Writes `first`, then one byte of `rest` every `everyMs` until the server closes; resolves with what it said. */
@@ -66,7 +60,7 @@ const honest = async (): Promise<number> => (await callTls(proxy.handle.captureP
 
 describe('a slowloris (header bytes trickled)', () => {
   it('TLS, HTTP/1.1: cut with a 408 after the header timeout, while an honest client is served', async () => {
-    const before = reached;
+    const before = provider.reached;
     const socket = await tlsTo(proxy.handle.capturePort, OPENAI, pki.caPem);
     // One byte of an endless header field every 100 ms: the socket is never idle.
     const slow = trickle(socket, `POST /v1/chat/completions HTTP/1.1\r\nHost: ${OPENAI}\r\nx-slow: `, 'abcdefgh', 100);
@@ -75,14 +69,14 @@ describe('a slowloris (header bytes trickled)', () => {
     expect(text).toMatch(/^HTTP\/1\.1 408 /);
     expect(text).toMatch(/did not arrive in time/);
     expect(sent).toBeGreaterThan(3); // it was trickling, not idle, when it was cut
-    expect(reached - before).toBe(1); // the honest one only
+    expect(provider.reached - before).toBe(1); // the honest one only
   });
 
   it('plain HTTP: closed at the routing deadline (the head never completes, so it is never routed)', async () => {
-    const before = reached;
+    const before = provider.reached;
     const { text } = await trickle(await tcpTo(proxy.handle.capturePort), `GET /v1/models HTTP/1.1\r\nHost: ${OPENAI}\r\nx-slow: `, 'abcdefgh', 100);
     expect(text).toBe('');
-    expect(reached).toBe(before);
+    expect(provider.reached).toBe(before);
   });
 });
 
@@ -122,7 +116,7 @@ describe('an HTTP/2 request header block trickled', () => {
       everyMs: 100,
     },
   ])('$how: the session is ended after the header timeout, nothing forwarded; an honest session is served', async ({ pieces, everyMs }) => {
-    const before = reached;
+    const before = provider.reached;
     const c = await RawH2.connect(proxy.handle.capturePort, OPENAI, pki.caPem);
     // SETTINGS exchanged first: RawH2's ACK of the proxy's SETTINGS inside the block would be a protocol error.
     while (c.received.settingsAcks === 0 && c.isOpen) await c.closedWithin(10);
@@ -140,7 +134,7 @@ describe('an HTTP/2 request header block trickled', () => {
     expect(sent).toBeGreaterThan(2); // …not idle
     expect(c.received.goaway?.code).toBe(ENHANCE_YOUR_CALM);
     expect(c.received.answered.has(1)).toBe(false);
-    expect(reached - before).toBe(1); // the honest one only
+    expect(provider.reached - before).toBe(1); // the honest one only
   });
 
   it('an honest session idle between requests for longer than the header timeout is not cut', async () => {
@@ -158,7 +152,7 @@ describe('an HTTP/2 request header block trickled', () => {
 
 describe('a stalled request body', () => {
   it('HTTP/1.1: 408 after the body timeout, nothing forwarded; an honest client is served meanwhile', async () => {
-    const before = reached;
+    const before = provider.reached;
     const socket = await tlsTo(proxy.handle.capturePort, OPENAI, pki.caPem);
     const answer = new Promise<string>((resolve) => {
       const chunks: Buffer[] = [];
@@ -172,11 +166,11 @@ describe('a stalled request body', () => {
     expect(text).toMatch(/^HTTP\/1\.1 408 /);
     expect(text).toMatch(/request body paused for more than 1000 ms/);
     expect(text).toMatch(/"message"/); // in the provider's error shape
-    expect(reached - before).toBe(1);
+    expect(provider.reached - before).toBe(1);
   });
 
   it('HTTP/1.1: a body that is slow but keeps coming (a pause shorter than the timeout) is forwarded', async () => {
-    const before = reached;
+    const before = provider.reached;
     const body = '{"model":"gpt-4o","messages":[]}';
     const socket = await tlsTo(proxy.handle.capturePort, OPENAI, pki.caPem);
     const done = new Promise<string>((resolve) => {
@@ -196,11 +190,11 @@ describe('a stalled request body', () => {
     }
     expect(await done).toMatch(/^HTTP\/1\.1 200 /);
     socket.destroy();
-    expect(reached - before).toBe(1);
+    expect(provider.reached - before).toBe(1);
   });
 
   it('HTTP/2: the stalled stream gets 408 although PINGs keep the session alive; the same session still serves', async () => {
-    const before = reached;
+    const before = provider.reached;
     const s = await h2Session(proxy.handle.capturePort, OPENAI, pki.caPem);
     const pinger = setInterval(() => s.ping(() => undefined), 200);
     try {
@@ -209,7 +203,7 @@ describe('a stalled request body', () => {
       const stalled = await h2Result(st);
       expect(stalled.status).toBe(408);
       expect(stalled.body).toMatch(/request body paused/);
-      expect(reached).toBe(before);
+      expect(provider.reached).toBe(before);
       const ok = await h2Result(s.request({ ':method': 'GET', ':path': '/v1/models' }));
       expect(ok.status).toBe(200);
     } finally {

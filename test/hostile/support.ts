@@ -2,6 +2,7 @@ import { connect as h2Connect, type ClientHttp2Session, type ClientHttp2Stream, 
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { fakeUpstream, type TestPki } from '../unit/proxy/support.js';
 
 // Clients that misbehave on purpose: raw bytes on TCP or TLS (nothing normalised by a client library), and an
 // HTTP/2 session with its own send limits lifted.
@@ -84,4 +85,28 @@ export function h2Result(st: ClientHttp2Stream): Promise<H2Result> {
       resolve(out);
     });
   });
+}
+
+/** The fake provider of the hostile suites: answers `{}` once a request's body ended, counting what reached it. */
+export interface CountingProvider {
+  readonly port: number;
+  /** Requests that reached the provider so far. */
+  readonly reached: number;
+  close(): Promise<void>;
+}
+
+export async function countingProvider(pki: TestPki, host: string): Promise<CountingProvider> {
+  let reached = 0;
+  const up = await fakeUpstream(pki, host, (req, res) => {
+    reached++;
+    req.resume();
+    req.on('end', () => res.end('{}'));
+  });
+  return {
+    port: up.port,
+    get reached() {
+      return reached;
+    },
+    close: () => up.close(),
+  };
 }

@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestPki, fakeUpstream, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
-import { h2Result, h2Session, tcpTo, tlsTo } from './support.js';
+import { createTestPki, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
+import { type CountingProvider, countingProvider, h2Result, h2Session, tcpTo, tlsTo } from './support.js';
 
 // An upload over the body limit must get a 413 the app can read. Clients such as Python's requests write the
 // whole body before they read anything, so an answer is lost if the proxy closes (a reset) while body bytes
@@ -11,23 +11,17 @@ const OPENAI = 'api.openai.com';
 const LIMIT = 1024 * 1024;
 let pki: TestPki;
 let proxy: TestProxy;
-let reached = 0;
-let closeUp: () => Promise<void>;
+let provider: CountingProvider;
 
 beforeAll(async () => {
   pki = await createTestPki();
-  const up = await fakeUpstream(pki, OPENAI, (req, res) => {
-    reached++;
-    req.resume();
-    req.on('end', () => res.end('{}'));
-  });
-  closeUp = up.close;
-  proxy = await startTestProxy(pki, { maxBodyBytes: LIMIT, resolve: { [OPENAI]: { host: '127.0.0.1', port: up.port } } });
+  provider = await countingProvider(pki, OPENAI);
+  proxy = await startTestProxy(pki, { maxBodyBytes: LIMIT, resolve: { [OPENAI]: { host: '127.0.0.1', port: provider.port } } });
   await proxy.handle.ready;
 });
 afterAll(async () => {
   await proxy.handle.close();
-  await closeUp();
+  await provider.close();
 });
 
 /** Writes head and body completely, reading nothing meanwhile (as requests does), then reads the answer. */
@@ -66,19 +60,19 @@ const tries = [20e6, 40e6, 60e6, 80e6, 100e6].flatMap((bytes) =>
 
 describe('413 for an oversized upload', () => {
   it.each(tries)('Connection: close, $bytes bytes over $transport (chunked: $chunked): the app reads the 413', async ({ bytes, transport, chunked }) => {
-    const before = reached;
+    const before = provider.reached;
     const framing = chunked ? 'transfer-encoding: chunked' : `content-length: ${bytes}`;
     const head = `POST /v1/chat/completions HTTP/1.1\r\nHost: ${OPENAI}\r\ncontent-type: application/json\r\nconnection: close\r\n${framing}\r\n\r\n`;
     const socket = transport === 'TLS' ? await tlsTo(proxy.handle.capturePort, OPENAI, pki.caPem) : await tcpTo(proxy.handle.capturePort);
     const { text } = await uploadThenRead(socket, head, bytes, chunked);
     expect(text).toMatch(/^HTTP\/1\.1 413 /);
     expect(text).toMatch(/larger than the proxy limit/);
-    expect(reached).toBe(before);
+    expect(provider.reached).toBe(before);
   }, 60_000);
 
   it('HTTP/2: a 100 MB upload gets its 413 on the stream; the session still serves', async () => {
     const s = await h2Session(proxy.handle.capturePort, OPENAI, pki.caPem);
-    const before = reached;
+    const before = provider.reached;
     const st = s.request({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' });
     const result = h2Result(st);
     const piece = Buffer.alloc(256 * 1024, 0x61);
@@ -98,7 +92,7 @@ describe('413 for an oversized upload', () => {
     const r = await result;
     expect(r.status).toBe(413);
     expect(r.body).toMatch(/larger than the proxy limit/);
-    expect(reached).toBe(before);
+    expect(provider.reached).toBe(before);
     const ok = await h2Result(s.request({ ':method': 'GET', ':path': '/v1/models' }));
     expect(ok.status).toBe(200);
     s.close();
