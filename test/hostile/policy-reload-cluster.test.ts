@@ -11,6 +11,7 @@ import { clusterSources } from '../../sidecar/proxy/sources/cluster.js';
 import { startProxy, type ProxyHandle } from '../../sidecar/proxy/proxy.js';
 import { startLocalControlPlane, type LocalControlPlane } from '../support/control-plane.js';
 import { createTestPki, eventually, fakeUpstream } from '../unit/proxy/support.js';
+import { clientLoad } from './support.js';
 
 // policy-reload.test.ts for the cluster source: the namespace's EgressPolicy is edited in the (fake) API server
 // once a second, alternately allowing one model and another, while clients keep sending through a proxy whose
@@ -108,20 +109,8 @@ describe('cluster policy changes under load', () => {
   it(`no request fails while the EgressPolicy changes every second (${ROUNDS} times); each policy takes effect; denied requests never reach the provider`, async () => {
     // the starting policy is A, from the control plane
     expect(await eventually(() => takesEffect('gpt-4o', 'gpt-4.1'), 10_000)).toBe(true);
-    const answers: { model: Model; status: number; body: string }[] = [];
-    const errors: string[] = [];
-    let running = true;
-    const worker = async (w: number): Promise<void> => {
-      for (let i = w; running; i++) {
-        const model = MODELS[i % MODELS.length]!;
-        try {
-          answers.push({ model, ...(await ask(model)) });
-        } catch (err) {
-          errors.push(`${model}: ${(err as Error).message}`);
-        }
-      }
-    };
-    const load = Promise.all(Array.from({ length: 8 }, (_, w) => worker(w)));
+    const load = clientLoad(MODELS, 8, ask);
+    const { answers, errors } = load;
 
     const took: boolean[] = [];
     const changes: string[] = [];
@@ -136,14 +125,13 @@ describe('cluster policy changes under load', () => {
       const left = 1_000 - (Date.now() - t0);
       if (left > 0) await new Promise((r) => setTimeout(r, left));
     }
-    running = false;
-    await load;
+    await load.stop();
 
     expect(took).toEqual(Array(ROUNDS).fill(true));
     expect(changes.length).toBeGreaterThanOrEqual(ROUNDS); // through the long poll, not a restart
     expect(errors).toEqual([]);
     expect(answers.length).toBeGreaterThan(100);
-    const by = (m: Model): number[] => [...new Set(answers.filter((a) => a.model === m).map((a) => a.status))].sort();
+    const by = (m: Model): number[] => [...new Set(answers.filter((a) => a.item === m).map((a) => a.status))].sort();
     expect(by('gpt-4o-mini')).toEqual([200]); // allowed by every policy: never refused, never failed
     expect(by('o3')).toEqual([403]); // allowed by none
     for (const m of ['gpt-4o', 'gpt-4.1'] as const) expect(by(m)).toEqual([200, 403]);

@@ -3,6 +3,7 @@ import { Pool, buildConnector } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPipeline } from '../../sidecar/pipeline/index.js';
 import { createTestPki, eventually, fakeUpstream, startTestProxy, type TestPki, type TestProxy } from '../unit/proxy/support.js';
+import { clientLoad } from './support.js';
 
 // The policy file is rewritten again and again (in place, and by rename as a ConfigMap update does) while a
 // client keeps sending. No request may fail because of a reload: every answer is the provider's 200 or the
@@ -71,20 +72,8 @@ function rewrite(text: string, how: 'in-place' | 'rename'): void {
 
 describe('policy reloads under load', () => {
   it('no request fails while the policy file is rewritten 12 times; each policy takes effect; denied requests never reach the provider', async () => {
-    const answers: { model: Model; status: number; body: string }[] = [];
-    const errors: string[] = [];
-    let running = true;
-    const worker = async (w: number): Promise<void> => {
-      for (let i = w; running; i++) {
-        const model = MODELS[i % MODELS.length]!;
-        try {
-          answers.push({ model, ...(await ask(model)) });
-        } catch (err) {
-          errors.push(`${model}: ${(err as Error).message}`);
-        }
-      }
-    };
-    const load = Promise.all(Array.from({ length: 8 }, (_, w) => worker(w)));
+    const load = clientLoad(MODELS, 8, ask);
+    const { answers, errors } = load;
 
     const took: boolean[] = [];
     for (let round = 0; round < 12; round++) {
@@ -94,13 +83,12 @@ describe('policy reloads under load', () => {
       const [passes, refused]: [Model, Model] = next === B ? ['gpt-4.1', 'gpt-4o'] : ['gpt-4o', 'gpt-4.1'];
       took.push(await eventually(async () => (await ask(passes)).status === 200 && (await ask(refused)).status === 403, 10_000));
     }
-    running = false;
-    await load;
+    await load.stop();
 
     expect(took).toEqual(Array(12).fill(true));
     expect(errors).toEqual([]);
     expect(answers.length).toBeGreaterThan(100);
-    const by = (m: Model): number[] => [...new Set(answers.filter((a) => a.model === m).map((a) => a.status))].sort();
+    const by = (m: Model): number[] => [...new Set(answers.filter((a) => a.item === m).map((a) => a.status))].sort();
     expect(by('gpt-4o-mini')).toEqual([200]); // allowed by every policy: never refused, never failed
     expect(by('o3')).toEqual([403]); // allowed by none
     for (const m of ['gpt-4o', 'gpt-4.1'] as const) expect(by(m)).toEqual([200, 403]);

@@ -110,3 +110,37 @@ export async function countingProvider(pki: TestPki, host: string): Promise<Coun
     close: () => up.close(),
   };
 }
+
+/** What a client loop collected: every answer by the item it asked for, and every request that failed. */
+export interface ClientLoad<T, A> {
+  readonly answers: ({ item: T } & A)[];
+  readonly errors: string[];
+  /** Stops the loop after each client's request in flight. */
+  stop(): Promise<void>;
+}
+
+/** `clients` concurrent loops, each asking for the items in turn (client w starting at item w) until stopped. */
+export function clientLoad<T extends string, A>(items: readonly T[], clients: number, ask: (item: T) => Promise<A>): ClientLoad<T, A> {
+  const answers: ({ item: T } & A)[] = [];
+  const errors: string[] = [];
+  let running = true;
+  const client = async (w: number): Promise<void> => {
+    for (let i = w; running; i++) {
+      const item = items[i % items.length]!;
+      try {
+        answers.push({ item, ...(await ask(item)) });
+      } catch (err) {
+        errors.push(`${item}: ${(err as Error).message}`);
+      }
+    }
+  };
+  const all = Promise.all(Array.from({ length: clients }, (_, w) => client(w)));
+  return {
+    answers,
+    errors,
+    async stop() {
+      running = false;
+      await all;
+    },
+  };
+}
